@@ -1,0 +1,29 @@
+//! ChainFire's wire contract and the Raft plumbing ChainFire and FlareDB share.
+//!
+//! - [`pb`]: the client API (`chainfire.v1`), generated from `proto/chainfire.proto`.
+//! - [`raft_pb`]: the peer transport (`raft.v1`), generated from `proto/raft.proto`.
+//! - [`retry`]: the retry policy (3 retries, x2.0, 500 ms .. 30 s, jitter) every client uses.
+//! - [`raft_client`]: the openraft network over gRPC, retrying failed RPCs with that policy.
+//! - [`raft_server`]: the gRPC service that hands incoming peer RPCs to a local openraft node.
+
+pub mod raft_client;
+pub mod raft_server;
+pub mod retry;
+
+/// Generated client API types and services (`chainfire.v1`).
+pub mod pb {
+    tonic::include_proto!("chainfire.v1");
+}
+
+/// Generated peer transport types and services (`raft.v1`).
+pub mod raft_pb {
+    tonic::include_proto!("raft.v1");
+}
+
+/// gRPC metadata key a follower sets on a "not leader" error: the leader's node id (0 if unknown).
+pub const LEADER_ID_METADATA: &str = "x-chainfire-leader-id";
+/// gRPC metadata key a follower sets on a "not leader" error when it knows the leader's client
+/// address.
+pub const LEADER_ADDR_METADATA: &str = "x-chainfire-leader-addr";
+/// Message of the FAILED_PRECONDITION status a follower returns for requests only the leader serves.
+pub const NOT_LEADER_MESSAGE: &str = "not leader";

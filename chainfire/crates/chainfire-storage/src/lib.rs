@@ -1,0 +1,55 @@
+//! Durable Raft log storage shared by ChainFire and FlareDB.
+//!
+//! [`RedbLogStore`] implements openraft's `RaftLogStorage` (storage-v2) on a redb database, for
+//! any Raft type configuration whose entries serialize with serde. Every append, truncate,
+//! purge and vote write is one redb write transaction committed with `Durability::Immediate`
+//! (fdatasync) before openraft is told it is done, so an entry openraft counts towards a
+//! quorum survives `kill -9`.
+//!
+//! The state machine is application specific and lives with each server, in its own tables of
+//! the same database ([`open_database`]): redb allows one writer at a time and never blocks
+//! readers, and one file per node keeps a node's data dir simple.
+
+mod log_store;
+
+pub use log_store::RedbLogStore;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Name of the database file inside a node's data directory.
+pub const DATABASE_FILE: &str = "raft.redb";
+
+/// Why a node's database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("cannot create data directory {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: Box<redb::DatabaseError>,
+    },
+    #[error("cannot initialise Raft tables in the database: {0}")]
+    Init(String),
+}
+
+/// Opens (creating if needed) the node's database `DATA_DIR/raft.redb`.
+///
+/// Only one process may hold it: a second node started on the same data dir fails here with
+/// redb's "database already open" error, naming the path.
+pub fn open_database(data_dir: &Path) -> Result<Arc<redb::Database>, StorageError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| StorageError::CreateDir {
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
+    let path = data_dir.join(DATABASE_FILE);
+    let db = redb::Database::create(&path).map_err(|source| StorageError::Open {
+        path: path.clone(),
+        source: Box::new(source),
+    })?;
+    Ok(Arc::new(db))
+}
