@@ -5,8 +5,12 @@
 //! - [`retry`]: the retry policy (3 retries, x2.0, 500 ms .. 30 s, jitter) every client uses.
 //! - [`raft_client`]: the openraft network over gRPC, retrying failed RPCs with that policy.
 //! - [`raft_server`]: the gRPC service that hands incoming peer RPCs to a local openraft node.
+//! - [`raft_node`]: member-list parsing, cluster formation, role names, leader-change logging.
+//! - [`process`]: logging setup and the shutdown signal both server binaries use.
 
+pub mod process;
 pub mod raft_client;
+pub mod raft_node;
 pub mod raft_server;
 pub mod retry;
 

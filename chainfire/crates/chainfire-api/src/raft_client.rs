@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::error::Error;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,6 +47,7 @@ pub struct GrpcNetworkFactory {
     self_id: u64,
     policy: RetryPolicy,
     connect_timeout: Duration,
+    local_address: Option<IpAddr>,
     peers: Arc<Mutex<HashMap<u64, PeerLink>>>,
 }
 
@@ -71,6 +73,7 @@ impl GrpcNetworkFactory {
             self_id,
             policy,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            local_address: None,
             peers: Arc::default(),
         }
     }
@@ -78,6 +81,14 @@ impl GrpcNetworkFactory {
     /// Overrides how long a TCP connect to a peer may take (default 500 ms).
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sends from this source IP instead of the one the kernel picks. On loopback the kernel
+    /// picks 127.0.0.1 for every destination, so a node with its own 127.0.0.x address must bind
+    /// it for an `iptables -s <node-ip>` partition to catch its outgoing Raft traffic.
+    pub fn with_local_address(mut self, ip: Option<IpAddr>) -> Self {
+        self.local_address = ip;
         self
     }
 
@@ -89,6 +100,7 @@ impl GrpcNetworkFactory {
         }
         let channel = Endpoint::from_shared(format!("http://{addr}"))?
             .connect_timeout(self.connect_timeout)
+            .local_address(self.local_address)
             .tcp_nodelay(true)
             // Detect a peer whose packets are dropped (iptables, SIGSTOP) on an open connection.
             .http2_keep_alive_interval(Duration::from_secs(1))
@@ -157,10 +169,16 @@ impl GrpcNetwork {
         E: Error + DeserializeOwned,
     {
         let Some(link) = self.link.clone() else {
-            let cause = format!("peer {} has an invalid address {:?}", self.target, self.node.addr);
-            return Err(RPCError::Unreachable(Unreachable::new(&std::io::Error::other(cause))));
+            let cause = format!(
+                "peer {} has an invalid address {:?}",
+                self.target, self.node.addr
+            );
+            return Err(RPCError::Unreachable(Unreachable::new(
+                &std::io::Error::other(cause),
+            )));
         };
-        let data = serde_json::to_vec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let data =
+            serde_json::to_vec(request).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let payload = RaftPayload {
             data,
             from: self.self_id,
@@ -179,9 +197,15 @@ impl GrpcNetwork {
             }
         };
         self.record_success(&link);
-        let result: Result<Resp, E> =
-            serde_json::from_slice(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e)))
+        let result: Result<Resp, E> = serde_json::from_slice(&reply.data)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| {
+            RPCError::RemoteError(RemoteError::new_with_node(
+                self.target,
+                self.node.clone(),
+                e,
+            ))
+        })
     }
 
     fn record_failure(&self, link: &PeerLink, kind: RpcKind, status: &tonic::Status) {
@@ -244,7 +268,10 @@ fn describe(status: &tonic::Status) -> String {
 
 /// The delays openraft waits between sends to an unreachable peer: the policy's retries, then
 /// a steady probe every `initial_delay`. Logs each retry.
-fn peer_backoff(target: u64, policy: RetryPolicy) -> impl Iterator<Item = Duration> + Send + 'static {
+fn peer_backoff(
+    target: u64,
+    policy: RetryPolicy,
+) -> impl Iterator<Item = Duration> + Send + 'static {
     let retries = policy.backoff();
     let probes = std::iter::repeat_with(move || policy.jittered(policy.initial_delay));
     retries
@@ -277,7 +304,12 @@ fn peer_backoff(target: u64, policy: RetryPolicy) -> impl Iterator<Item = Durati
                     None
                 }
                 Some(delay) => {
-                    tracing::debug!(peer = target, delay_ms = delay.as_millis() as u64, "probing unreachable peer {target} in {} ms", delay.as_millis());
+                    tracing::debug!(
+                        peer = target,
+                        delay_ms = delay.as_millis() as u64,
+                        "probing unreachable peer {target} in {} ms",
+                        delay.as_millis()
+                    );
                     Some(delay)
                 }
             }
@@ -332,7 +364,10 @@ mod tests {
         };
         let delays: Vec<_> = peer_backoff(7, policy).take(6).collect();
         let ms = Duration::from_millis;
-        assert_eq!(delays, vec![ms(500), ms(1000), ms(2000), ms(500), ms(500), ms(500)]);
+        assert_eq!(
+            delays,
+            vec![ms(500), ms(1000), ms(2000), ms(500), ms(500), ms(500)]
+        );
     }
 
     #[test]

@@ -241,7 +241,10 @@ mod tests {
         for _ in 0..500 {
             for (i, d) in p.backoff().enumerate() {
                 let (lo, hi) = p.delay_bounds(i);
-                assert!(lo <= d && d <= hi, "retry {i}: {d:?} not in [{lo:?}, {hi:?}]");
+                assert!(
+                    lo <= d && d <= hi,
+                    "retry {i}: {d:?} not in [{lo:?}, {hi:?}]"
+                );
             }
             firsts.insert(p.backoff().next().unwrap());
         }
@@ -281,7 +284,12 @@ mod tests {
             initial_delay: Duration::from_secs(60),
             ..Default::default()
         };
-        assert!(bad.validate().unwrap_err().to_string().contains("longer than the cap"));
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("longer than the cap")
+        );
     }
 
     #[test]
