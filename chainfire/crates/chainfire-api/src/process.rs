@@ -53,7 +53,11 @@ pub fn init_tracing(level: &str, log_file: Option<&Path>) -> Result<(), LoggingE
                 .with_writer(std::sync::Mutex::new(file))
                 .init();
         }
-        None => builder.with_writer(std::io::stderr).init(),
+        None => {
+            // Colours only for a person at a terminal; the runner and tests capture stderr to files.
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            builder.with_ansi(ansi).with_writer(std::io::stderr).init()
+        }
     }
     Ok(())
 }

@@ -121,9 +121,17 @@ where
             };
             if last != Some(now) {
                 let (term, leader, state) = now;
-                let before = last.and_then(|(_, l, _)| l);
-                if last.is_none() || before != leader {
-                    tracing::info!(
+                match last {
+                    None => tracing::info!(
+                        node_id,
+                        term,
+                        leader = leader.unwrap_or(0),
+                        role = role_name(state),
+                        "raft started (role {}, term {term}, leader {})",
+                        role_name(state),
+                        display_leader(leader)
+                    ),
+                    Some((_, before, _)) if before != leader => tracing::info!(
                         node_id,
                         term,
                         leader = leader.unwrap_or(0),
@@ -131,14 +139,13 @@ where
                         "leader changed: {} -> {} (term {term})",
                         display_leader(before),
                         display_leader(leader)
-                    );
-                } else {
-                    tracing::debug!(
+                    ),
+                    Some(_) => tracing::debug!(
                         node_id,
                         term,
                         role = role_name(state),
                         "raft role or term changed"
-                    );
+                    ),
                 }
                 last = Some(now);
             }

@@ -64,7 +64,10 @@ impl<C: RaftTypeConfig> RedbLogStore<C> {
         })
     }
 
-    fn read_meta<T: DeserializeOwned>(&self, key: &str) -> std::result::Result<Option<T>, AnyError> {
+    fn read_meta<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> std::result::Result<Option<T>, AnyError> {
         let txn = self.db.begin_read().map_err(|e| AnyError::new(&e))?;
         let table = txn.open_table(META).map_err(|e| AnyError::new(&e))?;
         match table.get(key).map_err(|e| AnyError::new(&e))? {
@@ -93,7 +96,11 @@ impl<C: RaftTypeConfig> RedbLogStore<C> {
         .map_err(|e| AnyError::new(&e))
     }
 
-    async fn write_meta<T: Serialize>(&self, key: &'static str, value: &T) -> std::result::Result<(), AnyError> {
+    async fn write_meta<T: Serialize>(
+        &self,
+        key: &'static str,
+        value: &T,
+    ) -> std::result::Result<(), AnyError> {
         let bytes = serde_json::to_vec(value).map_err(|e| AnyError::new(&e))?;
         self.write(move |txn| {
             txn.open_table(META)?.insert(key, bytes.as_slice())?;
@@ -219,8 +226,10 @@ where
         tracing::debug!(%log_id, "truncating raft log from this entry on");
         let first_removed = log_id.index;
         self.write(move |txn| {
-            txn.open_table(LOG)?
-                .retain_in::<u64, _>((Bound::Included(first_removed), Bound::Unbounded), |_, _| false)?;
+            txn.open_table(LOG)?.retain_in::<u64, _>(
+                (Bound::Included(first_removed), Bound::Unbounded),
+                |_, _| false,
+            )?;
             Ok(())
         })
         .await
@@ -229,10 +238,12 @@ where
 
     async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), C> {
         tracing::debug!(%log_id, "purging raft log up to this entry");
-        let purged = serde_json::to_vec(&log_id).map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
+        let purged = serde_json::to_vec(&log_id)
+            .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
         let last_removed = log_id.index;
         self.write(move |txn| {
-            txn.open_table(META)?.insert(PURGED_KEY, purged.as_slice())?;
+            txn.open_table(META)?
+                .insert(PURGED_KEY, purged.as_slice())?;
             txn.open_table(LOG)?
                 .retain_in::<u64, _>(..=last_removed, |_, _| false)?;
             Ok(())
@@ -268,7 +279,10 @@ mod tests {
         RedbLogStore::new(crate::open_database(dir).unwrap()).unwrap()
     }
 
-    async fn indexes(store: &mut RedbLogStore<TestConfig>, range: std::ops::Range<u64>) -> Vec<u64> {
+    async fn indexes(
+        store: &mut RedbLogStore<TestConfig>,
+        range: std::ops::Range<u64>,
+    ) -> Vec<u64> {
         store
             .try_get_log_entries(range)
             .await
@@ -294,15 +308,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let mut store = open(dir.path());
-            store.blocking_append((1..=5).map(|i| entry(1, i))).await.unwrap();
+            store
+                .blocking_append((1..=5).map(|i| entry(1, i)))
+                .await
+                .unwrap();
             store.save_vote(&Vote::new(3, 2)).await.unwrap();
             store.save_committed(Some(log_id(1, 4))).await.unwrap();
         }
         let mut store = open(dir.path());
         assert_eq!(indexes(&mut store, 0..100).await, vec![1, 2, 3, 4, 5]);
         let entries = store.try_get_log_entries(2..3).await.unwrap();
-        assert_eq!(entries[0].payload, EntryPayload::Normal("value-2".to_string()));
-        assert_eq!(store.get_log_state().await.unwrap().last_log_id, Some(log_id(1, 5)));
+        assert_eq!(
+            entries[0].payload,
+            EntryPayload::Normal("value-2".to_string())
+        );
+        assert_eq!(
+            store.get_log_state().await.unwrap().last_log_id,
+            Some(log_id(1, 5))
+        );
         assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new(3, 2)));
         assert_eq!(store.read_committed().await.unwrap(), Some(log_id(1, 4)));
     }
@@ -311,13 +334,25 @@ mod tests {
     async fn truncate_removes_the_entry_and_everything_after_it() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = open(dir.path());
-        store.blocking_append((1..=6).map(|i| entry(1, i))).await.unwrap();
+        store
+            .blocking_append((1..=6).map(|i| entry(1, i)))
+            .await
+            .unwrap();
         store.truncate(log_id(1, 4)).await.unwrap();
         assert_eq!(indexes(&mut store, 0..100).await, vec![1, 2, 3]);
-        assert_eq!(store.get_log_state().await.unwrap().last_log_id, Some(log_id(1, 3)));
+        assert_eq!(
+            store.get_log_state().await.unwrap().last_log_id,
+            Some(log_id(1, 3))
+        );
         // A new leader's entries replace the truncated ones.
-        store.blocking_append((4..=5).map(|i| entry(2, i))).await.unwrap();
-        assert_eq!(store.get_log_state().await.unwrap().last_log_id, Some(log_id(2, 5)));
+        store
+            .blocking_append((4..=5).map(|i| entry(2, i)))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_log_state().await.unwrap().last_log_id,
+            Some(log_id(2, 5))
+        );
     }
 
     #[tokio::test]
@@ -325,7 +360,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let mut store = open(dir.path());
-            store.blocking_append((1..=6).map(|i| entry(1, i))).await.unwrap();
+            store
+                .blocking_append((1..=6).map(|i| entry(1, i)))
+                .await
+                .unwrap();
             store.purge(log_id(1, 3)).await.unwrap();
             assert_eq!(indexes(&mut store, 0..100).await, vec![4, 5, 6]);
         }
