@@ -1,0 +1,86 @@
+{
+  description = "reconnect-tests: ChainFire, FlareDB and a failure-injection runner with real faults, JUnit XML and evidence";
+
+  # nixpkgs is the only input (nixos-26.05, rustc 1.95.0); see flake.lock for the pinned revision.
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
+
+  # This file only wires things together; the expressions live in nix/.
+  outputs =
+    { self, nixpkgs }:
+    let
+      inherit (nixpkgs) lib;
+      systems = [
+        "x86_64-linux"
+        "aarch64-linux"
+      ];
+      forAllSystems = f: lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
+
+      # The workspace build and everything made from it, for one system.
+      outputsFor =
+        pkgs:
+        let
+          workspace = pkgs.callPackage ./nix/package.nix { };
+          binaries = pkgs.callPackage ./nix/binaries.nix { inherit workspace; };
+          app = pkgs.callPackage ./nix/app.nix { inherit workspace; };
+        in
+        {
+          inherit workspace binaries app;
+          devShell = pkgs.callPackage ./nix/devshell.nix { };
+          checks = {
+            # The build with its cargo tests (namespace/iptables tests skip in the sandbox).
+            package = workspace;
+            lint = pkgs.callPackage ./nix/checks/lint.nix { inherit workspace; };
+            scenarios = pkgs.callPackage ./nix/checks/scenarios.nix { inherit workspace; };
+            vm-partition = pkgs.callPackage ./nix/tests/partition.nix {
+              inherit workspace;
+              inherit (self) nixosModules;
+            };
+          };
+        };
+      perSystem = forAllSystems outputsFor;
+
+      # A NixOS module plus, as the default `package`, this flake's build for the node's system.
+      withPackage =
+        service: modulePath:
+        { lib, pkgs, ... }:
+        {
+          _file = "reconnect-tests flake.nix, nixosModules.${service}";
+          imports = [ modulePath ];
+          config.services.${service}.package =
+            lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.${service};
+        };
+    in
+    {
+      packages = lib.mapAttrs (
+        _: o:
+        o.binaries
+        // {
+          default = o.workspace;
+        }
+      ) perSystem;
+
+      apps = lib.mapAttrs (
+        _: o:
+        let
+          app = {
+            type = "app";
+            program = lib.getExe o.app;
+            meta.description = o.app.meta.description;
+          };
+        in
+        {
+          reconnect-tests = app;
+          default = app;
+        }
+      ) perSystem;
+
+      devShells = lib.mapAttrs (_: o: { default = o.devShell; }) perSystem;
+
+      checks = lib.mapAttrs (_: o: o.checks) perSystem;
+
+      nixosModules = {
+        chainfire = withPackage "chainfire" ./nix/modules/chainfire.nix;
+        flaredb = withPackage "flaredb" ./nix/modules/flaredb.nix;
+      };
+    };
+}

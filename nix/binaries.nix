@@ -1,0 +1,28 @@
+# One small package per binary (`packages.<system>.chainfire`, `.flaredb`, `.reconnect-runner`)
+# so that `nix run .#chainfire` and `lib.getExe` work per binary. They link into the single
+# workspace build (package.nix) instead of compiling the workspace three times. The runner
+# still finds `chainfire` and `flaredb` next to its resolved path.
+{
+  lib,
+  runCommand,
+  workspace,
+}:
+lib.genAttrs
+  [
+    "chainfire"
+    "flaredb"
+    "reconnect-runner"
+  ]
+  (
+    binary:
+    runCommand "${binary}-${workspace.version}"
+      {
+        meta = workspace.meta // {
+          mainProgram = binary;
+        };
+      }
+      ''
+        mkdir -p $out/bin
+        ln -s ${workspace}/bin/${binary} $out/bin/${binary}
+      ''
+  )

@@ -1,0 +1,372 @@
+#!/usr/bin/env bash
+# Offline checks of the Nix flake, for CI machines without a binary cache or network
+# (Debian's `nix-bin` is enough: `apt-get install -y nix-bin`, run as root).
+#
+# What this proves: every .nix file parses; flake.lock pins exactly the nixpkgs revision of the
+# issue and matches flake.nix; with nixpkgs replaced by the strict stand-in under nix/stand-in/
+# (exactly the nixpkgs attributes the flake uses, nothing that accepts anything), the whole
+# flake evaluates on both systems (`nix flake check --no-build`, `nix flake show`), its outputs
+# are exactly the promised ones, the app's program is a bash script that parses and runs the
+# packaged suite, the dev shell has its tools, the NixOS modules render the right command lines,
+# the VM test's Python script parses and is lint-clean; and the stand-in really rejects
+# misspellings (negative checks, including misspellings planted in a copy of the flake).
+#
+# What it does NOT prove: that anything builds or passes against the real nixpkgs. Nothing is
+# built here. Run `nix flake check -L` on a machine with a current Nix and network for that.
+#
+# The flake only sees files tracked by git: commit (or at least `git add`) before running.
+# Usage: bash nix/ci-check.sh        (from anywhere inside the repository)
+set -uo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo" || exit 2
+
+nix_cmd=(nix --extra-experimental-features "nix-command flakes")
+standin_override=(--override-input nixpkgs "path:$repo/nix/stand-in" --no-write-lock-file)
+systems=(x86_64-linux aarch64-linux)
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/nix-ci-check.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+passed=0
+failed=0
+skipped=0
+
+pass() {
+  passed=$((passed + 1))
+  echo "ok   - $1"
+}
+
+fail() {
+  failed=$((failed + 1))
+  echo "FAIL - $1"
+  if [ -s "$work/output" ]; then
+    tail -n 25 "$work/output" | sed 's/^/       | /'
+  fi
+}
+
+skip() {
+  skipped=$((skipped + 1))
+  echo "skip - $1"
+}
+
+# check DESCRIPTION COMMAND...: passes when the command succeeds.
+check() {
+  local description=$1
+  shift
+  if "$@" >"$work/output" 2>&1; then
+    pass "$description"
+  else
+    fail "$description"
+  fi
+}
+
+# check_fails DESCRIPTION EXPECTED-TEXT COMMAND...: passes when the command fails AND its
+# output contains EXPECTED-TEXT (so it failed for the planted reason, not another one).
+check_fails() {
+  local description=$1 expected=$2
+  shift 2
+  if "$@" >"$work/output" 2>&1; then
+    echo "(the command succeeded, but it had to fail with: $expected)" >>"$work/output"
+    fail "$description"
+  elif grep -qF -- "$expected" "$work/output"; then
+    pass "$description"
+  else
+    echo "(it failed, but without the expected text: $expected)" >>"$work/output"
+    fail "$description"
+  fi
+}
+
+# Evaluates a flake attribute against the stand-in. Extra args (e.g. --apply) follow.
+flake_eval() {
+  local flake=$1 attr=$2
+  shift 2
+  "${nix_cmd[@]}" eval "${standin_override[@]}" "$flake#$attr" "$@" 2>"$work/eval-stderr"
+}
+
+# Same, for a path: flake elsewhere (a mutated copy) with its own stand-in.
+copy_flake_check() {
+  local copy=$1
+  "${nix_cmd[@]}" flake check --no-build --override-input nixpkgs "path:$copy/nix/stand-in" \
+    --no-write-lock-file "path:$copy"
+}
+
+expect_equal() { # expect_equal WHAT EXPECTED ACTUAL
+  if [ "$2" = "$3" ]; then
+    return 0
+  fi
+  printf '%s\n  expected: %s\n  actual:   %s\n' "$1" "$2" "$3"
+  return 1
+}
+
+echo "== Nix offline checks in $repo"
+if ! command -v nix >/dev/null || ! command -v nix-instantiate >/dev/null; then
+  echo "nix and nix-instantiate are needed (Debian: apt-get install -y nix-bin)" >&2
+  echo "nix offline checks: 0 passed, 1 failed, 0 skipped"
+  exit 2
+fi
+echo "   $(nix --version); the real nixpkgs is replaced by nix/stand-in (nothing is built)"
+
+# --- 1. The flake sees what it needs: flakes only see files tracked by git.
+echo "== git: the flake's files are tracked"
+tracked_ok() {
+  git -C "$repo" rev-parse --is-inside-work-tree >/dev/null || return 1
+  git -C "$repo" ls-files --error-unmatch flake.nix flake.lock Cargo.toml Cargo.lock nix scenarios >/dev/null || return 1
+  local untracked
+  untracked=$(git -C "$repo" ls-files --others --exclude-standard -- flake.nix flake.lock nix Cargo.toml Cargo.lock chainfire flaredb runner scenarios)
+  if [ -n "$untracked" ]; then
+    printf 'untracked files the flake would not see (git add them):\n%s\n' "$untracked"
+    return 1
+  fi
+}
+check "flake.nix, flake.lock, nix/, the workspace and scenarios/ are tracked by git" tracked_ok
+
+# --- 2. Every .nix file parses.
+echo "== parse: nix-instantiate --parse"
+mapfile -t nix_files < <(git -C "$repo" ls-files --cached --others --exclude-standard -- '*.nix' | sort -u)
+if [ "${#nix_files[@]}" -eq 0 ]; then
+  echo "no .nix files found" >"$work/output"
+  fail "there are .nix files to parse"
+fi
+for file in "${nix_files[@]}"; do
+  check "parses: $file" nix-instantiate --parse "$file"
+done
+
+# --- 3. The pin.
+echo "== flake.lock: nixpkgs pinned as issue 5 says, and consistent with flake.nix"
+lock_matches_pin() {
+  # shellcheck disable=SC2016 # a Nix expression: ${...} is Nix's, not the shell's
+  nix-instantiate --eval --strict --json -E '
+    let
+      lock = builtins.fromJSON (builtins.readFile ./flake.lock);
+      expect = name: actual: wanted:
+        if actual == wanted then [ ] else [ "${name}: ${builtins.toJSON actual} (wanted ${builtins.toJSON wanted})" ];
+      node = lock.nodes.nixpkgs or { };
+    in
+      expect "lock version" (lock.version or null) 7
+      ++ expect "root inputs (nixpkgs must be the only one)" (lock.nodes.${lock.root}.inputs or null) { nixpkgs = "nixpkgs"; }
+      ++ expect "lock nodes" (builtins.attrNames lock.nodes) [ "nixpkgs" "root" ]
+      ++ expect "nixpkgs.locked" (node.locked or null) {
+           type = "github"; owner = "NixOS"; repo = "nixpkgs";
+           rev = "74cc63f702f7d60a557e152a57b40fb1fd0f72ac";
+           narHash = "sha256-0XnckG4ZhBmAsYa9mLuEIFowBG0fDGPLHduQGsbMS4A=";
+           lastModified = 1783549019;
+         }
+      ++ expect "nixpkgs.original" (node.original or null) {
+           type = "github"; owner = "NixOS"; repo = "nixpkgs"; ref = "nixos-26.05";
+         }
+  ' >"$work/lock-problems" || return 1
+  if [ "$(cat "$work/lock-problems")" != "[]" ]; then
+    cat "$work/lock-problems"
+    return 1
+  fi
+}
+check "flake.lock (version 7) pins github:NixOS/nixpkgs/nixos-26.05 at 74cc63f7, narHash and lastModified as specified; no other input" lock_matches_pin
+# Without the override: Nix parses the lock and finds nothing to update (no network needed).
+check "flake.lock is up to date with flake.nix (nix flake metadata --offline --no-update-lock-file)" \
+  "${nix_cmd[@]}" flake metadata --offline --no-update-lock-file --json "$repo"
+
+# --- 4. The whole flake evaluates against the stand-in.
+echo "== evaluation against the stand-in nixpkgs (nix/stand-in)"
+check "nix flake check --no-build (both systems: packages, apps, devShells, checks incl. the VM test, nixosModules)" \
+  "${nix_cmd[@]}" flake check --no-build "${standin_override[@]}" "$repo"
+check "nix flake show" "${nix_cmd[@]}" flake show "${standin_override[@]}" "$repo"
+
+outputs_exact() {
+  local names='builtins.mapAttrs (system: outputs: builtins.attrNames outputs)'
+  local wanted actual output
+  for output in packages apps devShells checks; do
+    case $output in
+      packages) wanted='["chainfire","default","flaredb","reconnect-runner"]' ;;
+      apps) wanted='["default","reconnect-tests"]' ;;
+      devShells) wanted='["default"]' ;;
+      checks) wanted='["lint","package","scenarios","vm-partition"]' ;;
+    esac
+    actual=$(flake_eval "$repo" "$output" --json --apply "$names") || return 1
+    expect_equal "$output" "{\"aarch64-linux\":$wanted,\"x86_64-linux\":$wanted}" "$actual" || return 1
+  done
+  actual=$(flake_eval "$repo" nixosModules --json --apply builtins.attrNames) || return 1
+  expect_equal nixosModules '["chainfire","flaredb"]' "$actual"
+}
+check "outputs are exactly packages.{chainfire,flaredb,reconnect-runner,default}, apps.{reconnect-tests,default}, devShells.default, checks.{package,lint,scenarios,vm-partition} on x86_64-linux and aarch64-linux, nixosModules.{chainfire,flaredb}" outputs_exact
+
+# --- 5. The app.
+echo "== apps: the program"
+for system in "${systems[@]}"; do
+  app_ok() {
+    local program default drv text
+    program=$(flake_eval "$repo" "apps.$system.reconnect-tests.program" --raw) || return 1
+    default=$(flake_eval "$repo" "apps.$system.default.program" --raw) || return 1
+    expect_equal "apps.default is apps.reconnect-tests" "$program" "$default" || return 1
+    [[ $program =~ ^/nix/store/[a-z0-9]{32}-reconnect-tests/bin/reconnect-tests$ ]] ||
+      { echo "unexpected program path: $program"; return 1; }
+    # The derivation behind the program (from the string's context), and its script text.
+    drv=$(flake_eval "$repo" "apps.$system.reconnect-tests.program" --raw \
+      --apply 'p: builtins.head (builtins.attrNames (builtins.getContext p))') || return 1
+    text=$(nix-store --query --binding text "$drv") || return 1
+    printf '%s\n' "$text" >"$work/app-$system.sh"
+    bash -n "$work/app-$system.sh" || return 1
+    # shellcheck disable=SC2016 # the literal line of the generated script
+    grep -q 'exec reconnect-runner run "$scenarios" "$@"' "$work/app-$system.sh" ||
+      { echo "the script does not pass its arguments to 'reconnect-runner run'"; return 1; }
+    grep -q '/share/reconnect-tests/scenarios' "$work/app-$system.sh" ||
+      { echo "the script does not default to the packaged scenarios"; return 1; }
+    grep -Eq '^export PATH=".*-reconnect-tests-[^/]*/bin:.*-iptables-[^/]*/bin:.*-iproute2-[^/]*/bin' "$work/app-$system.sh" ||
+      { echo "PATH does not hold the binaries, iptables and iproute2"; return 1; }
+  }
+  check "apps.$system.{reconnect-tests,default}: one store program; its bash script parses, puts binaries + iptables + iproute2 on PATH, runs the packaged scenarios, passes extra args" app_ok
+done
+if command -v shellcheck >/dev/null; then
+  check "the app's script is shellcheck-clean (x86_64-linux)" shellcheck -s bash "$work/app-x86_64-linux.sh"
+else
+  skip "shellcheck of the app's script (shellcheck not installed; writeShellApplication runs it in the real build)"
+fi
+
+# --- 6. The dev shell.
+echo "== devShells: the tools"
+for system in "${systems[@]}"; do
+  devshell_ok() {
+    local names hook tool
+    names=$(flake_eval "$repo" "devShells.$system.default.nativeBuildInputs" --json \
+      --apply 'map (p: p.pname or p.name)') || return 1
+    for tool in cargo rustc clippy rustfmt rust-analyzer iptables iproute2 procps util-linux; do
+      [[ $names == *"\"$tool\""* ]] || { echo "missing $tool in $names"; return 1; }
+    done
+    hook=$(flake_eval "$repo" "devShells.$system.default.shellHook" --raw) || return 1
+    [[ $hook == *"cargo test"* && $hook == *"reconnect-runner run"* && $hook == *"nix run .#reconnect-tests"* ]] ||
+      { echo "the shell hook does not say how to run the suite: $hook"; return 1; }
+  }
+  check "devShells.$system.default has cargo, rustc, clippy, rustfmt, rust-analyzer, iptables, iproute2, procps, util-linux and a hook that says how to run the suite" devshell_ok
+done
+
+# --- 7. The package: the sandbox contract and the source set.
+echo "== packages: build contract"
+package_ok() {
+  local pre src entry
+  pre=$(flake_eval "$repo" packages.x86_64-linux.default.preCheck --raw) || return 1
+  for variable in RECONNECT_TESTS_NO_NETNS=1 RECONNECT_BIN_DIR= CHAINFIRE_BIN=; do
+    [[ $pre == *"export $variable"* ]] || { echo "preCheck does not export $variable"; return 1; }
+  done
+  src=$(flake_eval "$repo" packages.x86_64-linux.default.src --raw) || return 1
+  for entry in Cargo.toml Cargo.lock chainfire flaredb runner scenarios; do
+    [ -e "$src/$entry" ] || { echo "the source set lacks $entry"; return 1; }
+  done
+  for entry in nix flake.nix flake.lock target .ci; do
+    [ ! -e "$src/$entry" ] || { echo "the source set should not hold $entry"; return 1; }
+  done
+}
+check "the package's check phase exports RECONNECT_TESTS_NO_NETNS=1, RECONNECT_BIN_DIR and CHAINFIRE_BIN; its source holds the workspace and scenarios/, not nix/, flake.* or target/" package_ok
+
+snippets_parse() {
+  local attr
+  for attr in packages.x86_64-linux.default.preCheck packages.x86_64-linux.default.postInstall \
+    checks.x86_64-linux.lint.buildPhase checks.x86_64-linux.scenarios.buildCommand \
+    devShells.x86_64-linux.default.shellHook packages.x86_64-linux.chainfire.buildCommand; do
+    flake_eval "$repo" "$attr" --raw >"$work/snippet.sh" || { echo "cannot evaluate $attr"; return 1; }
+    [ -s "$work/snippet.sh" ] || { echo "$attr is empty"; return 1; }
+    bash -n "$work/snippet.sh" || { echo "$attr does not parse as bash"; return 1; }
+  done
+}
+check "the shell snippets in the package (preCheck, postInstall), the checks, the split packages and the shell hook parse (bash -n)" snippets_parse
+
+# --- 8. NixOS modules, as used by the VM test.
+echo "== nixosModules and the VM test"
+modules_ok() {
+  local node id exec
+  for id in 1 2 3; do
+    exec=$(flake_eval "$repo" "checks.x86_64-linux.vm-partition.nodes.chainfire$id.systemd.services.chainfire.serviceConfig.ExecStart" --raw) || return 1
+    [[ $exec == *'/bin/chainfire" "--id" "'$id'" "--client-addr" "192.168.1.'$id':2379" "--peer-addr" "192.168.1.'$id':2380" "--initial-cluster" "1=192.168.1.1:2380,2=192.168.1.2:2380,3=192.168.1.3:2380"'* ]] ||
+      { echo "chainfire$id ExecStart: $exec"; return 1; }
+    node=$((id + 3))
+    exec=$(flake_eval "$repo" "checks.x86_64-linux.vm-partition.nodes.flaredb$id.systemd.services.flaredb.serviceConfig.ExecStart" --raw) || return 1
+    [[ $exec == *'/bin/flaredb" "--id" "'$id'" "--addr" "192.168.1.'$node':5000" "--peer-addr" "192.168.1.'$node':5001" "--peers" "1=192.168.1.4:5001,2=192.168.1.5:5001,3=192.168.1.6:5001" "--pd-endpoints" "192.168.1.1:2379,192.168.1.2:2379,192.168.1.3:2379"'* ]] ||
+      { echo "flaredb$id ExecStart: $exec"; return 1; }
+  done
+  exec=$(flake_eval "$repo" "checks.x86_64-linux.vm-partition.nodes.flaredb1.networking.firewall.allowedTCPPorts" --json) || return 1
+  expect_equal "flaredb1 open ports" "[5000,5001]" "$exec"
+}
+check "the modules render each VM's chainfire/flaredb command line (ids, addresses, members, PD endpoints) and open its ports" modules_ok
+
+test_script_file="$work/vm-partition-test-script.py"
+machines=""
+vm_script_ok() {
+  flake_eval "$repo" checks.x86_64-linux.vm-partition.config.testScriptString --raw >"$test_script_file" || return 1
+  machines=$(flake_eval "$repo" checks.x86_64-linux.vm-partition.nodes --raw \
+    --apply 'nodes: builtins.concatStringsSep "," (builtins.attrNames nodes)') || return 1
+  expect_equal "VM test machines" "chainfire1,chainfire2,chainfire3,flaredb1,flaredb2,flaredb3" "$machines" || return 1
+  [ -s "$test_script_file" ] || { echo "empty test script"; return 1; }
+}
+check "the VM test (checks.*.vm-partition) has 3 ChainFire + 3 FlareDB machines and a test script (nix eval config.testScriptString)" vm_script_ok
+if command -v python3 >/dev/null; then
+  check "the VM test script parses as Python, has no undefined names and calls only the test driver's machine API" \
+    python3 nix/tests/lint-test-script.py "$test_script_file" "$machines"
+else
+  skip "Python lint of the VM test script (python3 not installed)"
+fi
+
+# --- 9. The stand-in is strict: misspellings fail evaluation.
+echo "== strictness: misspellings must fail"
+standin_expr() {
+  nix-instantiate --eval --strict -E "
+    let
+      standIn = import $repo/nix/stand-in;
+      lib = standIn.lib;
+      pkgs = standIn.legacyPackages.x86_64-linux;
+      nixos = import $repo/nix/stand-in/nixos.nix { inherit lib pkgs; mkDrv = null; };
+      evalChainfire = definitions: (lib.evalModules {
+        modules = [ nixos.nixosOptions $repo/nix/modules/chainfire.nix definitions ];
+        specialArgs = { inherit pkgs; inherit (nixos) utils; };
+      }).config.services.chainfire;
+    in $1"
+}
+check_fails "a misspelt package (pkgs.iproute) is an error" "attribute 'iproute' missing" \
+  standin_expr 'pkgs.iproute.outPath'
+check_fails "a misspelt lib function (lib.optinal) is an error" "attribute 'optinal' missing" \
+  standin_expr 'lib.optinal true 1'
+check_fails "a misspelt builder argument (writeShellApplication runtimeInput) is an error" "runtimeInput" \
+  standin_expr '(pkgs.writeShellApplication { name = "x"; text = ""; runtimeInput = [ ]; }).drvPath'
+check_fails "a misspelt derivation attribute (nativeBuildInput) is an error" "nativeBuildInput" \
+  standin_expr '(pkgs.stdenv.mkDerivation { name = "x"; nativeBuildInput = [ ]; }).drvPath'
+check_fails "a misspelt mkOption argument (descripton) is an error" "descripton" \
+  standin_expr '(lib.mkOption { type = lib.types.str; descripton = "x"; })._type'
+check "control: the same module evaluation with a correctly spelt option succeeds" \
+  standin_expr '(evalChainfire { services.chainfire.nodeId = 1; }).nodeId'
+check_fails "an undeclared NixOS option (services.chainfire.nodeid) is an error" "The option \`services.chainfire.nodeid' does not exist" \
+  standin_expr '(evalChainfire { services.chainfire.nodeid = 1; }).enable'
+check_fails "a value of the wrong type (services.chainfire.nodeId = \"1\") is an error" "is not of type" \
+  standin_expr '(evalChainfire { services.chainfire.nodeId = "1"; }).nodeId'
+
+# Misspellings planted in a copy of the flake: the same `nix flake check --no-build` as above
+# must now fail, for the planted reason.
+plant() { # plant NAME FILE SED-EXPRESSION -> prints the copy's path
+  local copy="$work/planted-$1"
+  mkdir -p "$copy"
+  git -C "$repo" ls-files -z --cached --others --exclude-standard | (cd "$repo" && tar --null -T - -cf -) | tar -xf - -C "$copy"
+  cp "$copy/$2" "$copy/$2.orig"
+  sed -i -e "$3" "$copy/$2"
+  if cmp -s "$copy/$2" "$copy/$2.orig"; then
+    echo "the planted change ($3) did not change $2" >&2
+    return 1
+  fi
+  rm "$copy/$2.orig"
+  echo "$copy"
+}
+planted_check() { # planted_check NAME FILE SED EXPECTED DESCRIPTION
+  local copy
+  if copy=$(plant "$1" "$2" "$3" 2>"$work/output"); then
+    check_fails "$5" "$4" copy_flake_check "$copy"
+  else
+    fail "$5"
+  fi
+}
+planted_check package nix/devshell.nix 's/\biproute2\b/iproute/g' "iproute" \
+  "planted in a copy: the dev shell asks for pkgs.iproute instead of iproute2 -> nix flake check fails"
+planted_check option nix/tests/partition.nix 's/clusterClientAddrs = /clusterClientAddr = /' \
+  "The option \`services.chainfire.clusterClientAddr' does not exist" \
+  "planted in a copy: the VM test sets services.chainfire.clusterClientAddr (no such option) -> nix flake check fails"
+planted_check lib flake.nix 's/lib\.genAttrs systems/lib.genAttr systems/' "attribute 'genAttr' missing" \
+  "planted in a copy: flake.nix calls lib.genAttr (no such function) -> nix flake check fails"
+
+echo
+echo "nix offline checks: $passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]

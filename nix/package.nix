@@ -1,0 +1,84 @@
+# The whole cargo workspace, built once from the committed Cargo.lock: the `chainfire`,
+# `flaredb` and `reconnect-runner` binaries, plus the scenario files and the gRPC .proto files
+# under share/reconnect-tests/ (the app runs the packaged scenarios; the VM test's gRPC client
+# reads the packaged protos).
+#
+# Code generation uses protox (a pure-Rust protobuf compiler) in build.rs, so no `protoc` is
+# needed here.
+#
+# The cargo tests run in the check phase. The build sandbox has no network namespaces to spare
+# and no iptables, so the check phase sets RECONNECT_TESTS_NO_NETNS=1: tests that need a network
+# namespace or iptables skip themselves and print why. (The scenario-suite check and the NixOS
+# VM test run those faults for real.)
+{
+  lib,
+  rustPlatform,
+  stdenv,
+}:
+let
+  cargoManifest = lib.importTOML ../Cargo.toml;
+
+  # Only what cargo and the tests read: manifests, the lock, the crates (sources, build.rs,
+  # protos, tests) and the scenario folder (packaged, and read by the runner's tests). Editing
+  # nix/, the README or CI files does not rebuild the package.
+  src = lib.fileset.toSource {
+    root = ../.;
+    fileset = lib.fileset.unions [
+      ../Cargo.toml
+      ../Cargo.lock
+      ../chainfire
+      ../flaredb
+      ../runner
+      ../scenarios
+    ];
+  };
+in
+rustPlatform.buildRustPackage {
+  pname = "reconnect-tests";
+  inherit (cargoManifest.workspace.package) version;
+  inherit src;
+
+  cargoLock.lockFile = ../Cargo.lock;
+
+  doCheck = true;
+  preCheck = ''
+    # Contract with the test code: tests that need a network namespace or iptables skip
+    # themselves (printing the reason) when this is set.
+    export RECONNECT_TESTS_NO_NETNS=1
+    # The binaries built in the build phase (release profile, --target layout, not
+    # target/debug): the runner's --bin-dir reads RECONNECT_BIN_DIR, FlareDB's integration tests
+    # read CHAINFIRE_BIN.
+    export RECONNECT_BIN_DIR="$PWD/target/${stdenv.hostPlatform.rust.cargoShortTarget}/$cargoBuildType"
+    export CHAINFIRE_BIN="$RECONNECT_BIN_DIR/chainfire"
+    for binary in chainfire flaredb reconnect-runner; do
+      if [ ! -x "$RECONNECT_BIN_DIR/$binary" ]; then
+        echo "reconnect-tests: expected the built $binary in $RECONNECT_BIN_DIR; the cargo output layout changed" >&2
+        exit 1
+      fi
+    done
+    echo "reconnect-tests: RECONNECT_TESTS_NO_NETNS=1 - tests needing network namespaces or iptables are skipped in the Nix build sandbox (see 'skipped' lines below)"
+  '';
+
+  postInstall = ''
+    share=$out/share/reconnect-tests
+    mkdir -p "$share/proto"
+    cp -r scenarios "$share/scenarios"
+    find chainfire flaredb -path '*/proto/*.proto' -exec cp -t "$share/proto" {} +
+    for proto in chainfire.proto flaredb.proto; do
+      if [ ! -f "$share/proto/$proto" ]; then
+        echo "reconnect-tests: $proto was not found under chainfire/ or flaredb/" >&2
+        exit 1
+      fi
+    done
+  '';
+
+  meta = {
+    description = "ChainFire, FlareDB and the reconnection test runner (real clusters, real faults, JUnit + evidence)";
+    license = [
+      lib.licenses.mit
+      lib.licenses.asl20
+    ];
+    mainProgram = "reconnect-runner";
+    platforms = lib.platforms.linux;
+  };
+}
