@@ -1,0 +1,93 @@
+//! FlareDB's Raft type configuration and the commands its log carries.
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+openraft::declare_raft_types!(
+    /// FlareDB's openraft types: node ids are `u64`, nodes are `BasicNode { addr: peer address }`
+    /// (what the shared gRPC transport dials), snapshots are in-memory byte buffers.
+    pub TypeConfig: D = Request, R = Response
+);
+
+/// The Raft handle of a FlareDB store.
+pub type FlareRaft = openraft::Raft<TypeConfig>;
+
+/// A command replicated through the log and applied by every store's state machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Sets `key` to `value`.
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        /// Client-chosen idempotency key ("" = none): a repeat gets the first result.
+        request_id: String,
+    },
+    /// Removes `key` (a no-op answered with `prev_value: None` when absent).
+    Delete { key: Vec<u8>, request_id: String },
+    /// Publishes the client address of store `id`, so followers can name the leader's address in
+    /// "not leader" answers. A new leader proposes its own address once per term.
+    SetStoreAddr { id: u64, addr: String },
+}
+
+impl Request {
+    /// The idempotency key of a client write, if it has one.
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Request::Put { request_id, .. } | Request::Delete { request_id, .. }
+                if !request_id.is_empty() =>
+            {
+                Some(request_id)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What applying one log entry produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// The key's value before the command (puts and deletes).
+    pub prev_value: Option<Vec<u8>>,
+    /// Log index at which the command was first applied (differs from the entry's index for a
+    /// deduplicated repeat).
+    pub index: u64,
+    /// True when this entry repeated an already applied request id and changed nothing.
+    pub deduplicated: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_id_is_only_for_client_writes_that_carry_one() {
+        let put = Request::Put {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            request_id: "r1".into(),
+        };
+        assert_eq!(put.request_id(), Some("r1"));
+        let anonymous = Request::Delete {
+            key: b"k".to_vec(),
+            request_id: String::new(),
+        };
+        assert_eq!(anonymous.request_id(), None);
+        let addr = Request::SetStoreAddr {
+            id: 1,
+            addr: "127.0.0.1:5000".into(),
+        };
+        assert_eq!(addr.request_id(), None);
+    }
+
+    #[test]
+    fn requests_round_trip_through_json_like_the_log_stores_them() {
+        let put = Request::Put {
+            key: vec![0, 255],
+            value: b"v".to_vec(),
+            request_id: "r".into(),
+        };
+        let json = serde_json::to_vec(&put).unwrap();
+        assert_eq!(serde_json::from_slice::<Request>(&json).unwrap(), put);
+    }
+}
