@@ -1,0 +1,294 @@
+//! The openraft glue: ChainFire's Raft type configuration and its [`RaftStateMachine`].
+//!
+//! The state lives in the [`Store`] (redb, same file as the log); this module converts openraft
+//! entries into store batches, runs the blocking redb work off the async threads, publishes
+//! applied events to watchers, and builds/installs snapshots (a serde_json dump of the store).
+
+use std::io::Cursor;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    AnyError, BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, StorageError,
+    StorageIOError, StoredMembership,
+};
+
+use crate::kv::{Request, Response};
+use crate::store::{ApplyItem, ApplyPayload, SnapshotMetaOf, Store, StoreError};
+use crate::watch::WatchHub;
+
+openraft::declare_raft_types!(
+    /// ChainFire's Raft types: log entries carry [`Request`]s, applying one yields a [`Response`];
+    /// node ids are u64 and a node's address is its peer HOST:PORT.
+    pub TypeConfig: D = Request, R = Response
+);
+
+/// A ChainFire Raft node handle.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// Runs blocking redb work on tokio's blocking pool; a panic there becomes a storage error.
+async fn blocking<T, F>(work: F) -> Result<T, StoreError>
+where
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(join) => std::panic::resume_unwind(join.into_panic()),
+    }
+}
+
+/// The replicated key-value state machine.
+pub struct StateMachine {
+    store: Store,
+    hub: WatchHub,
+}
+
+impl StateMachine {
+    pub fn new(store: Store, hub: WatchHub) -> Self {
+        Self { store, hub }
+    }
+}
+
+/// Builds snapshots from a consistent read of the store.
+pub struct SnapshotBuilder {
+    store: Store,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<u64>> {
+        let store = self.store.clone();
+        let (meta, data) = blocking(move || {
+            let (sm_meta, data) = store.dump()?;
+            let millis = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            let snapshot_id = match sm_meta.last_applied {
+                Some(log_id) => format!("{}-{}-{millis}", log_id.leader_id.term, log_id.index),
+                None => format!("empty-{millis}"),
+            };
+            let meta = SnapshotMetaOf {
+                last_log_id: sm_meta.last_applied,
+                last_membership: sm_meta.last_membership,
+                snapshot_id,
+            };
+            store.save_snapshot(&meta, &data)?;
+            Ok((meta, data))
+        })
+        .await
+        .map_err(|e| StorageIOError::write_snapshot(None, AnyError::new(&e)))?;
+        tracing::info!(
+            snapshot = %meta.snapshot_id,
+            last_log_id = ?meta.last_log_id,
+            bytes = data.len(),
+            "built snapshot"
+        );
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<u64>>, StoredMembership<u64, BasicNode>), StorageError<u64>> {
+        let store = self.store.clone();
+        let meta = blocking(move || store.meta())
+            .await
+            .map_err(|e| StorageIOError::read_state_machine(AnyError::new(&e)))?;
+        Ok((meta.last_applied, meta.last_membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<u64>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let items: Vec<ApplyItem> = entries
+            .into_iter()
+            .map(|entry| ApplyItem {
+                log_id: entry.log_id,
+                payload: match entry.payload {
+                    EntryPayload::Blank => ApplyPayload::Blank,
+                    EntryPayload::Normal(request) => ApplyPayload::Request(request),
+                    EntryPayload::Membership(membership) => ApplyPayload::Membership(
+                        StoredMembership::new(Some(entry.log_id), membership),
+                    ),
+                },
+            })
+            .collect();
+        let Some(last) = items.last().map(|item| item.log_id) else {
+            return Ok(Vec::new());
+        };
+        let store = self.store.clone();
+        let applied = blocking(move || store.apply_batch(items))
+            .await
+            .map_err(|e| StorageIOError::apply(last, AnyError::new(&e)))?;
+        self.hub.publish(applied.events);
+        Ok(applied.responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            store: self.store.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<u64>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMetaOf,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<u64>> {
+        let store = self.store.clone();
+        let owned_meta = meta.clone();
+        let data = snapshot.into_inner();
+        let bytes = data.len();
+        blocking(move || store.install_snapshot(&owned_meta, &data))
+            .await
+            .map_err(|e| {
+                StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e))
+            })?;
+        self.hub.reset();
+        tracing::info!(
+            snapshot = %meta.snapshot_id,
+            last_log_id = ?meta.last_log_id,
+            bytes,
+            "installed snapshot from leader"
+        );
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<u64>> {
+        let store = self.store.clone();
+        let current = blocking(move || store.current_snapshot())
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(None, AnyError::new(&e)))?;
+        Ok(current.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use openraft::{CommittedLeaderId, Membership};
+
+    use super::*;
+    use crate::kv::{EventKind, Operation};
+    use crate::store::StoreLimits;
+    use crate::watch::WatchSignal;
+
+    fn memory_store() -> Store {
+        let db = redb::Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .unwrap();
+        Store::open(Arc::new(db), StoreLimits::default()).unwrap()
+    }
+
+    fn log_id(index: u64) -> LogId<u64> {
+        LogId::new(CommittedLeaderId::new(2, 1), index)
+    }
+
+    fn put_entry(index: u64, key: &str) -> Entry<TypeConfig> {
+        Entry {
+            log_id: log_id(index),
+            payload: EntryPayload::Normal(Request::new(Operation::Put {
+                key: key.into(),
+                value: b"v".to_vec(),
+                lease: 0,
+            })),
+        }
+    }
+
+    #[tokio::test]
+    async fn apply_records_membership_and_publishes_events() {
+        let hub = WatchHub::new();
+        let mut rx = hub.subscribe();
+        let mut sm = StateMachine::new(memory_store(), hub);
+        let membership = Membership::new(
+            vec![[1u64, 2, 3].into_iter().collect()],
+            BTreeMap::from([
+                (1, BasicNode::new("127.0.0.1:1")),
+                (2, BasicNode::new("127.0.0.1:2")),
+                (3, BasicNode::new("127.0.0.1:3")),
+            ]),
+        );
+        let responses = sm
+            .apply(vec![
+                Entry {
+                    log_id: log_id(1),
+                    payload: EntryPayload::Membership(membership.clone()),
+                },
+                Entry {
+                    log_id: log_id(2),
+                    payload: EntryPayload::Blank,
+                },
+                put_entry(3, "a"),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(responses.len(), 3);
+        assert_eq!(responses[..2], [Response::Empty, Response::Empty]);
+        let (applied, stored) = sm.applied_state().await.unwrap();
+        assert_eq!(applied, Some(log_id(3)));
+        assert_eq!(stored, StoredMembership::new(Some(log_id(1)), membership));
+        let WatchSignal::Events(events) = rx.try_recv().unwrap() else {
+            panic!("expected events")
+        };
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].kind, EventKind::Put);
+    }
+
+    #[tokio::test]
+    async fn built_snapshot_installs_on_another_state_machine() {
+        let mut leader = StateMachine::new(memory_store(), WatchHub::new());
+        leader
+            .apply(vec![put_entry(1, "a"), put_entry(2, "b")])
+            .await
+            .unwrap();
+        let snapshot = leader
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        assert_eq!(snapshot.meta.last_log_id, Some(log_id(2)));
+        let current = leader.get_current_snapshot().await.unwrap().unwrap();
+        assert_eq!(current.meta, snapshot.meta);
+
+        let hub = WatchHub::new();
+        let mut rx = hub.subscribe();
+        let mut follower = StateMachine::new(memory_store(), hub);
+        let mut incoming = follower.begin_receiving_snapshot().await.unwrap();
+        incoming
+            .get_mut()
+            .extend_from_slice(snapshot.snapshot.get_ref());
+        follower
+            .install_snapshot(&snapshot.meta, incoming)
+            .await
+            .unwrap();
+        assert_eq!(
+            follower.store.summary().unwrap(),
+            leader.store.summary().unwrap()
+        );
+        assert!(matches!(rx.try_recv().unwrap(), WatchSignal::Reset));
+        let (applied, _) = follower.applied_state().await.unwrap();
+        assert_eq!(applied, Some(log_id(2)));
+    }
+}
