@@ -1,1 +1,49 @@
-//! placeholder
+//! ChainFire's client library: talks to a 3-node cluster through any of its endpoints, follows
+//! the leader, retries with the platform's backoff and never hangs.
+//!
+//! - Every call has a deadline (`op_deadline`, default 45 s); each attempt has
+//!   `request_timeout` (default 2 s).
+//! - Transport errors, UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED and "not leader" with no known
+//!   leader are retried after the [`RetryPolicy`]'s delays
+//!   (default 3 retries, x2.0, 500 ms .. 30 s, jitter 0.2), on the next endpoint. Each retry is
+//!   logged at DEBUG (target `chainfire_client::retry`: op, key, attempt, delay, endpoint,
+//!   cause) and handed to [`ClientConfig::retry_observer`].
+//! - "Not leader, the leader is X" is followed at once, without backoff, at most
+//!   `max_redirects` times per call.
+//! - After the last retry the call fails with one [`ClientError`] naming the operation and key,
+//!   the endpoints tried, the attempts, the elapsed time and the last cause.
+//!
+//! # What a retried write guarantees
+//! Each put or delete carries one random 128-bit request id, reused on every retry of that
+//! call; the server applies a request id at most once and answers a repeat with the first
+//! result, as long as the id is among the last `--dedup-window` ids it saw (default 10,000
+//! writes). So `Ok` means applied exactly once, `ClientError::Rejected` means not applied, and
+//! `ClientError::Exhausted` means unknown: applied once or not at all (read the key to find
+//! out; a write cut off by a lost quorum may still be applied when the quorum returns). A
+//! call's retries end within `op_deadline`, so only a cluster taking more than the dedup window
+//! of other writes in that time could see a duplicate.
+//!
+//! # Watches
+//! [`Client::watch_raw`] is the plain stream, which ends when its server goes away (the design
+//! note's scenario 5 gap). [`Client::watch`] resumes on another endpoint, or on the restarted
+//! server, from the last revision it delivered, so every event arrives once and in order.
+
+mod call;
+mod client;
+mod config;
+mod error;
+mod router;
+mod types;
+mod watch;
+
+pub use client::Client;
+pub use config::{ClientConfig, RetryEvent, RetryObserver};
+pub use error::{ClientError, FailedOp};
+pub use types::{
+    CallInfo, DeleteResult, EventKind, GetResult, KeyValue, LeaseGrantResult, LeaseKeepAliveResult,
+    Member, NodeStatus, PutResult, RangeOptions, RangeResult, WatchEvent, WatchOptions,
+};
+pub use watch::{RawWatch, Watch};
+
+/// The retry policy type, re-exported so callers need not depend on `chainfire-api`.
+pub use chainfire_api::retry::RetryPolicy;

@@ -89,8 +89,10 @@ pub struct Cli {
     pub retry_jitter: f64,
 
     /// How long a write (or a linearizable read's leadership check, or a lease operation) may
-    /// wait for a quorum before failing with UNAVAILABLE "no quorum", in milliseconds.
-    #[arg(long, env = "CHAINFIRE_WRITE_TIMEOUT_MS", default_value_t = 5_000)]
+    /// wait for a quorum before failing with UNAVAILABLE "no quorum", in milliseconds. Kept
+    /// below chainfire-client's 2 s per-attempt bound, so a client sees the server's "no quorum"
+    /// reason rather than its own "no answer within 2s".
+    #[arg(long, env = "CHAINFIRE_WRITE_TIMEOUT_MS", default_value_t = 1_500)]
     pub write_timeout_ms: u64,
 
     /// How often the leader checks lease deadlines, in milliseconds.

@@ -1,0 +1,443 @@
+//! Watches. [`RawWatch`] is the plain gRPC stream: when its server goes away it reports the
+//! break once and ends (the design note's scenario 5 gap). [`Watch`] closes that gap: it
+//! reopens the stream on another endpoint (or the restarted server) from the last revision it
+//! delivered and drops what it already delivered, so the caller sees every event once, in order.
+
+use std::collections::{HashSet, VecDeque};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use chainfire_api::pb;
+use chainfire_api::retry::RetryPolicy;
+use futures::stream::{BoxStream, Stream, StreamExt};
+
+use crate::call::CallSpec;
+use crate::client::Client;
+use crate::config::RetryEvent;
+use crate::error::{ClientError, FailedOp, Failure};
+use crate::router::Route;
+use crate::types::{CallInfo, WatchEvent, WatchOptions, key_text};
+
+/// Events already delivered, so a resumed stream's repeats can be dropped. Revisions are per
+/// write, but one write (a lease expiry) may change several keys at the same revision, so the
+/// keys seen at the last revision are remembered too.
+#[derive(Default)]
+struct Delivered {
+    last_revision: u64,
+    keys_at_last: HashSet<Vec<u8>>,
+}
+
+impl Delivered {
+    /// True if `event` is new, and records it.
+    fn admit(&mut self, event: &WatchEvent) -> bool {
+        let revision = event.revision();
+        if revision < self.last_revision
+            || (revision == self.last_revision && self.keys_at_last.contains(&event.kv.key))
+        {
+            return false;
+        }
+        if revision > self.last_revision {
+            self.last_revision = revision;
+            self.keys_at_last.clear();
+        }
+        self.keys_at_last.insert(event.kv.key.clone());
+        true
+    }
+}
+
+impl Client {
+    /// Opens a watch stream (the opening is retried with `retry`).
+    async fn open_watch(
+        &self,
+        options: &WatchOptions,
+        start_revision: u64,
+        policy: &RetryPolicy,
+    ) -> Result<(tonic::Streaming<pb::WatchResponse>, CallInfo), ClientError> {
+        let request = pb::WatchRequest {
+            key: options.key.clone(),
+            prefix: options.prefix,
+            start_revision,
+        };
+        let spec = CallSpec {
+            op: "watch",
+            key: Some(&options.key),
+            route: Route::Any,
+            policy,
+        };
+        self.inner
+            .execute(spec, |mut c| {
+                let request = request.clone();
+                async move { c.watch(request).await }
+            })
+            .await
+    }
+
+    /// The plain stream on one endpoint, no reconnection. When the server goes away or closes
+    /// the stream it yields one `Err(ClientError::WatchEnded)` and then ends.
+    pub async fn watch_raw(&self, options: WatchOptions) -> Result<RawWatch, ClientError> {
+        let retry = self.inner.config.retry;
+        let (stream, info) = self
+            .open_watch(&options, options.start_revision, &retry)
+            .await?;
+        let state = RawState {
+            stream,
+            endpoint: info.endpoint.clone(),
+            key: key_text(&options.key),
+            pending: VecDeque::new(),
+            delivered: Delivered::default(),
+            ended: false,
+        };
+        Ok(RawWatch {
+            endpoint: info.endpoint,
+            events: futures::stream::unfold(state, |mut s| async move {
+                s.next().await.map(|item| (item, s))
+            })
+            .boxed(),
+        })
+    }
+
+    /// A watch that survives its server going away (see the module docs). With
+    /// `start_revision = 0` it delivers changes after the revision current when this returns.
+    /// Returns once the first stream is open.
+    pub async fn watch(&self, options: WatchOptions) -> Result<Watch, ClientError> {
+        let mut options = options;
+        if options.start_revision == 0 {
+            // Pin "now" to a revision so a resumed stream starts exactly where this one did.
+            let now = self.get(&options.key).await?.revision;
+            options.start_revision = now + 1;
+        }
+        let policy = self.inner.config.watch_retry;
+        let (stream, info) = self
+            .open_watch(&options, options.start_revision, &policy)
+            .await?;
+        let shared = Arc::new(WatchShared {
+            reconnects: AtomicU64::new(0),
+            last_revision: AtomicU64::new(0),
+            endpoint: Mutex::new(info.endpoint.clone()),
+        });
+        let resumer = Resumer {
+            client: self.clone(),
+            options,
+            policy,
+            stream: Some(OpenStream::new(stream, info.endpoint)),
+            pending: VecDeque::new(),
+            delivered: Delivered::default(),
+            quick_breaks: 0,
+            last_break: String::new(),
+            done: false,
+            shared: shared.clone(),
+        };
+        Ok(Watch {
+            shared,
+            events: futures::stream::unfold(resumer, |mut r| async move {
+                r.next().await.map(|item| (item, r))
+            })
+            .boxed(),
+        })
+    }
+}
+
+/// The plain watch stream (see [`Client::watch_raw`]).
+pub struct RawWatch {
+    endpoint: String,
+    events: BoxStream<'static, Result<WatchEvent, ClientError>>,
+}
+
+impl RawWatch {
+    /// The endpoint the stream is on.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+}
+
+impl Stream for RawWatch {
+    type Item = Result<WatchEvent, ClientError>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.events.poll_next_unpin(cx)
+    }
+}
+
+struct RawState {
+    stream: tonic::Streaming<pb::WatchResponse>,
+    endpoint: String,
+    key: String,
+    pending: VecDeque<WatchEvent>,
+    delivered: Delivered,
+    ended: bool,
+}
+
+impl RawState {
+    async fn next(&mut self) -> Option<Result<WatchEvent, ClientError>> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some(Ok(event));
+            }
+            if self.ended {
+                return None;
+            }
+            let cause = match self.stream.message().await {
+                Ok(Some(response)) => {
+                    for event in response.events.into_iter().map(WatchEvent::from_pb) {
+                        if self.delivered.admit(&event) {
+                            self.pending.push_back(event);
+                        }
+                    }
+                    continue;
+                }
+                Ok(None) => "the server closed the stream".to_string(),
+                Err(status) => Failure::from_status(&self.endpoint, &status).cause,
+            };
+            self.ended = true;
+            tracing::info!(
+                endpoint = %self.endpoint,
+                key = %self.key,
+                last_revision = self.delivered.last_revision,
+                %cause,
+                "raw watch stream ended"
+            );
+            return Some(Err(ClientError::WatchEnded {
+                key: self.key.clone(),
+                endpoint: self.endpoint.clone(),
+                last_revision: self.delivered.last_revision,
+                cause,
+            }));
+        }
+    }
+}
+
+/// A reconnecting watch (see [`Client::watch`]).
+pub struct Watch {
+    shared: Arc<WatchShared>,
+    events: BoxStream<'static, Result<WatchEvent, ClientError>>,
+}
+
+struct WatchShared {
+    reconnects: AtomicU64,
+    last_revision: AtomicU64,
+    endpoint: Mutex<String>,
+}
+
+impl Watch {
+    /// How many times the stream was reopened after a break.
+    pub fn reconnects(&self) -> u64 {
+        self.shared.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// The revision of the last event delivered (0 before the first).
+    pub fn last_revision(&self) -> u64 {
+        self.shared.last_revision.load(Ordering::Relaxed)
+    }
+
+    /// The endpoint the current (or last) stream is on.
+    pub fn endpoint(&self) -> String {
+        self.shared
+            .endpoint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+impl Stream for Watch {
+    type Item = Result<WatchEvent, ClientError>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.events.poll_next_unpin(cx)
+    }
+}
+
+struct OpenStream {
+    stream: tonic::Streaming<pb::WatchResponse>,
+    endpoint: String,
+    opened_at: Instant,
+    got_message: bool,
+}
+
+impl OpenStream {
+    fn new(stream: tonic::Streaming<pb::WatchResponse>, endpoint: String) -> Self {
+        Self {
+            stream,
+            endpoint,
+            opened_at: Instant::now(),
+            got_message: false,
+        }
+    }
+}
+
+struct Resumer {
+    client: Client,
+    options: WatchOptions,
+    policy: RetryPolicy,
+    stream: Option<OpenStream>,
+    pending: VecDeque<WatchEvent>,
+    delivered: Delivered,
+    /// Streams in a row that broke before delivering anything or staying up for a request
+    /// timeout: a server that accepts and drops at once must not make us spin.
+    quick_breaks: usize,
+    last_break: String,
+    done: bool,
+    shared: Arc<WatchShared>,
+}
+
+impl Resumer {
+    async fn next(&mut self) -> Option<Result<WatchEvent, ClientError>> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Some(Ok(event));
+            }
+            if self.done {
+                return None;
+            }
+            let Some(open) = self.stream.as_mut() else {
+                if let Err(e) = self.reopen().await {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+                continue;
+            };
+            match open.stream.message().await {
+                Ok(Some(response)) => {
+                    open.got_message = true;
+                    self.quick_breaks = 0;
+                    for event in response.events.into_iter().map(WatchEvent::from_pb) {
+                        if self.delivered.admit(&event) {
+                            self.pending.push_back(event);
+                        }
+                    }
+                    self.shared
+                        .last_revision
+                        .store(self.delivered.last_revision, Ordering::Relaxed);
+                }
+                Ok(None) => self.broken("the server closed the stream".into()),
+                Err(status) => {
+                    let failure = Failure::from_status(&open.endpoint, &status);
+                    if !failure.retryable() {
+                        // E.g. the resume revision was compacted: resuming cannot be exact.
+                        self.done = true;
+                        return Some(Err(ClientError::Rejected(Box::new(FailedOp {
+                            op: "watch",
+                            key: Some(key_text(&self.options.key)),
+                            endpoints: vec![failure.endpoint.clone()],
+                            attempts: 1,
+                            retries: 0,
+                            elapsed: open.opened_at.elapsed(),
+                            deadline: None,
+                            code: failure.code,
+                            last_endpoint: failure.endpoint,
+                            last_cause: failure.cause,
+                        }))));
+                    }
+                    self.broken(failure.cause)
+                }
+            }
+        }
+    }
+
+    fn broken(&mut self, cause: String) {
+        let Some(open) = self.stream.take() else {
+            return;
+        };
+        self.client.inner.router.on_failure(&open.endpoint);
+        let quick = !open.got_message
+            && open.opened_at.elapsed() < self.client.inner.config.request_timeout;
+        self.quick_breaks = if quick { self.quick_breaks + 1 } else { 0 };
+        tracing::info!(
+            endpoint = %open.endpoint,
+            key = %key_text(&self.options.key),
+            last_revision = self.delivered.last_revision,
+            %cause,
+            "watch stream broke; resuming"
+        );
+        self.last_break = format!("{} ({cause})", open.endpoint);
+    }
+
+    /// Opens a new stream from the last delivered revision (or the original start).
+    async fn reopen(&mut self) -> Result<(), ClientError> {
+        if self.quick_breaks > 0 {
+            let Some(delay) = self.policy.backoff().nth(self.quick_breaks - 1) else {
+                return Err(ClientError::Exhausted(Box::new(FailedOp {
+                    op: "watch",
+                    key: Some(key_text(&self.options.key)),
+                    endpoints: self.client.endpoints().to_vec(),
+                    attempts: self.quick_breaks,
+                    retries: self.quick_breaks - 1,
+                    elapsed: std::time::Duration::ZERO,
+                    deadline: None,
+                    code: None,
+                    last_endpoint: self.last_break.clone(),
+                    last_cause: format!(
+                        "stream broke {} times in a row right after opening",
+                        self.quick_breaks
+                    ),
+                })));
+            };
+            self.client.inner.report_retry(RetryEvent {
+                op: "watch",
+                key: Some(key_text(&self.options.key)),
+                attempt: self.quick_breaks,
+                delay,
+                endpoint: self.last_break.clone(),
+                cause: "stream broke right after opening".into(),
+                at: SystemTime::now(),
+            });
+            tokio::time::sleep(delay).await;
+        }
+        let start = match self.delivered.last_revision {
+            0 => self.options.start_revision,
+            // Ask again for the last revision: other keys may share it (see `Delivered`).
+            last => last,
+        };
+        let (stream, info) = self
+            .client
+            .open_watch(&self.options, start, &self.policy)
+            .await?;
+        tracing::info!(
+            endpoint = %info.endpoint,
+            from_revision = start,
+            attempts = info.attempts,
+            "watch stream reopened"
+        );
+        self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
+        *self
+            .shared
+            .endpoint
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = info.endpoint.clone();
+        self.stream = Some(OpenStream::new(stream, info.endpoint));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{EventKind, KeyValue};
+
+    fn event(key: &str, revision: u64) -> WatchEvent {
+        WatchEvent {
+            kind: EventKind::Put,
+            kv: KeyValue {
+                key: key.as_bytes().to_vec(),
+                mod_revision: revision,
+                ..KeyValue::default()
+            },
+        }
+    }
+
+    #[test]
+    fn delivered_drops_repeats_of_a_resumed_stream() {
+        let mut d = Delivered::default();
+        assert!(d.admit(&event("a", 5)));
+        assert!(d.admit(&event("b", 5)));
+        assert!(d.admit(&event("a", 6)));
+        // The resumed stream starts again at revision 6, then goes on.
+        assert!(!d.admit(&event("a", 6)));
+        assert!(!d.admit(&event("b", 5)));
+        assert!(d.admit(&event("c", 6)));
+        assert!(!d.admit(&event("c", 6)));
+        assert!(d.admit(&event("a", 7)));
+        assert_eq!(d.last_revision, 7);
+    }
+}
