@@ -1,0 +1,366 @@
+//! Running scenarios.
+//!
+//! The parent process ([`pool`]) starts one worker process per scenario run, each in its own
+//! network namespace, at most `--jobs` at a time, and collects their results. A worker
+//! ([`worker`]) runs [`run_scenario`]: start the clusters, carry out the steps in order, each
+//! under a time bound ([`steps`]), always tear down, and turn step results into cell verdicts
+//! ([`verdict`]). Everything lands in the run's evidence folder: node logs, `client.log`,
+//! `history.jsonl`, `result.json`, `summary.md`.
+
+mod judge;
+pub mod pool;
+mod progress;
+mod steps;
+mod verdict;
+pub mod worker;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::faults::{Faults, Firewall, FirewallUnavailable};
+use crate::history::History;
+use crate::netns::NetworkMode;
+use crate::report::{CellRun, RunVerdict, ScenarioRun, StepReport, StepStatus};
+use crate::scenario::{ClusterSpec, NodeConfig, ScenarioFile};
+use crate::supervisor::{self, BinaryPaths, NodeSettings, Service, Supervisor, SupervisorConfig};
+use progress::Progress;
+pub use steps::engine_service;
+use steps::{Runner, StepResult};
+use verdict::{cell_verdicts, cells_of, step_status, stops_scenario};
+
+/// How to run one scenario run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The run's evidence folder (created by the parent, empty).
+    pub evidence_dir: PathBuf,
+    pub run: u32,
+    pub runs: u32,
+    pub seed: u64,
+    pub network: NetworkMode,
+    /// What the worker found itself in, for the report.
+    pub network_label: String,
+    pub binaries: BinaryPaths,
+    pub keep_going: bool,
+}
+
+/// Extra time a step gets past its own bound before it is cancelled as hung (the bound itself
+/// is judged from the recorded times).
+fn grace(bound: Duration) -> Duration {
+    (bound / 4).max(Duration::from_secs(5))
+}
+
+/// Runs one scenario run to the end, whatever happens, and returns its results.
+pub async fn run_scenario(file: &ScenarioFile, opts: &RunOptions) -> ScenarioRun {
+    let scenario = &file.scenario;
+    let started_unix_s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default();
+    let clock = Instant::now();
+    let progress = Progress::new(&scenario.id, opts.run, opts.runs, scenario.steps.len());
+    let mut run = ScenarioRun {
+        scenario_id: scenario.id.clone(),
+        title: scenario.title.clone(),
+        run: opts.run,
+        seed: opts.seed,
+        evidence_dir: opts.evidence_dir.clone(),
+        network: opts.network_label.clone(),
+        started_unix_s,
+        duration_ms: 0.0,
+        setup_error: None,
+        steps: Vec::new(),
+        cells: Vec::new(),
+        teardown: Vec::new(),
+    };
+
+    let history = match History::create(&opts.evidence_dir.join("history.jsonl")) {
+        Ok(h) => h,
+        Err(e) => {
+            run.setup_error = Some(e.to_string());
+            run.cells = cell_verdicts(&scenario.covers, &[], run.setup_error.as_deref());
+            return run;
+        }
+    };
+    let mut config = SupervisorConfig::new(&opts.evidence_dir, opts.network, opts.binaries.clone());
+    config.seed = opts.seed;
+    let supervisor = Supervisor::new(config, history.clone());
+    let firewall = if scenario.needs_packet_filter() {
+        Firewall::open(opts.network)
+    } else {
+        Err(FirewallUnavailable {
+            reason: "this scenario injects no network fault".into(),
+        })
+    };
+    if let Err(e) = &firewall
+        && scenario.needs_packet_filter()
+    {
+        progress.say(&format!(
+            "iptables unusable, network faults will be skipped: {}",
+            e.reason
+        ));
+    }
+    let faults = Faults::new(supervisor.clone(), firewall, history.clone());
+    let mut runner = Runner::new(
+        scenario,
+        history.clone(),
+        supervisor.clone(),
+        faults.clone(),
+    );
+
+    match start_clusters(file, &supervisor, &progress).await {
+        Ok(()) => match runner.connect_clients().await {
+            Ok(()) => run.steps = run_steps(file, opts, &mut runner, &history, &progress).await,
+            Err(e) => run.setup_error = Some(e),
+        },
+        Err(e) => run.setup_error = Some(e),
+    }
+    if let Some(e) = &run.setup_error {
+        progress.say(&format!("setup failed: {e}"));
+    }
+
+    // Teardown, always: background clients, faults, processes.
+    if tokio::time::timeout(Duration::from_secs(90), runner.stop_background())
+        .await
+        .is_err()
+    {
+        run.teardown
+            .push("background loads/watches did not stop within 90 s".into());
+    }
+    if let Err(e) = faults.clear_all().await {
+        run.teardown.push(format!("clearing faults failed: {e}"));
+    }
+    let report = supervisor.shutdown().await;
+    if !report.killed.is_empty() {
+        run.teardown
+            .push(format!("killed at teardown: {}", report.killed.join(", ")));
+    }
+    if !report.leftover.is_empty() {
+        run.teardown.push(format!(
+            "LEFT RUNNING after teardown: {}",
+            report.leftover.join(", ")
+        ));
+    }
+    if let Some(e) = history.write_error() {
+        run.teardown
+            .push(format!("history.jsonl is incomplete: {e}"));
+    }
+
+    run.cells = cell_verdicts(&scenario.covers, &run.steps, run.setup_error.as_deref());
+    if !report.leftover.is_empty() {
+        // A run that leaves processes behind is not clean, whatever its steps said.
+        for c in &mut run.cells {
+            if matches!(c.verdict, RunVerdict::Passed) {
+                c.verdict = RunVerdict::Errored {
+                    message: format!(
+                        "teardown left processes running: {}",
+                        report.leftover.join(", ")
+                    ),
+                };
+            }
+        }
+    }
+    run.duration_ms = clock.elapsed().as_secs_f64() * 1000.0;
+    progress.say(&verdict_line(&run.cells));
+    run
+}
+
+fn verdict_line(cells: &[CellRun]) -> String {
+    let parts: Vec<String> = cells
+        .iter()
+        .map(|c| {
+            let v = match &c.verdict {
+                RunVerdict::Passed => "pass",
+                RunVerdict::Failed { .. } => "FAIL",
+                RunVerdict::Errored { .. } => "ERROR",
+                RunVerdict::Skipped { .. } => "skipped",
+                RunVerdict::Observed { .. } => "observed",
+            };
+            format!("{} {v}", c.cell)
+        })
+        .collect();
+    format!("done: {}", parts.join(", "))
+}
+
+async fn start_clusters(
+    file: &ScenarioFile,
+    supervisor: &Supervisor,
+    progress: &Progress,
+) -> Result<(), String> {
+    for svc in file.scenario.services() {
+        let (Some(service), Some(spec)) = (engine_service(svc), file.scenario.cluster(svc)) else {
+            continue;
+        };
+        let started = Instant::now();
+        progress.say(&format!("starting {service} x{}", spec.nodes));
+        supervisor
+            .start_cluster(&cluster_spec(service, spec))
+            .await
+            .map_err(|e| format!("starting the {service} cluster: {e}"))?;
+        progress.say(&format!(
+            "{service} x{} ready in {:.1} s",
+            spec.nodes,
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    Ok(())
+}
+
+/// The supervisor's form of a cluster: node configuration becomes server flags.
+fn cluster_spec(service: Service, spec: &ClusterSpec) -> supervisor::ClusterSpec {
+    supervisor::ClusterSpec {
+        service,
+        nodes: spec.nodes as usize,
+        settings: node_settings(service, &spec.config),
+        per_node: spec
+            .overrides
+            .keys()
+            .map(|id| (*id as usize, node_settings(service, &spec.node_config(*id))))
+            .collect(),
+    }
+}
+
+fn node_settings(service: Service, c: &NodeConfig) -> NodeSettings {
+    let mut flags = std::collections::BTreeMap::new();
+    if let Some(ms) = c.election_timeout_ms {
+        flags.insert("--election-timeout-ms".to_owned(), ms.to_string());
+    }
+    if let Some(ms) = c.heartbeat_interval_ms {
+        flags.insert("--heartbeat-interval-ms".to_owned(), ms.to_string());
+    }
+    if let Some(level) = &c.log_level {
+        flags.insert("--log-level".to_owned(), level.clone());
+    }
+    if let (Service::FlareDb, Some(ms)) = (service, c.pd_reconnect_cycle_ms) {
+        flags.insert("--pd-reconnect-interval-ms".to_owned(), ms.to_string());
+    }
+    flags.extend(c.flags.clone());
+    NodeSettings {
+        retry: c.retry.as_ref().map(|r| r.policy()),
+        flags,
+    }
+}
+
+async fn run_steps(
+    file: &ScenarioFile,
+    opts: &RunOptions,
+    runner: &mut Runner<'_>,
+    history: &History,
+    progress: &Progress,
+) -> Vec<StepReport> {
+    let scenario = &file.scenario;
+    let deadline = Instant::now() + Duration::from_millis(scenario.timeout_ms);
+    let mut reports = Vec::with_capacity(scenario.steps.len());
+    let mut stopped: Option<String> = None;
+    for (i, spanned) in scenario.steps.iter().enumerate() {
+        let step = &spanned.value;
+        let index = i + 1;
+        let description = step.to_string();
+        let cells = cells_of(step.cells(), &scenario.covers);
+        let mut report = StepReport {
+            index,
+            kind: step.kind().to_owned(),
+            description: description.clone(),
+            is_fault: step.is_fault(),
+            start_ms: history.now_ms(),
+            end_ms: history.now_ms(),
+            status: StepStatus::NotRun,
+            message: String::new(),
+            numbers: Default::default(),
+            cells: step.cells().to_vec(),
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if stopped.is_none() && remaining.is_zero() {
+            stopped = Some(format!(
+                "the scenario's time bound ({} ms) was reached",
+                scenario.timeout_ms
+            ));
+        }
+        if let Some(why) = &stopped {
+            report.message = why.clone();
+            reports.push(report);
+            continue;
+        }
+        history.note(format!("step {index}: {description}"));
+        progress.step_started(index, step.is_fault(), &description);
+        let bound = runner.bound_of(step);
+        let hard_bound = (bound + grace(bound)).min(remaining);
+        let result = match tokio::time::timeout(hard_bound, runner.run(step)).await {
+            Ok(r) => r,
+            Err(_) => hung(step.is_fault(), bound, hard_bound),
+        };
+        report.end_ms = history.now_ms();
+        report.status = step_status(result.judged, &cells);
+        report.message = result.message;
+        report.numbers = result.numbers;
+        progress.step_ended(
+            index,
+            report.status,
+            report.end_ms - report.start_ms,
+            &report.message,
+        );
+        if stops_scenario(report.status, opts.keep_going) {
+            stopped = Some(format!(
+                "step {index} ({}) {}",
+                step.kind(),
+                report.status.label()
+            ));
+        }
+        reports.push(report);
+    }
+    reports
+}
+
+/// A step that did not come back: a hung operation is the platform's failure to meet its
+/// bound; a hung fault or wait is the harness's problem.
+fn hung(is_fault: bool, bound: Duration, hard_bound: Duration) -> StepResult {
+    let message = format!(
+        "expected to finish within {} ms; happened: still running after {} ms, cancelled",
+        bound.as_millis(),
+        hard_bound.as_millis()
+    );
+    if is_fault {
+        StepResult::error(message)
+    } else {
+        StepResult::fail(message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::RetryConfig;
+    use verdict::Judged;
+
+    #[test]
+    fn node_config_becomes_server_flags() {
+        let c = NodeConfig {
+            election_timeout_ms: Some(300),
+            heartbeat_interval_ms: Some(50),
+            retry: Some(RetryConfig {
+                max_retries: Some(5),
+                ..Default::default()
+            }),
+            pd_reconnect_cycle_ms: Some(2000),
+            log_level: Some("trace".into()),
+            flags: [("--write-timeout-ms".to_owned(), "100".to_owned())].into(),
+        };
+        let s = node_settings(Service::FlareDb, &c);
+        assert_eq!(s.flags["--election-timeout-ms"], "300");
+        assert_eq!(s.flags["--heartbeat-interval-ms"], "50");
+        assert_eq!(s.flags["--pd-reconnect-interval-ms"], "2000");
+        assert_eq!(s.flags["--log-level"], "trace");
+        assert_eq!(s.flags["--write-timeout-ms"], "100");
+        assert_eq!(s.retry.unwrap().max_retries, 5);
+        let s = node_settings(Service::ChainFire, &c);
+        assert!(!s.flags.contains_key("--pd-reconnect-interval-ms"));
+    }
+
+    #[test]
+    fn a_hung_operation_fails_and_a_hung_fault_errors() {
+        let b = Duration::from_secs(20);
+        assert_eq!(hung(false, b, b + grace(b)).judged, Judged::Fail);
+        assert_eq!(hung(true, b, b + grace(b)).judged, Judged::Error);
+        assert_eq!(grace(Duration::from_secs(1)), Duration::from_secs(5));
+        assert_eq!(grace(Duration::from_secs(40)), Duration::from_secs(10));
+    }
+}

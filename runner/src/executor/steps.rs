@@ -1,0 +1,782 @@
+//! Carrying out one step against the running clusters: client operations through the driver,
+//! faults through `faults`, waits through the supervisor, checks over the recorded history.
+//! Each step returns its own judgement, a message saying what was expected and what happened,
+//! and its numbers.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::judge::{ReadExpectation, judge_op, observe_broken_watch, op_numbers};
+use super::verdict::Judged;
+use crate::checks::{self, CheckResult, ReconnectTo, RetryFilter};
+use crate::driver::{Driver, DriverConfig, LoadHandle, LoadSpec, WatchHandle};
+use crate::faults::{FaultError, FaultKind, Faults};
+use crate::history::{
+    Event, EventKind, History, LogMatchRecord, OpRecord, WatchMode as HistWatchMode,
+};
+use crate::matrix::Service as MatrixService;
+use crate::scenario::{
+    Expect, NodeRef, ProbeOp, ReconnectUntil, Scenario, Step, StopSignal, WatchExpectation,
+    WatchMode,
+};
+use crate::supervisor::{Service, Supervisor, Target};
+
+/// A step's result before it is mapped to cells.
+#[derive(Debug, Clone)]
+pub struct StepResult {
+    pub judged: Judged,
+    pub message: String,
+    pub numbers: BTreeMap<String, f64>,
+}
+
+impl StepResult {
+    fn new(judged: Judged, message: impl Into<String>) -> Self {
+        StepResult {
+            judged,
+            message: message.into(),
+            numbers: BTreeMap::new(),
+        }
+    }
+    pub fn pass(message: impl Into<String>) -> Self {
+        Self::new(Judged::Pass, message)
+    }
+    pub fn fail(message: impl Into<String>) -> Self {
+        Self::new(Judged::Fail, message)
+    }
+    pub fn error(message: impl Into<String>) -> Self {
+        Self::new(Judged::Error, message)
+    }
+    fn with_numbers(mut self, numbers: BTreeMap<String, f64>) -> Self {
+        self.numbers.extend(numbers);
+        self
+    }
+    fn from_check(c: CheckResult) -> Self {
+        StepResult {
+            judged: if c.passed { Judged::Pass } else { Judged::Fail },
+            message: c.message,
+            numbers: c.numbers,
+        }
+    }
+}
+
+/// What a named step left for later steps.
+#[derive(Debug, Clone, Default)]
+struct Named {
+    start_ms: f64,
+    end_ms: f64,
+    op: Option<OpRecord>,
+    log: Option<LogMatchRecord>,
+}
+
+struct OpenWatch {
+    id: u64,
+    handle: Option<WatchHandle>,
+}
+
+/// Maps a scenario's service to the supervisor's (only services with clusters get here).
+pub fn engine_service(s: MatrixService) -> Option<Service> {
+    match s {
+        MatrixService::ChainFire => Some(Service::ChainFire),
+        MatrixService::FlareDb => Some(Service::FlareDb),
+        MatrixService::PlasmaVmc | MatrixService::Iam => None,
+    }
+}
+
+/// The state of a running scenario.
+pub struct Runner<'a> {
+    scenario: &'a Scenario,
+    history: History,
+    supervisor: Supervisor,
+    faults: Faults,
+    /// The cluster client of each service: one client object for the whole scenario.
+    drivers: BTreeMap<Service, Driver>,
+    /// Clients bound to a single node (`node:` on an operation or watch).
+    node_drivers: BTreeMap<(Service, usize), Driver>,
+    saved: BTreeMap<String, (Service, usize)>,
+    named: BTreeMap<String, Named>,
+    watches: BTreeMap<String, OpenWatch>,
+    loads: BTreeMap<String, LoadHandle>,
+    partitioned: Vec<(Service, usize)>,
+}
+
+impl<'a> Runner<'a> {
+    pub fn new(
+        scenario: &'a Scenario,
+        history: History,
+        supervisor: Supervisor,
+        faults: Faults,
+    ) -> Self {
+        Runner {
+            scenario,
+            history,
+            supervisor,
+            faults,
+            drivers: BTreeMap::new(),
+            node_drivers: BTreeMap::new(),
+            saved: BTreeMap::new(),
+            named: BTreeMap::new(),
+            watches: BTreeMap::new(),
+            loads: BTreeMap::new(),
+            partitioned: Vec::new(),
+        }
+    }
+
+    fn driver_config(&self, client: String, endpoints: Vec<String>) -> DriverConfig {
+        let mut config = DriverConfig::new(client, endpoints);
+        config.retry = self.scenario.client.retry_policy();
+        if let Some(ms) = self.scenario.client.op_timeout_ms {
+            config.op_timeout = Duration::from_millis(ms);
+        }
+        config
+    }
+
+    /// Makes the cluster client of every started service.
+    pub async fn connect_clients(&mut self) -> Result<(), String> {
+        for svc in self.scenario.services() {
+            let Some(service) = engine_service(svc) else {
+                continue;
+            };
+            let mut config = self.driver_config(
+                service.as_str().to_owned(),
+                self.supervisor.client_endpoints(service),
+            );
+            if service == Service::FlareDb {
+                // Like a real FlareDB client: it may ask PD (ChainFire) where the leader is.
+                config.pd_endpoints = self.supervisor.client_endpoints(Service::ChainFire);
+            }
+            let driver = Driver::connect(service, config, self.history.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            self.drivers.insert(service, driver);
+        }
+        Ok(())
+    }
+
+    /// The service a step acts on (validation guarantees one exists for steps that need it).
+    fn service_of(&self, explicit: Option<MatrixService>) -> Result<Service, StepResult> {
+        let svc = explicit.or_else(|| match self.scenario.services().as_slice() {
+            [only] => Some(*only),
+            _ => None,
+        });
+        svc.and_then(engine_service).ok_or_else(|| {
+            StepResult::error("no cluster to act on (the scenario was not validated?)")
+        })
+    }
+
+    fn target(&self, service: Service, node: &NodeRef) -> Result<Target, StepResult> {
+        Ok(match node {
+            NodeRef::Leader => Target::Leader,
+            NodeRef::Follower => Target::Follower,
+            NodeRef::Any => Target::Any,
+            NodeRef::Id(id) => Target::Node(*id as usize),
+            NodeRef::Saved(name) => match self.saved.get(name) {
+                Some((svc, idx)) if *svc == service => Target::Node(*idx),
+                Some((svc, _)) => {
+                    return Err(StepResult::error(format!(
+                        "${name} is a {svc} node, not a {service} node"
+                    )));
+                }
+                None => {
+                    return Err(StepResult::error(format!(
+                        "${name} was not saved (the step that saves it did not run)"
+                    )));
+                }
+            },
+        })
+    }
+
+    async fn resolve(&self, service: Service, node: &NodeRef) -> Result<usize, StepResult> {
+        let target = self.target(service, node)?;
+        self.supervisor
+            .resolve(service, &target)
+            .await
+            .map_err(|e| StepResult::error(format!("cannot choose {node}: {e}")))
+    }
+
+    async fn client_for(
+        &mut self,
+        service: Service,
+        node: Option<&NodeRef>,
+    ) -> Result<Driver, StepResult> {
+        let Some(node) = node else {
+            return self
+                .drivers
+                .get(&service)
+                .cloned()
+                .ok_or_else(|| StepResult::error(format!("no {service} client")));
+        };
+        let index = self.resolve(service, node).await?;
+        if let Some(d) = self.node_drivers.get(&(service, index)) {
+            return Ok(d.clone());
+        }
+        let info = self
+            .supervisor
+            .node(service, index)
+            .map_err(|e| StepResult::error(e.to_string()))?;
+        let config = self.driver_config(
+            format!("{}-node{index}", service.as_str()),
+            vec![info.endpoint()],
+        );
+        let driver = Driver::connect(service, config, self.history.clone())
+            .await
+            .map_err(|e| StepResult::error(e.to_string()))?;
+        self.node_drivers.insert((service, index), driver.clone());
+        Ok(driver)
+    }
+
+    fn remember(
+        &mut self,
+        name: Option<&str>,
+        start_ms: f64,
+        op: Option<OpRecord>,
+        log: Option<LogMatchRecord>,
+    ) {
+        if let Some(name) = name {
+            let end_ms = self.history.now_ms();
+            self.named.insert(
+                name.to_owned(),
+                Named {
+                    start_ms,
+                    end_ms,
+                    op,
+                    log,
+                },
+            );
+        }
+    }
+
+    /// The effective time bound of a step.
+    pub fn bound_of(&self, step: &Step) -> Duration {
+        let base = step.own_bound_ms().unwrap_or(self.scenario.step_timeout_ms);
+        let extra = match step {
+            // A restart waits for the node to be down and then ready.
+            Step::Restart(r) => r.down_ms + self.scenario.step_timeout_ms,
+            _ => 0,
+        };
+        Duration::from_millis(base + extra)
+    }
+
+    /// Runs one step.
+    pub async fn run(&mut self, step: &Step) -> StepResult {
+        let start_ms = self.history.now_ms();
+        let bound = self.bound_of(step);
+        let result = match self.run_inner(step, bound).await {
+            Ok(r) | Err(r) => r,
+        };
+        if let Some(name) = step.name()
+            && !self.named.contains_key(name)
+        {
+            self.remember(Some(name), start_ms, None, None);
+        }
+        result
+    }
+
+    async fn run_inner(&mut self, step: &Step, bound: Duration) -> Result<StepResult, StepResult> {
+        let start_ms = self.history.now_ms();
+        Ok(match step {
+            Step::Put(s) => {
+                let service = self.service_of(s.service)?;
+                let driver = self.client_for(service, s.node.as_ref()).await?;
+                let record = driver.put(&s.key, &s.value).await;
+                self.op_result(
+                    s.name.as_deref(),
+                    start_ms,
+                    record,
+                    &s.expect,
+                    bound,
+                    ReadExpectation::default(),
+                )
+            }
+            Step::Get(s) => {
+                let service = self.service_of(s.service)?;
+                let driver = self.client_for(service, s.node.as_ref()).await?;
+                let record = driver.get(&s.key).await;
+                let read = ReadExpectation {
+                    value: s.value.as_deref(),
+                    absent: s.absent,
+                };
+                self.op_result(s.name.as_deref(), start_ms, record, &s.expect, bound, read)
+            }
+            Step::Delete(s) => {
+                let service = self.service_of(s.service)?;
+                let driver = self.client_for(service, s.node.as_ref()).await?;
+                let record = driver.delete(&s.key).await;
+                self.op_result(
+                    s.name.as_deref(),
+                    start_ms,
+                    record,
+                    &s.expect,
+                    bound,
+                    ReadExpectation::default(),
+                )
+            }
+            Step::WatchStart(s) => {
+                let service = self.service_of(s.service)?;
+                let driver = self.client_for(service, s.node.as_ref()).await?;
+                let mode = match s.mode {
+                    WatchMode::Raw => HistWatchMode::Raw,
+                    WatchMode::Reconnecting => HistWatchMode::Reconnecting,
+                };
+                match driver.start_watch(&s.key, s.prefix, mode).await {
+                    Ok(handle) => {
+                        let id = handle.id();
+                        self.watches.insert(
+                            s.name.clone(),
+                            OpenWatch {
+                                id,
+                                handle: Some(handle),
+                            },
+                        );
+                        StepResult::pass(format!("watch #{id} open"))
+                    }
+                    Err(e) => StepResult::error(e.to_string()),
+                }
+            }
+            Step::WatchStop(r) => match self.watches.get_mut(&r.name).and_then(|w| w.handle.take())
+            {
+                Some(handle) => {
+                    let summary = handle.stop().await;
+                    StepResult::pass(format!(
+                        "stopped after {} events, {} reconnects{}",
+                        summary.events,
+                        summary.reconnects,
+                        summary
+                            .ended
+                            .or(summary.failed)
+                            .map(|e| format!("; it had ended: {e}"))
+                            .unwrap_or_default()
+                    ))
+                }
+                None => StepResult::error(format!("watch `{}` is not open", r.name)),
+            },
+            Step::LoadStart(s) => {
+                let service = self.service_of(s.service)?;
+                let driver = self.client_for(service, None).await?;
+                let prefix = s
+                    .key_prefix
+                    .clone()
+                    .unwrap_or_else(|| format!("load/{}", s.name));
+                let handle = driver.start_load(LoadSpec::new(s.rate_per_sec, prefix));
+                self.loads.insert(s.name.clone(), handle);
+                StepResult::pass(format!("{} puts/s", s.rate_per_sec))
+            }
+            Step::LoadStop(r) => match self.loads.remove(&r.name) {
+                Some(handle) => {
+                    let summary = handle.stop().await;
+                    StepResult::pass(format!(
+                        "{} puts started, {} ok, {} failed, {} ticks skipped (too many in flight)",
+                        summary.started, summary.ok, summary.errors, summary.skipped
+                    ))
+                    .with_numbers(BTreeMap::from([
+                        (format!("{}.ok", r.name), summary.ok as f64),
+                        (format!("{}.failed", r.name), summary.errors as f64),
+                    ]))
+                }
+                None => StepResult::error(format!("load `{}` is not running", r.name)),
+            },
+            Step::Kill(f)
+            | Step::Term(f)
+            | Step::Stop(f)
+            | Step::Cont(f)
+            | Step::Start(f)
+            | Step::Block(f)
+            | Step::Unblock(f)
+            | Step::Partition(f) => {
+                let kind = match step {
+                    Step::Kill(_) => FaultKind::Kill,
+                    Step::Term(_) => FaultKind::Term,
+                    Step::Stop(_) => FaultKind::Stop,
+                    Step::Cont(_) => FaultKind::Cont,
+                    Step::Start(_) => FaultKind::Start,
+                    Step::Block(_) => FaultKind::Block,
+                    Step::Unblock(_) => FaultKind::Unblock,
+                    _ => FaultKind::Partition,
+                };
+                let (_, result) = self
+                    .fault(kind, f.service, &f.node, f.save_as.as_deref())
+                    .await?;
+                result
+            }
+            Step::Restart(s) => {
+                let service = self.service_of(s.service)?;
+                let kind = match s.signal {
+                    StopSignal::Term => FaultKind::Term,
+                    StopSignal::Kill => FaultKind::Kill,
+                };
+                let (index, down) = self
+                    .fault(kind, s.service, &s.node, s.save_as.as_deref())
+                    .await?;
+                tokio::time::sleep(Duration::from_millis(s.down_ms)).await;
+                let (_, up) = self
+                    .apply(service, FaultKind::Start, &Target::Node(index))
+                    .await?;
+                StepResult::pass(format!("{}; then {}", down.message, up.message))
+            }
+            Step::Heal(s) => {
+                let service = self.service_of(s.service)?;
+                let targets: Vec<usize> = match &s.node {
+                    Some(node) => vec![match self.target(service, node)? {
+                        Target::Node(i) => i,
+                        _ => self.resolve(service, node).await?,
+                    }],
+                    None => self
+                        .partitioned
+                        .iter()
+                        .filter(|(svc, _)| *svc == service)
+                        .map(|(_, i)| *i)
+                        .collect(),
+                };
+                if targets.is_empty() {
+                    return Ok(StepResult::error("no partition to heal"));
+                }
+                let mut done = Vec::new();
+                for index in targets {
+                    let (_, r) = self
+                        .apply(service, FaultKind::Heal, &Target::Node(index))
+                        .await?;
+                    self.partitioned.retain(|p| *p != (service, index));
+                    done.push(r.message);
+                }
+                StepResult::pass(done.join("; "))
+            }
+            Step::Sleep(s) => {
+                tokio::time::sleep(Duration::from_millis(s.ms)).await;
+                StepResult::pass(String::new())
+            }
+            Step::WaitForLeader(s) => {
+                let service = self.service_of(s.service)?;
+                let excluded = match &s.not {
+                    Some(node) => match self.target(service, node)? {
+                        Target::Node(i) => Some(i),
+                        _ => Some(self.resolve(service, node).await?),
+                    },
+                    None => None,
+                };
+                let started = Instant::now();
+                let mut last = String::from("no answer yet");
+                loop {
+                    let remaining = bound.saturating_sub(started.elapsed());
+                    if remaining.is_zero() {
+                        break StepResult::fail(format!(
+                            "expected the {service} nodes to agree on a leader{} within {} ms; happened: {last}",
+                            excluded
+                                .map(|i| format!(" other than node {i}"))
+                                .unwrap_or_default(),
+                            bound.as_millis()
+                        ));
+                    }
+                    match self.supervisor.leader(service, remaining).await {
+                        Ok(index) if Some(index) != excluded => {
+                            if let Some(name) = &s.save_as {
+                                self.saved.insert(name.clone(), (service, index));
+                            }
+                            let took = started.elapsed().as_secs_f64() * 1000.0;
+                            break StepResult::pass(format!(
+                                "leader is node {index} after {took:.0} ms"
+                            ))
+                            .with_numbers(BTreeMap::from([(
+                                "election_ms".to_owned(),
+                                took.round(),
+                            )]));
+                        }
+                        Ok(index) => {
+                            last = format!("node {index} is still the leader");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(e) => last = e.to_string(),
+                    }
+                }
+            }
+            Step::WaitForLog(s) => {
+                let service = self.service_of(s.service)?;
+                let index = match &s.node {
+                    Some(node) => Some(self.resolve(service, node).await?),
+                    None => None,
+                };
+                let since = match &s.since {
+                    Some(name) => self.named.get(name).map(|n| n.start_ms).unwrap_or(start_ms),
+                    None => start_ms,
+                };
+                match self
+                    .supervisor
+                    .wait_for_log(Some(service), index, &s.contains, since, bound)
+                    .await
+                {
+                    Ok(m) => {
+                        let waited = m.seen_ms - start_ms;
+                        let msg = format!("{}: {}", m.node_name, m.line.trim());
+                        self.remember(s.name.as_deref(), start_ms, None, Some(m));
+                        StepResult::pass(msg).with_numbers(BTreeMap::from([(
+                            "log_wait_ms".to_owned(),
+                            waited.round(),
+                        )]))
+                    }
+                    Err(e) => StepResult::fail(format!(
+                        "expected a log line containing {:?} within {} ms; happened: {e}",
+                        s.contains,
+                        bound.as_millis()
+                    )),
+                }
+            }
+            Step::WaitUntilOk(s) => {
+                let service = self.service_of(s.service)?;
+                let driver = self.client_for(service, None).await?;
+                let interval = Duration::from_millis(s.interval_ms.unwrap_or(200));
+                let started = Instant::now();
+                let mut tries = 0u32;
+                loop {
+                    tries += 1;
+                    let record = match &s.op {
+                        ProbeOp::Put { key, value } => driver.put(key, value).await,
+                        ProbeOp::Get { key } => driver.get(key).await,
+                    };
+                    let took = started.elapsed();
+                    if record.is_ok() {
+                        break StepResult::pass(format!(
+                            "ok after {tries} tries in {} ms",
+                            took.as_millis()
+                        ))
+                        .with_numbers(BTreeMap::from([(
+                            "until_ok_ms".to_owned(),
+                            took.as_millis() as f64,
+                        )]));
+                    }
+                    if took + interval >= bound {
+                        break StepResult::fail(format!(
+                            "expected the operation to succeed within {} ms; happened: {tries} tries failed, last: {}",
+                            bound.as_millis(),
+                            record.error.unwrap_or_default()
+                        ));
+                    }
+                    tokio::time::sleep(interval).await;
+                }
+            }
+            Step::CheckNoLostWrites(s) => {
+                let service = self.service_of(s.service)?;
+                let started = Instant::now();
+                let mut drivers: Vec<Driver> =
+                    self.drivers.get(&service).cloned().into_iter().collect();
+                drivers.extend(
+                    self.node_drivers
+                        .iter()
+                        .filter(|((svc, _), _)| *svc == service)
+                        .map(|(_, d)| d.clone()),
+                );
+                for d in drivers {
+                    let remaining = bound.saturating_sub(started.elapsed());
+                    d.read_back(remaining).await;
+                }
+                let events = self.events_of(service);
+                StepResult::from_check(checks::no_lost_writes(&events))
+            }
+            Step::CheckConverged(s) => {
+                let service = self.service_of(s.service)?;
+                self.supervisor.wait_converged(service, bound).await;
+                StepResult::from_check(checks::replicas_converge(&self.history.events(), service))
+            }
+            Step::CheckBackoff(s) => {
+                let op = self.named_op(&s.op)?;
+                let policy = s
+                    .policy
+                    .as_ref()
+                    .map(|p| {
+                        self.scenario
+                            .client
+                            .retry
+                            .clone()
+                            .unwrap_or_default()
+                            .overlaid_with(p)
+                            .policy()
+                    })
+                    .unwrap_or_else(|| self.scenario.client.retry_policy());
+                let events: Vec<Event> = self
+                    .history
+                    .events()
+                    .into_iter()
+                    .filter(|e| match &e.kind {
+                        EventKind::Retry(r) => r.op_id == Some(op.id),
+                        EventKind::Op(o) => o.id == op.id,
+                        _ => false,
+                    })
+                    .collect();
+                let schedule = checks::backoff(&events, &policy, &RetryFilter::default());
+                let min = s.min_retries.unwrap_or(1);
+                let max = policy.max_retries.try_into().unwrap_or(u32::MAX);
+                let count = checks::retry_count(&events, op.id, min, max);
+                let mut result = StepResult::from_check(schedule);
+                if !count.passed {
+                    result.judged = Judged::Fail;
+                    result.message = format!("{}; {}", count.message, result.message);
+                }
+                result
+            }
+            Step::CheckReconnect(s) => {
+                let from = self.named_step(&s.from)?;
+                let to = match &s.until {
+                    ReconnectUntil::FirstOk => ReconnectTo::FirstOkOp { client: None },
+                    ReconnectUntil::Log(name) => {
+                        let log = self.named_step(name)?.log.ok_or_else(|| {
+                            StepResult::error(format!("`{name}` saw no log line"))
+                        })?;
+                        ReconnectTo::LogLine {
+                            pattern: log.pattern,
+                            node_name: Some(log.node_name),
+                        }
+                    }
+                };
+                let check = checks::reconnect_time(
+                    &self.history.events(),
+                    from.end_ms,
+                    &to,
+                    Duration::from_millis(s.max_ms),
+                );
+                let metric = s
+                    .metric
+                    .clone()
+                    .unwrap_or_else(|| "reconnect_ms".to_owned());
+                let mut result = StepResult::from_check(check);
+                let measured = result.numbers.remove("reconnect_ms");
+                result.numbers.clear();
+                if let Some(v) = measured {
+                    result.numbers.insert(metric, v.round());
+                }
+                result
+            }
+            Step::CheckClearError(s) => {
+                let op = self.named_op(&s.op)?;
+                StepResult::from_check(checks::error_clarity(
+                    &self.history.events(),
+                    op.id,
+                    Duration::from_millis(s.within_ms),
+                ))
+            }
+            Step::CheckWatch(s) => {
+                let settle = Duration::from_millis(s.settle_ms.unwrap_or(1000));
+                tokio::time::sleep(settle).await;
+                let Some(watch) = self.watches.get_mut(&s.watch) else {
+                    return Ok(StepResult::error(format!(
+                        "watch `{}` was never opened",
+                        s.watch
+                    )));
+                };
+                let id = watch.id;
+                if let Some(handle) = watch.handle.take() {
+                    handle.stop().await;
+                }
+                let events = self.history.events();
+                match s.expect {
+                    WatchExpectation::GapFree => {
+                        StepResult::from_check(checks::watch_continuity(&events, id, settle))
+                    }
+                    WatchExpectation::Broken => {
+                        let (judged, message, numbers) = observe_broken_watch(&events, id);
+                        StepResult::new(judged, message).with_numbers(numbers)
+                    }
+                }
+            }
+        })
+    }
+
+    fn op_result(
+        &mut self,
+        name: Option<&str>,
+        start_ms: f64,
+        record: OpRecord,
+        expect: &Expect,
+        bound: Duration,
+        read: ReadExpectation<'_>,
+    ) -> StepResult {
+        let (judged, message) = judge_op(&record, expect, bound.as_millis() as u64, read);
+        // Only named operations contribute numbers: they are the ones a reader looks for.
+        let numbers = match name {
+            Some(n) => op_numbers(n, &record),
+            None => BTreeMap::new(),
+        };
+        self.remember(name, start_ms, Some(record), None);
+        StepResult::new(judged, message).with_numbers(numbers)
+    }
+
+    fn named_step(&self, name: &str) -> Result<Named, StepResult> {
+        self.named
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StepResult::error(format!("step `{name}` did not run")))
+    }
+
+    fn named_op(&self, name: &str) -> Result<OpRecord, StepResult> {
+        self.named_step(name)?
+            .op
+            .ok_or_else(|| StepResult::error(format!("`{name}` recorded no operation")))
+    }
+
+    /// The history restricted to operations of this service's clients (other events kept).
+    fn events_of(&self, service: Service) -> Vec<Event> {
+        let prefix = service.as_str();
+        self.history
+            .events()
+            .into_iter()
+            .filter(|e| match &e.kind {
+                EventKind::Op(o) => o.client.starts_with(prefix),
+                _ => true,
+            })
+            .collect()
+    }
+
+    /// Applies a fault to the node `node` selects, remembers it (`as`, partitions) and returns
+    /// the node's index with the step's result.
+    async fn fault(
+        &mut self,
+        kind: FaultKind,
+        service: Option<MatrixService>,
+        node: &NodeRef,
+        save_as: Option<&str>,
+    ) -> Result<(usize, StepResult), StepResult> {
+        let service = self.service_of(service)?;
+        let target = self.target(service, node)?;
+        let (index, result) = self.apply(service, kind, &target).await?;
+        if let Some(name) = save_as {
+            self.saved.insert(name.to_owned(), (service, index));
+        }
+        if kind == FaultKind::Partition {
+            self.partitioned.push((service, index));
+        }
+        Ok((index, result))
+    }
+
+    /// A fault through `faults`; a fault this machine cannot make (no iptables, a partition by
+    /// IP that would not isolate) is a skip, not an error.
+    async fn apply(
+        &self,
+        service: Service,
+        kind: FaultKind,
+        target: &Target,
+    ) -> Result<(usize, StepResult), StepResult> {
+        match self.faults.apply(service, kind, target).await {
+            Ok(record) => Ok((
+                record.node,
+                StepResult::pass(format!(
+                    "{} {}: {}",
+                    kind.as_str(),
+                    record.node_name,
+                    record.detail
+                )),
+            )),
+            Err(
+                e @ (FaultError::FirewallUnavailable { .. } | FaultError::PartitionNotReal { .. }),
+            ) => Err(StepResult::new(Judged::Skip, e.to_string())),
+            Err(e) => Err(StepResult::error(e.to_string())),
+        }
+    }
+
+    /// Stops every load and watch still running (their results stay in the history).
+    pub async fn stop_background(&mut self) {
+        for (_, load) in std::mem::take(&mut self.loads) {
+            load.stop().await;
+        }
+        for watch in self.watches.values_mut() {
+            if let Some(handle) = watch.handle.take() {
+                handle.stop().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,556 @@
+//! Every fault against a real 3-node ChainFire cluster in a private network namespace, observed
+//! through the cluster itself (leader changes, writes succeeding or failing), then teardown.
+//!
+//! Needs the `chainfire` binary next to the test binary's folder (`cargo build -p
+//! chainfire-server`); without it, or without namespaces, the test says so and does nothing.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::kill;
+use nix::unistd::Pid;
+
+use super::*;
+use crate::checks;
+use crate::driver::{Driver, DriverConfig, LoadSpec};
+use crate::history::{self, History};
+use crate::netns::{NetworkMode, test_support};
+use crate::supervisor::{
+    BinaryPaths, ClusterSpec, NodeSettings, Service, Supervisor, SupervisorConfig, Target,
+};
+
+const CF: Service = Service::ChainFire;
+
+/// History time of the last fault applied.
+fn last_fault_ms(history: &History) -> f64 {
+    history::faults(&history.events())
+        .last()
+        .map(|(t, _)| t)
+        .unwrap()
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2}s", d.as_secs_f64())
+}
+
+#[test]
+fn every_fault_on_a_real_chainfire_cluster() {
+    let Ok(binary) = BinaryPaths::default().locate(CF) else {
+        eprintln!("skipping: no chainfire binary (cargo build -p chainfire-server)");
+        return;
+    };
+    if !test_support::inside() {
+        test_support::assert_passes_isolated(
+            "faults::real_cluster::every_fault_on_a_real_chainfire_cluster",
+        );
+        return;
+    }
+    crate::netns::setup_inside_worker(NetworkMode::PrivateNamespace).unwrap();
+    let evidence = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(scenario(binary, evidence.path().to_path_buf()));
+}
+
+async fn scenario(binary: std::path::PathBuf, evidence: std::path::PathBuf) {
+    let history = History::create(&evidence.join("history.jsonl")).unwrap();
+    let mut config = SupervisorConfig::new(
+        &evidence,
+        NetworkMode::PrivateNamespace,
+        BinaryPaths {
+            chainfire: Some(binary),
+            ..Default::default()
+        },
+    );
+    config.ready_timeout = Duration::from_secs(60);
+    config.seed = 7;
+    let sup = Supervisor::new(config, history.clone());
+    let spec = ClusterSpec {
+        service: CF,
+        nodes: 3,
+        settings: NodeSettings::default(),
+        per_node: BTreeMap::new(),
+    };
+    let t = Instant::now();
+    sup.start_cluster(&spec).await.unwrap();
+    eprintln!("3 nodes ready in {}", secs(t.elapsed()));
+    let leader = sup.leader(CF, Duration::from_secs(60)).await.unwrap();
+    eprintln!("leader: chainfire-{leader} after {}", secs(t.elapsed()));
+
+    let mut driver_config = DriverConfig::new("c1", sup.client_endpoints(CF));
+    driver_config.op_timeout = Duration::from_secs(60);
+    let driver = Driver::connect(CF, driver_config, history.clone())
+        .await
+        .unwrap();
+    for i in 0..5 {
+        let op = driver.put(&format!("k{i}"), &format!("v{i}")).await;
+        assert!(op.is_ok(), "{op:?}");
+    }
+    let sources = sup.outgoing_source_check(CF);
+    eprintln!("outgoing source check: {sources:?}");
+    sources.expect("nodes bind their peer connections to their own IP");
+
+    let faults = Faults::new(
+        sup.clone(),
+        Firewall::open(NetworkMode::PrivateNamespace),
+        history.clone(),
+    );
+    faults.firewall_status().unwrap();
+    let load = driver.start_load(LoadSpec::new(10.0, "load"));
+
+    // partition a follower: the majority keeps writing
+    let rec = faults
+        .apply(CF, FaultKind::Partition, &Target::Follower)
+        .await
+        .unwrap();
+    eprintln!("{:?}: {} {:?}", rec.kind, rec.detail, rec.rules);
+    assert_eq!(rec.rules.len(), 4, "two peers, both directions");
+    let t = Instant::now();
+    let op = driver.put("during-partition", "1").await;
+    assert!(op.is_ok(), "2 of 3 must accept writes: {op:?}");
+    eprintln!(
+        "write with a follower partitioned: {} ms",
+        op.duration_ms() as u64
+    );
+    let heal = faults
+        .apply(CF, FaultKind::Heal, &Target::Follower)
+        .await
+        .unwrap();
+    assert_eq!(
+        heal.node, rec.node,
+        "heal by role targets the partitioned node"
+    );
+    eprintln!("partition held {}", secs(t.elapsed()));
+
+    // kill -9 the leader: a new one is elected, writes resume, the old one comes back
+    let old = sup.leader(CF, Duration::from_secs(30)).await.unwrap();
+    let kill_rec = faults
+        .apply(CF, FaultKind::Kill, &Target::Leader)
+        .await
+        .unwrap();
+    assert_eq!(kill_rec.node, old);
+    eprintln!("kill: {}", kill_rec.detail);
+    let t = Instant::now();
+    let new = sup.leader(CF, Duration::from_secs(60)).await.unwrap();
+    assert_ne!(new, old);
+    eprintln!("new leader chainfire-{new} after {}", secs(t.elapsed()));
+    let op = driver.put("after-kill", "1").await;
+    assert!(op.is_ok(), "{op:?}");
+    let start = faults
+        .apply(CF, FaultKind::Start, &Target::Leader)
+        .await
+        .unwrap();
+    assert_eq!(start.node, old, "start by role targets the killed node");
+    eprintln!("start: {}", start.detail);
+
+    // freeze and thaw a follower
+    let stop = faults
+        .apply(CF, FaultKind::Stop, &Target::Follower)
+        .await
+        .unwrap();
+    assert_eq!(
+        sup.node(CF, stop.node).unwrap().state,
+        crate::supervisor::NodeState::Stopped
+    );
+    assert!(driver.put("while-frozen", "1").await.is_ok());
+    faults
+        .apply(CF, FaultKind::Cont, &Target::Follower)
+        .await
+        .unwrap();
+    assert!(
+        sup.probe(CF, stop.node).await.is_ok(),
+        "thawed node answers"
+    );
+
+    // block the leader's ports: clients cannot reach it, the rules go away again
+    let block = faults
+        .apply(CF, FaultKind::Block, &Target::Leader)
+        .await
+        .unwrap();
+    let blocked = sup.node(CF, block.node).unwrap();
+    assert!(
+        sup.probe(CF, block.node).await.is_err(),
+        "blocked node still answered"
+    );
+    assert_eq!(faults.firewall().unwrap().list().unwrap().len(), 4);
+    faults
+        .apply(CF, FaultKind::Unblock, &Target::Node(blocked.index))
+        .await
+        .unwrap();
+    assert!(faults.firewall().unwrap().list().unwrap().is_empty());
+
+    // S1: the leader's ports blocked: a write retries with backoff and fails clearly; after
+    // unblock writes succeed again.
+    let block = faults
+        .apply(CF, FaultKind::Block, &Target::Leader)
+        .await
+        .unwrap();
+    let failed = driver.put("s1-blocked", "x").await;
+    eprintln!(
+        "S1 put with leader {} blocked: {:?} after {} ms: {:?}",
+        block.node_name,
+        failed.outcome,
+        failed.duration_ms() as u64,
+        failed.error
+    );
+    let events = history.events();
+    let clarity = checks::error_clarity(&events, failed.id, Duration::from_secs(60));
+    let only_c1 = checks::RetryFilter {
+        client: Some("c1".into()),
+        ops: vec!["put".into()],
+    };
+    let backoff = checks::backoff(&events, &driver.config().retry, &only_c1);
+    eprintln!(
+        "S1 {}: {}\nS1 {}: {} {:?}",
+        clarity.name, clarity.message, backoff.name, backoff.message, backoff.numbers
+    );
+    assert!(clarity.passed && backoff.passed);
+    faults
+        .apply(CF, FaultKind::Unblock, &Target::Leader)
+        .await
+        .unwrap();
+    let unblocked_at = last_fault_ms(&history);
+    let op = driver.put("s1-after", "1").await;
+    assert!(op.is_ok(), "{op:?}");
+    let again = checks::reconnect_time(
+        &history.events(),
+        unblocked_at,
+        &checks::ReconnectTo::FirstOkOp {
+            client: Some("c1".into()),
+        },
+        Duration::from_secs(30),
+    );
+    eprintln!("S1 {}: {}", again.name, again.message);
+    assert!(again.passed);
+
+    // S3: partition one follower (2 of 3 still write), kill the other (no quorum: writes fail
+    // clearly), heal and start (writes resume, nothing lost).
+    let leader = sup.leader(CF, Duration::from_secs(60)).await.unwrap();
+    let cut = faults
+        .apply(CF, FaultKind::Partition, &Target::Follower)
+        .await
+        .unwrap();
+    assert!(driver.put("s3-two-of-three", "1").await.is_ok());
+    let other = 6 - leader - cut.node;
+    faults
+        .apply(CF, FaultKind::Kill, &Target::Node(other))
+        .await
+        .unwrap();
+    let no_quorum = driver.put("s3-no-quorum", "1").await;
+    let clarity = checks::error_clarity(&history.events(), no_quorum.id, Duration::from_secs(60));
+    eprintln!(
+        "S3 no quorum: {} ms, {}",
+        no_quorum.duration_ms() as u64,
+        clarity.message
+    );
+    assert!(clarity.passed);
+    faults
+        .apply(CF, FaultKind::Heal, &Target::Follower)
+        .await
+        .unwrap();
+    let healed_at = last_fault_ms(&history);
+    faults
+        .apply(CF, FaultKind::Start, &Target::Node(other))
+        .await
+        .unwrap();
+    let op = driver.put("s3-after", "1").await;
+    assert!(op.is_ok(), "{op:?}");
+    let resumed = checks::reconnect_time(
+        &history.events(),
+        healed_at,
+        &checks::ReconnectTo::FirstOkOp {
+            client: Some("c1".into()),
+        },
+        Duration::from_secs(60),
+    );
+    eprintln!("S3 {}: {}", resumed.name, resumed.message);
+    assert!(resumed.passed);
+
+    // graceful restart of a follower
+    let restart = faults
+        .apply(CF, FaultKind::Restart, &Target::Follower)
+        .await
+        .unwrap();
+    assert!(
+        restart.detail.contains("exit code 0"),
+        "SIGTERM exit not graceful: {}",
+        restart.detail
+    );
+    eprintln!("restart: {}", restart.detail);
+    let term = faults
+        .apply(CF, FaultKind::Term, &Target::Node(restart.node))
+        .await
+        .unwrap();
+    assert!(term.detail.contains("exit code 0"), "{}", term.detail);
+    faults
+        .apply(CF, FaultKind::Start, &Target::Node(restart.node))
+        .await
+        .unwrap();
+
+    let summary = load.stop().await;
+    eprintln!("load: {summary:?}");
+    faults.clear_all().await.unwrap();
+    let reads = driver.read_back(Duration::from_secs(120)).await;
+    assert!(!reads.is_empty());
+    sup.wait_converged(CF, Duration::from_secs(60)).await;
+    let events = history.events();
+    let lost = checks::no_lost_writes(&events);
+    let converged = checks::replicas_converge(&events, CF);
+    eprintln!(
+        "{}: {}\n{}: {}",
+        lost.name, lost.message, converged.name, converged.message
+    );
+    assert!(lost.passed && converged.passed);
+    assert_eq!(history::faults(&events).count(), 11 + 6);
+
+    // the log wait finds what a node logged after a time
+    let m = sup
+        .wait_for_log(
+            Some(CF),
+            None,
+            "chainfire ready",
+            0.0,
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    assert!(
+        m.logged_ms.is_some(),
+        "log lines carry timestamps: {}",
+        m.line
+    );
+
+    let report = sup.shutdown().await;
+    assert_eq!(report.killed.len(), 3, "{report:?}");
+    assert!(report.leftover.is_empty());
+    let pids = history.events().into_iter().filter_map(|e| match e.kind {
+        history::EventKind::Node(history::NodeRecord {
+            event: history::NodeEvent::Started { pid },
+            ..
+        }) => Some(pid),
+        _ => None,
+    });
+    for pid in pids {
+        assert!(
+            kill(Pid::from_raw(pid as i32), None).is_err(),
+            "pid {pid} still exists"
+        );
+    }
+    assert!(crate::supervisor::live_groups().is_empty());
+    faults.firewall().unwrap().remove().unwrap();
+    for node in 1..=3 {
+        let log =
+            std::fs::read_to_string(evidence.join(format!("nodes/chainfire-{node}.log"))).unwrap();
+        assert!(log.contains("DEBUG"), "node logs are at DEBUG");
+    }
+    assert!(
+        History::load(&evidence.join("history.jsonl"))
+            .unwrap()
+            .len()
+            >= events.len()
+    );
+}
+
+/// S2, S3 and S4 for FlareDB against 3 ChainFire (PD) + 3 FlareDB stores.
+#[test]
+fn flaredb_scenarios_on_real_clusters() {
+    let (Ok(chainfire), Ok(flaredb)) = (
+        BinaryPaths::default().locate(CF),
+        BinaryPaths::default().locate(FDB),
+    ) else {
+        eprintln!(
+            "skipping: no chainfire/flaredb binaries (cargo build -p chainfire-server -p flaredb-server)"
+        );
+        return;
+    };
+    if !test_support::inside() {
+        test_support::assert_passes_isolated(
+            "faults::real_cluster::flaredb_scenarios_on_real_clusters",
+        );
+        return;
+    }
+    crate::netns::setup_inside_worker(NetworkMode::PrivateNamespace).unwrap();
+    let evidence = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(flaredb_scenarios(
+        chainfire,
+        flaredb,
+        evidence.path().to_path_buf(),
+    ));
+}
+
+const FDB: Service = Service::FlareDb;
+
+async fn flaredb_scenarios(
+    chainfire: std::path::PathBuf,
+    flaredb: std::path::PathBuf,
+    evidence: std::path::PathBuf,
+) {
+    let history = History::create(&evidence.join("history.jsonl")).unwrap();
+    let mut config = SupervisorConfig::new(
+        &evidence,
+        NetworkMode::PrivateNamespace,
+        BinaryPaths {
+            chainfire: Some(chainfire),
+            flaredb: Some(flaredb),
+            ..Default::default()
+        },
+    );
+    config.ready_timeout = Duration::from_secs(60);
+    let sup = Supervisor::new(config, history.clone());
+    sup.start_cluster(&ClusterSpec {
+        service: CF,
+        nodes: 3,
+        settings: NodeSettings::default(),
+        per_node: BTreeMap::new(),
+    })
+    .await
+    .unwrap();
+    let fast_cycle = NodeSettings {
+        retry: None,
+        flags: BTreeMap::from([("pd-reconnect-interval-ms".to_string(), "1000".to_string())]),
+    };
+    let t = Instant::now();
+    sup.start_cluster(&ClusterSpec {
+        service: FDB,
+        nodes: 3,
+        settings: fast_cycle,
+        per_node: BTreeMap::new(),
+    })
+    .await
+    .unwrap();
+    let fleader = sup.leader(FDB, Duration::from_secs(60)).await.unwrap();
+    eprintln!(
+        "flaredb ready, leader flaredb-{fleader} after {}",
+        secs(t.elapsed())
+    );
+    let mut dc = DriverConfig::new("f1", sup.client_endpoints(FDB));
+    dc.pd_endpoints = sup.client_endpoints(CF);
+    let driver = Driver::connect(FDB, dc, history.clone()).await.unwrap();
+    for i in 0..5 {
+        let op = driver.put(&format!("f{i}"), &format!("v{i}")).await;
+        assert!(op.is_ok(), "{op:?}");
+    }
+    sup.wait_for_log(Some(FDB), None, "heartbeat", 0.0, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let faults = Faults::new(
+        sup.clone(),
+        Firewall::open(NetworkMode::PrivateNamespace),
+        history.clone(),
+    );
+
+    // S2: kill -9 the PD leader; every store logs "Reconnected to PD"; operations go on.
+    faults
+        .apply(CF, FaultKind::Kill, &Target::Leader)
+        .await
+        .unwrap();
+    let killed_at = last_fault_ms(&history);
+    let line = sup
+        .wait_for_log(
+            Some(FDB),
+            None,
+            "Reconnected to PD",
+            killed_at,
+            Duration::from_secs(60),
+        )
+        .await;
+    eprintln!("S2 log: {line:?}");
+    let to = checks::ReconnectTo::LogLine {
+        pattern: "Reconnected to PD".into(),
+        node_name: None,
+    };
+    let s2 = checks::reconnect_time(&history.events(), killed_at, &to, Duration::from_secs(20));
+    eprintln!("S2 {}: {} {:?}", s2.name, s2.message, s2.numbers);
+    assert!(s2.passed);
+    assert!(driver.put("s2-after", "1").await.is_ok());
+    faults
+        .apply(CF, FaultKind::Start, &Target::Leader)
+        .await
+        .unwrap();
+
+    // S3: one store partitioned: 2 of 3 write; another killed: writes fail clearly; heal+start.
+    sup.outgoing_source_check(FDB)
+        .expect("flaredb binds its own source address");
+    let leader = sup.leader(FDB, Duration::from_secs(60)).await.unwrap();
+    let cut = faults
+        .apply(FDB, FaultKind::Partition, &Target::Follower)
+        .await
+        .unwrap();
+    let op = driver.put("s3-two-of-three", "1").await;
+    assert!(op.is_ok(), "{op:?}");
+    let other = 6 - leader - cut.node;
+    faults
+        .apply(FDB, FaultKind::Kill, &Target::Node(other))
+        .await
+        .unwrap();
+    let failed = driver.put("s3-no-quorum", "1").await;
+    let clarity = checks::error_clarity(&history.events(), failed.id, Duration::from_secs(60));
+    eprintln!(
+        "S3 no quorum after {} ms: {}",
+        failed.duration_ms() as u64,
+        clarity.message
+    );
+    assert!(clarity.passed);
+    faults
+        .apply(FDB, FaultKind::Heal, &Target::Follower)
+        .await
+        .unwrap();
+    let healed_at = last_fault_ms(&history);
+    faults
+        .apply(FDB, FaultKind::Start, &Target::Node(other))
+        .await
+        .unwrap();
+    let op = driver.put("s3-after", "1").await;
+    assert!(op.is_ok(), "{op:?}");
+    let resumed = checks::reconnect_time(
+        &history.events(),
+        healed_at,
+        &checks::ReconnectTo::FirstOkOp {
+            client: Some("f1".into()),
+        },
+        Duration::from_secs(60),
+    );
+    eprintln!("S3 {}: {}", resumed.name, resumed.message);
+    assert!(resumed.passed);
+
+    // S4: SIGTERM + start of the leader store; the same client keeps working.
+    let restart = faults
+        .apply(FDB, FaultKind::Restart, &Target::Leader)
+        .await
+        .unwrap();
+    eprintln!("S4 restart: {}", restart.detail);
+    let restarted_at = last_fault_ms(&history);
+    let op = driver.put("s4-after", "1").await;
+    assert!(op.is_ok(), "{op:?}");
+    let s4 = checks::reconnect_time(
+        &history.events(),
+        restarted_at,
+        &checks::ReconnectTo::FirstOkOp {
+            client: Some("f1".into()),
+        },
+        Duration::from_secs(60),
+    );
+    eprintln!("S4 {}: {}", s4.name, s4.message);
+
+    driver.read_back(Duration::from_secs(60)).await;
+    sup.wait_converged(FDB, Duration::from_secs(60)).await;
+    let events = history.events();
+    let lost = checks::no_lost_writes(&events);
+    let converged = checks::replicas_converge(&events, FDB);
+    eprintln!(
+        "{}: {}\n{}: {}",
+        lost.name, lost.message, converged.name, converged.message
+    );
+    assert!(lost.passed && converged.passed);
+    let report = sup.shutdown().await;
+    assert_eq!(report.killed.len(), 6, "{report:?}");
+    assert!(crate::supervisor::live_groups().is_empty());
+}

@@ -1,0 +1,571 @@
+//! The recorded history of one scenario run: every client operation, retry attempt, fault, node
+//! lifecycle change, log-line match, watch event and status sample, with its time.
+//!
+//! The history is the evidence every verdict is computed from (see `checks`), so it is written
+//! as it happens: one JSON object per line in `<evidence>/<scenario>/history.jsonl`, flushed after
+//! each event, so a crashed run still leaves what it saw. Times are milliseconds since the history
+//! began, measured on the monotonic clock; wall-clock times (log-line timestamps, the client's
+//! retry events) are converted with [`History::wall_to_ms`].
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::faults::FaultKind;
+use crate::supervisor::Service;
+
+/// One line of the history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// When it happened, in ms since the history began.
+    pub t_ms: f64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A client operation, recorded when it ended (its record carries its start time).
+    Op(OpRecord),
+    /// A retry the client reported, stamped with the client's own failure time.
+    Retry(RetryRecord),
+    /// A fault, stamped when it took effect.
+    Fault(FaultRecord),
+    /// A node started, became ready, exited, was stopped or continued.
+    Node(NodeRecord),
+    /// A line of a node's log matched a pattern someone waited for.
+    LogMatch(LogMatchRecord),
+    /// A watch started, delivered an event, broke, failed or was stopped.
+    Watch(WatchRecord),
+    /// The status of every node of a cluster, sampled together.
+    Status(StatusRecord),
+    /// Free text for the evidence (a step began, a wait ended, ...).
+    Note { text: String },
+}
+
+/// The client operations the driver performs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpKind {
+    Put,
+    Get,
+    Delete,
+}
+
+impl OpKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Put => "put",
+            OpKind::Get => "get",
+            OpKind::Delete => "delete",
+        }
+    }
+
+    /// Whether the operation changes the store.
+    pub fn is_write(self) -> bool {
+        matches!(self, OpKind::Put | OpKind::Delete)
+    }
+}
+
+/// How an operation ended. An `Error` write is indeterminate: it may or may not have been applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Error,
+}
+
+/// A completed client operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpRecord {
+    pub id: u64,
+    /// The client that ran it (a driver name, or `<driver>/load`).
+    pub client: String,
+    pub op: OpKind,
+    pub key: String,
+    /// Put: the value written. Get: the value read (`None` = key absent). Delete: `None`.
+    pub value: Option<String>,
+    pub start_ms: f64,
+    pub end_ms: f64,
+    /// The endpoints the client was given.
+    pub endpoints: Vec<String>,
+    /// The endpoint that answered (success) or was tried last (error), when known.
+    pub node: Option<String>,
+    pub outcome: Outcome,
+    pub error: Option<String>,
+    /// Attempts the client made (1 = no retry); 0 when unknown.
+    pub attempts: u32,
+    /// Retry events the client reported for this operation.
+    pub retries: u32,
+    /// Store revision of a write, or of the store at a read.
+    pub revision: Option<u64>,
+    /// Why the op ran: `"load"` for background load, `"read-back"` for verification reads.
+    pub tag: Option<String>,
+}
+
+impl OpRecord {
+    pub fn is_ok(&self) -> bool {
+        self.outcome == Outcome::Ok
+    }
+
+    pub fn duration_ms(&self) -> f64 {
+        self.end_ms - self.start_ms
+    }
+}
+
+/// One retry attempt as the client reported it (before sleeping `delay_ms`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryRecord {
+    /// The driver operation the retry belongs to; `None` for retries outside one (watch reconnects).
+    pub op_id: Option<u64>,
+    /// The client's operation name ("put", "get", "watch", ...).
+    pub op: String,
+    pub key: Option<String>,
+    /// 1-based retry number: 1 = the second attempt is about to happen.
+    pub attempt: u32,
+    /// The delay the client said it would sleep before that attempt.
+    pub delay_ms: f64,
+    /// The endpoint whose attempt failed.
+    pub endpoint: String,
+    pub cause: String,
+    pub client: String,
+}
+
+/// A fault as applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultRecord {
+    pub kind: FaultKind,
+    pub service: Service,
+    /// 1-based node index the target resolved to.
+    pub node: usize,
+    pub node_name: String,
+    /// The target as the scenario wrote it ("leader", "node 2", ...).
+    pub target: String,
+    /// What was done, e.g. "SIGKILL to pid 1234" or "exited with signal 9 after 3 ms".
+    pub detail: String,
+    /// iptables arguments of the rules added or removed.
+    pub rules: Vec<String>,
+}
+
+/// A node lifecycle change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    pub node_name: String,
+    pub event: NodeEvent,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum NodeEvent {
+    Started { pid: u32 },
+    Ready { after_ms: f64 },
+    Exited { status: String },
+    Stopped,
+    Continued,
+}
+
+/// A log line that matched a pattern.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogMatchRecord {
+    pub node_name: String,
+    pub pattern: String,
+    pub line: String,
+    /// The time written at the start of the line, converted to history ms, when it has one.
+    pub logged_ms: Option<f64>,
+    /// When the runner read the line.
+    pub seen_ms: f64,
+}
+
+impl LogMatchRecord {
+    /// The best estimate of when the line was logged.
+    pub fn at_ms(&self) -> f64 {
+        self.logged_ms.unwrap_or(self.seen_ms)
+    }
+}
+
+/// A watch's lifecycle and the events it delivered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WatchRecord {
+    pub watch_id: u64,
+    pub event: WatchEventRecord,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchMode {
+    /// One gRPC stream, no reconnect (the note's S5 gap).
+    Raw,
+    /// The client's reconnecting watch.
+    Reconnecting,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum WatchEventRecord {
+    Started {
+        key: String,
+        prefix: bool,
+        mode: WatchMode,
+        endpoint: Option<String>,
+        /// Events with a revision above this one are the watch's to deliver.
+        start_revision: Option<u64>,
+    },
+    Event {
+        revision: u64,
+        key: String,
+        value: Option<String>,
+        kind: OpKind,
+    },
+    /// The stream broke (raw watch: server gone or stream closed).
+    Ended {
+        error: String,
+    },
+    /// The watch gave up (reconnecting watch: budget exhausted, or rejected).
+    Failed {
+        error: String,
+    },
+    Stopped {
+        reconnects: u64,
+        last_revision: u64,
+    },
+}
+
+/// The status of every node of a cluster at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusRecord {
+    pub service: Service,
+    pub nodes: Vec<NodeStatusRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct NodeStatusRecord {
+    pub node_name: String,
+    pub role: Option<String>,
+    pub leader_id: Option<u64>,
+    pub term: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub revision: Option<u64>,
+    pub digest: Option<String>,
+    /// Why the status could not be read (node down, timeout, ...).
+    pub error: Option<String>,
+}
+
+/// Failure to write or read a history file.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("cannot create history file {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read history file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("history file {path} line {line}: {source}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        source: serde_json::Error,
+    },
+}
+
+/// The history of one scenario run. Cheap to clone; every clone appends to the same history.
+#[derive(Clone)]
+pub struct History {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    started: Instant,
+    started_wall: SystemTime,
+    path: Option<PathBuf>,
+    next_op_id: AtomicU64,
+    state: Mutex<State>,
+}
+
+struct State {
+    events: Vec<Event>,
+    file: Option<File>,
+    /// The first write error; later events are still kept in memory.
+    write_error: Option<String>,
+}
+
+impl History {
+    /// Starts a history written to `path` (parent folders are created, an old file is replaced).
+    pub fn create(path: &Path) -> Result<History, HistoryError> {
+        let create_err = |source| HistoryError::Create {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(create_err)?;
+        }
+        let file = File::create(path).map_err(create_err)?;
+        Ok(Self::with_file(Some(file), Some(path.to_path_buf())))
+    }
+
+    /// A history kept only in memory (tests, dry runs).
+    pub fn in_memory() -> History {
+        Self::with_file(None, None)
+    }
+
+    fn with_file(file: Option<File>, path: Option<PathBuf>) -> History {
+        History {
+            inner: Arc::new(Inner {
+                started: Instant::now(),
+                started_wall: SystemTime::now(),
+                path,
+                next_op_id: AtomicU64::new(1),
+                state: Mutex::new(State {
+                    events: Vec::new(),
+                    file,
+                    write_error: None,
+                }),
+            }),
+        }
+    }
+
+    /// Reads a history file back.
+    pub fn load(path: &Path) -> Result<Vec<Event>, HistoryError> {
+        let file = File::open(path).map_err(|source| HistoryError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut events = Vec::new();
+        for (index, line) in BufReader::new(file).lines().enumerate() {
+            let line = line.map_err(|source| HistoryError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let event = serde_json::from_str(&line).map_err(|source| HistoryError::Parse {
+                path: path.to_path_buf(),
+                line: index + 1,
+                source,
+            })?;
+            events.push(event);
+        }
+        Ok(events)
+    }
+
+    /// Milliseconds since the history began.
+    pub fn now_ms(&self) -> f64 {
+        self.inner.started.elapsed().as_secs_f64() * 1000.0
+    }
+
+    /// Converts a wall-clock time to history milliseconds (negative if before the start).
+    pub fn wall_to_ms(&self, t: SystemTime) -> f64 {
+        match t.duration_since(self.inner.started_wall) {
+            Ok(after) => after.as_secs_f64() * 1000.0,
+            Err(before) => -before.duration().as_secs_f64() * 1000.0,
+        }
+    }
+
+    /// The wall-clock time the history began.
+    pub fn started_wall(&self) -> SystemTime {
+        self.inner.started_wall
+    }
+
+    /// Records an event stamped now.
+    pub fn record(&self, kind: EventKind) -> Event {
+        self.record_at(self.now_ms(), kind)
+    }
+
+    /// Records an event with an explicit time (e.g. the client's own timestamp of a retry).
+    pub fn record_at(&self, t_ms: f64, kind: EventKind) -> Event {
+        let event = Event { t_ms, kind };
+        let mut state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(file) = state.file.as_mut() {
+            let written = serde_json::to_string(&event)
+                .map_err(std::io::Error::other)
+                .and_then(|line| writeln!(file, "{line}"))
+                .and_then(|()| file.flush());
+            if let Err(err) = written
+                && state.write_error.is_none()
+            {
+                tracing::error!(path = ?self.inner.path, %err, "cannot append to the history file");
+                state.write_error = Some(err.to_string());
+            }
+        }
+        state.events.push(event.clone());
+        event
+    }
+
+    /// A fresh operation id, unique within this history.
+    pub fn next_op_id(&self) -> u64 {
+        self.inner.next_op_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Every event recorded so far, in the order recorded.
+    pub fn events(&self) -> Vec<Event> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .events
+            .clone()
+    }
+
+    /// The file the history is written to.
+    pub fn path(&self) -> Option<PathBuf> {
+        self.inner.path.clone()
+    }
+
+    /// The first error met while appending to the file, if any (the evidence is then incomplete).
+    pub fn write_error(&self) -> Option<String> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write_error
+            .clone()
+    }
+
+    /// Records a free-text note.
+    pub fn note(&self, text: impl Into<String>) -> Event {
+        self.record(EventKind::Note { text: text.into() })
+    }
+}
+
+/// Iterators over the typed records of a history.
+pub fn ops(events: &[Event]) -> impl Iterator<Item = &OpRecord> {
+    events.iter().filter_map(|e| match &e.kind {
+        EventKind::Op(op) => Some(op),
+        _ => None,
+    })
+}
+
+pub fn retries(events: &[Event]) -> impl Iterator<Item = (f64, &RetryRecord)> {
+    events.iter().filter_map(|e| match &e.kind {
+        EventKind::Retry(r) => Some((e.t_ms, r)),
+        _ => None,
+    })
+}
+
+pub fn faults(events: &[Event]) -> impl Iterator<Item = (f64, &FaultRecord)> {
+    events.iter().filter_map(|e| match &e.kind {
+        EventKind::Fault(f) => Some((e.t_ms, f)),
+        _ => None,
+    })
+}
+
+pub fn log_matches(events: &[Event]) -> impl Iterator<Item = &LogMatchRecord> {
+    events.iter().filter_map(|e| match &e.kind {
+        EventKind::LogMatch(m) => Some(m),
+        _ => None,
+    })
+}
+
+pub fn watch_events(
+    events: &[Event],
+    watch_id: u64,
+) -> impl Iterator<Item = (f64, &WatchEventRecord)> {
+    events.iter().filter_map(move |e| match &e.kind {
+        EventKind::Watch(w) if w.watch_id == watch_id => Some((e.t_ms, &w.event)),
+        _ => None,
+    })
+}
+
+pub fn statuses(events: &[Event]) -> impl Iterator<Item = (f64, &StatusRecord)> {
+    events.iter().filter_map(|e| match &e.kind {
+        EventKind::Status(s) => Some((e.t_ms, s)),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_op(id: u64) -> OpRecord {
+        OpRecord {
+            id,
+            client: "c1".into(),
+            op: OpKind::Put,
+            key: "k".into(),
+            value: Some("v".into()),
+            start_ms: 1.0,
+            end_ms: 2.5,
+            endpoints: vec!["127.0.1.1:2379".into()],
+            node: Some("127.0.1.1:2379".into()),
+            outcome: Outcome::Ok,
+            error: None,
+            attempts: 1,
+            retries: 0,
+            revision: Some(7),
+            tag: None,
+        }
+    }
+
+    #[test]
+    fn events_are_written_as_json_lines_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s1/history.jsonl");
+        let history = History::create(&path).unwrap();
+        history.record(EventKind::Op(sample_op(history.next_op_id())));
+        history.record_at(
+            3.0,
+            EventKind::Fault(FaultRecord {
+                kind: FaultKind::Kill,
+                service: Service::ChainFire,
+                node: 2,
+                node_name: "chainfire-2".into(),
+                target: "leader".into(),
+                detail: "SIGKILL".into(),
+                rules: vec![],
+            }),
+        );
+        history.note("step 3");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 3);
+        assert!(
+            text.lines().next().unwrap().contains(r#""type":"op""#),
+            "{text}"
+        );
+        assert!(text.contains(r#""kind":"kill""#), "{text}");
+        let back = History::load(&path).unwrap();
+        assert_eq!(back, history.events());
+        assert_eq!(history.write_error(), None);
+    }
+
+    #[test]
+    fn a_corrupt_line_is_reported_with_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.jsonl");
+        let history = History::create(&path).unwrap();
+        history.note("fine");
+        std::fs::write(
+            &path,
+            format!("{}not json\n", std::fs::read_to_string(&path).unwrap()),
+        )
+        .unwrap();
+        let err = History::load(&path).unwrap_err().to_string();
+        assert!(err.contains("history.jsonl line 2"), "{err}");
+    }
+
+    #[test]
+    fn op_ids_are_unique_and_time_moves_forward() {
+        let history = History::in_memory();
+        let a = history.next_op_id();
+        let b = history.clone().next_op_id();
+        assert_ne!(a, b);
+        let t0 = history.now_ms();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(history.now_ms() >= t0 + 4.0);
+        let later = history.started_wall() + std::time::Duration::from_millis(1500);
+        assert!((history.wall_to_ms(later) - 1500.0).abs() < 0.001);
+        let earlier = history.started_wall() - std::time::Duration::from_millis(20);
+        assert!((history.wall_to_ms(earlier) + 20.0).abs() < 0.001);
+    }
+}

@@ -1,0 +1,597 @@
+//! Reference and consistency checks of a parsed scenario, done before anything starts: a step
+//! aimed at a cluster the scenario does not start, a node id out of range, a watch, load,
+//! operation or saved node that no earlier step defines, a covered cell that is not in the
+//! matrix or has another status there. Every problem names the step's line and column.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_saphyr::Location;
+
+use super::load::ScenarioFile;
+use super::model::{ClusterSpec, NodeConfig, Outcome, ReconnectUntil, RetryConfig, Scenario, Step};
+use super::problem::{Problem, Problems};
+use super::target::{NodeRef, is_name};
+use crate::matrix::{CellStatus, Matrix, Service, is_slug};
+
+const LOG_LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
+/// Upper bound on a background load's rate: the runner's own client must keep up on 2 cores.
+const MAX_LOAD_RATE: f64 = 1000.0;
+
+/// Checks one scenario against itself and the matrix.
+pub fn validate(file: &ScenarioFile, matrix: &Matrix) -> Problems {
+    let mut v = Validator {
+        file,
+        problems: Problems::default(),
+    };
+    v.header(matrix);
+    v.clusters();
+    v.steps();
+    v.problems
+}
+
+struct Validator<'a> {
+    file: &'a ScenarioFile,
+    problems: Problems,
+}
+
+/// What earlier steps defined, in file order.
+#[derive(Default)]
+struct Defined {
+    step_names: BTreeMap<String, &'static str>,
+    saved_nodes: BTreeMap<String, Service>,
+    watches_open: BTreeSet<String>,
+    watches_ever: BTreeSet<String>,
+    loads_running: BTreeSet<String>,
+    loads_ever: BTreeSet<String>,
+}
+
+impl Validator<'_> {
+    fn scenario(&self) -> &Scenario {
+        &self.file.scenario
+    }
+
+    fn file_problem(&mut self, msg: String) {
+        self.problems.push(Problem::in_file(&self.file.path, msg));
+    }
+
+    fn step_problem(&mut self, index: usize, at: Location, kind: &str, msg: String) {
+        self.problems.push(Problem::at(
+            &self.file.path,
+            at,
+            format!("step {} ({kind}): {msg}", index + 1),
+        ));
+    }
+
+    fn header(&mut self, matrix: &Matrix) {
+        let s = self.scenario();
+        let mut msgs = Vec::new();
+        if !is_slug(&s.id) {
+            msgs.push(format!(
+                "scenario id `{}` must be lowercase letters, digits and '-'",
+                s.id
+            ));
+        }
+        if s.title.trim().is_empty() {
+            msgs.push("the title is empty".to_owned());
+        }
+        if s.covers.is_empty() {
+            msgs.push("`covers` is empty: a scenario must give a verdict to a matrix cell".into());
+        }
+        if s.steps.is_empty() {
+            msgs.push("`steps` is empty".to_owned());
+        }
+        if s.step_timeout_ms == 0 || s.timeout_ms == 0 {
+            msgs.push("time bounds must be positive".to_owned());
+        }
+        let mut seen = BTreeSet::new();
+        for cov in &s.covers {
+            if !seen.insert(cov.cell.clone()) {
+                msgs.push(format!("cell {} is listed twice in `covers`", cov.cell));
+            }
+            let Some(mc) = matrix.cell(&cov.cell) else {
+                msgs.push(format!(
+                    "covers cell {}, which is not in the matrix",
+                    cov.cell
+                ));
+                continue;
+            };
+            if mc.status != cov.status {
+                msgs.push(format!(
+                    "covers {} as {}, but the matrix says {}",
+                    cov.cell, cov.status, mc.status
+                ));
+            }
+            if cov.status != CellStatus::DocGap
+                && (cov.gap.is_some() || cov.recommendation.is_some())
+            {
+                msgs.push(format!(
+                    "`gap` and `recommendation` are for DOC-GAP cells; {} is {}",
+                    cov.cell, cov.status
+                ));
+            }
+            if cov.status == CellStatus::DocGap {
+                for (what, mine, theirs) in [
+                    ("gap", &cov.gap, &mc.gap),
+                    ("recommendation", &cov.recommendation, &mc.recommendation),
+                ] {
+                    match (mine, theirs) {
+                        (None, None) => msgs.push(format!(
+                            "DOC-GAP cell {} has no {what} (give it here or in the matrix)",
+                            cov.cell
+                        )),
+                        (Some(a), Some(b)) if a != b => msgs.push(format!(
+                            "the {what} of {} differs from the matrix's; keep one",
+                            cov.cell
+                        )),
+                        _ => {}
+                    }
+                }
+            }
+            if cov.status == CellStatus::Test {
+                let svc = cov.cell.service;
+                if s.cluster(svc).is_none() {
+                    msgs.push(format!(
+                        "covers TEST cell {} but starts no {} cluster",
+                        cov.cell,
+                        svc.key()
+                    ));
+                }
+            }
+        }
+        for m in msgs {
+            self.file_problem(m);
+        }
+    }
+
+    fn clusters(&mut self) {
+        let s = self.scenario().clone();
+        if s.clusters.flaredb.is_some() && s.clusters.chainfire.is_none() {
+            self.file_problem(
+                "a flaredb cluster needs a chainfire cluster (its placement driver)".into(),
+            );
+        }
+        if let Some(c) = &s.clusters.chainfire {
+            self.cluster(Service::ChainFire, c);
+        }
+        if let Some(c) = &s.clusters.flaredb {
+            self.cluster(Service::FlareDb, c);
+        }
+        if let Some(r) = &s.client.retry {
+            self.retry("client.retry", r);
+        }
+    }
+
+    fn cluster(&mut self, svc: Service, c: &ClusterSpec) {
+        if !(1..=9).contains(&c.nodes) {
+            self.file_problem(format!(
+                "clusters.{svc}.nodes must be 1..=9, got {}",
+                c.nodes
+            ));
+        }
+        self.node_config(&format!("clusters.{svc}.config"), svc, &c.config);
+        for (id, o) in &c.overrides {
+            if *id == 0 || *id > c.nodes {
+                self.file_problem(format!(
+                    "clusters.{svc}.overrides: node {id} does not exist (nodes are 1..={})",
+                    c.nodes
+                ));
+            }
+            self.node_config(&format!("clusters.{svc}.overrides.{id}"), svc, o);
+        }
+    }
+
+    fn node_config(&mut self, at: &str, svc: Service, c: &NodeConfig) {
+        if c.pd_reconnect_cycle_ms.is_some() && svc != Service::FlareDb {
+            self.file_problem(format!("{at}.pd_reconnect_cycle_ms is a flaredb setting"));
+        }
+        if let Some(level) = &c.log_level
+            && !LOG_LEVELS.contains(&level.as_str())
+        {
+            self.file_problem(format!(
+                "{at}.log_level `{level}` is not one of {}",
+                LOG_LEVELS.join(", ")
+            ));
+        }
+        if c.election_timeout_ms == Some(0) || c.heartbeat_interval_ms == Some(0) {
+            self.file_problem(format!("{at}: timeouts must be positive"));
+        }
+        if let (Some(e), Some(h)) = (c.election_timeout_ms, c.heartbeat_interval_ms)
+            && h >= e
+        {
+            self.file_problem(format!(
+                "{at}: heartbeat_interval_ms ({h}) must be below election_timeout_ms ({e})"
+            ));
+        }
+        if let Some(r) = &c.retry {
+            self.retry(&format!("{at}.retry"), r);
+        }
+    }
+
+    fn retry(&mut self, at: &str, r: &RetryConfig) {
+        if let Err(e) = r.policy().validate() {
+            self.file_problem(format!("{at}: {e}"));
+        }
+    }
+
+    fn steps(&mut self) {
+        let scenario = self.scenario().clone();
+        let covered: BTreeSet<_> = scenario.covers.iter().map(|c| c.cell.clone()).collect();
+        let services = scenario.services();
+        let mut defined = Defined::default();
+        for (i, spanned) in scenario.steps.iter().enumerate() {
+            let step = &spanned.value;
+            let at = spanned.referenced;
+            let kind = step.kind();
+            let mut msgs: Vec<String> = Vec::new();
+
+            // The cluster the step acts on.
+            let service =
+                match step.service() {
+                    Some(svc) if scenario.cluster(svc).is_none() => {
+                        msgs.push(format!(
+                            "targets {svc}, but the scenario starts no {svc} cluster"
+                        ));
+                        None
+                    }
+                    Some(svc) => Some(svc),
+                    None if needs_cluster(step) => match services.as_slice() {
+                        [only] => Some(*only),
+                        [] => {
+                            msgs.push("the scenario starts no cluster".into());
+                            None
+                        }
+                        _ => {
+                            msgs.push(format!(
+                            "the scenario starts several clusters; say which with `service:` ({})",
+                            services.iter().map(|s| s.key()).collect::<Vec<_>>().join(", ")
+                        ));
+                            None
+                        }
+                    },
+                    None => None,
+                };
+
+            // Node selectors.
+            if let Some(svc) = service
+                && let Some(cluster) = scenario.cluster(svc)
+            {
+                for r in step.node_refs() {
+                    match r {
+                        NodeRef::Id(id) if *id > cluster.nodes => msgs.push(format!(
+                            "node {id} does not exist: the {svc} cluster has nodes 1..={}",
+                            cluster.nodes
+                        )),
+                        NodeRef::Saved(name) => match defined.saved_nodes.get(name) {
+                            None => msgs.push(format!(
+                                "${name} is not saved by an earlier step (use `as: {name}` there)"
+                            )),
+                            Some(saved) if *saved != svc => msgs.push(format!(
+                                "${name} is a {saved} node, but this step acts on {svc}"
+                            )),
+                            Some(_) => {}
+                        },
+                        _ => {}
+                    }
+                }
+            }
+
+            // Cells the step is restricted to.
+            for cell in step.cells() {
+                if !covered.contains(cell) {
+                    msgs.push(format!("cell {cell} is not in the scenario's `covers`"));
+                }
+            }
+
+            // Bounds.
+            if step.own_bound_ms() == Some(0) && !matches!(step, Step::Sleep(_)) {
+                msgs.push("a time bound of 0 ms cannot be met".into());
+            }
+            if let Some(ms) = step.own_bound_ms()
+                && ms > scenario.timeout_ms
+            {
+                msgs.push(format!(
+                    "its bound ({ms} ms) exceeds the scenario's timeout_ms ({})",
+                    scenario.timeout_ms
+                ));
+            }
+
+            self.step_specific(step, &mut defined, &mut msgs);
+
+            // Names this step defines (after checking its own references).
+            if let Some(name) = step.name() {
+                if !is_name(name) {
+                    msgs.push(format!(
+                        "bad step name `{name}`: use letters, digits, '_' and '-'"
+                    ));
+                } else if defined.step_names.insert(name.to_owned(), kind).is_some() {
+                    msgs.push(format!("step name `{name}` is used twice"));
+                }
+            }
+            if let Some(saved) = step.saves_node_as() {
+                if !is_name(saved) {
+                    msgs.push(format!(
+                        "bad node name `{saved}`: use letters, digits, '_' and '-'"
+                    ));
+                } else if let Some(svc) = service {
+                    defined.saved_nodes.insert(saved.to_owned(), svc);
+                }
+            }
+
+            for m in msgs {
+                self.step_problem(i, at, kind, m);
+            }
+        }
+        for name in &defined.loads_running {
+            self.file_problem(format!(
+                "load `{name}` is never stopped (add `load_stop: {{name: {name}}}`)"
+            ));
+        }
+    }
+
+    fn step_specific(&self, step: &Step, d: &mut Defined, msgs: &mut Vec<String>) {
+        let op_name =
+            |d: &Defined, name: &str, msgs: &mut Vec<String>| match d.step_names.get(name).copied()
+            {
+                Some("put" | "get" | "delete") => {}
+                Some(other) => msgs.push(format!(
+                    "`{name}` names a {other} step, not a client operation (put, get, delete)"
+                )),
+                None => msgs.push(format!("no earlier operation is named `{name}`")),
+            };
+        match step {
+            Step::Put(s) => expect_checks(&s.expect, msgs),
+            Step::Delete(s) => expect_checks(&s.expect, msgs),
+            Step::Get(s) => {
+                expect_checks(&s.expect, msgs);
+                if s.absent && s.value.is_some() {
+                    msgs.push("`value` and `absent` exclude each other".into());
+                }
+                if (s.absent || s.value.is_some()) && s.expect.outcome == Outcome::Error {
+                    msgs.push("an expected value needs a read that may succeed".into());
+                }
+            }
+            Step::WatchStart(s) => {
+                if !is_name(&s.name) {
+                    msgs.push(format!("bad watch name `{}`", s.name));
+                }
+                if !d.watches_ever.insert(s.name.clone()) {
+                    msgs.push(format!("watch `{}` is started twice", s.name));
+                }
+                d.watches_open.insert(s.name.clone());
+                if s.key.is_empty() {
+                    msgs.push("the watched key is empty".into());
+                }
+            }
+            Step::WatchStop(r) if !d.watches_open.remove(&r.name) => {
+                msgs.push(format!("no open watch is named `{}`", r.name));
+            }
+            Step::LoadStart(s) => {
+                if !is_name(&s.name) {
+                    msgs.push(format!("bad load name `{}`", s.name));
+                }
+                if !d.loads_ever.insert(s.name.clone()) {
+                    msgs.push(format!("load `{}` is started twice", s.name));
+                }
+                d.loads_running.insert(s.name.clone());
+                if !(s.rate_per_sec > 0.0 && s.rate_per_sec <= MAX_LOAD_RATE) {
+                    msgs.push(format!(
+                        "rate_per_sec must be in (0, {MAX_LOAD_RATE}], got {}",
+                        s.rate_per_sec
+                    ));
+                }
+            }
+            Step::LoadStop(r) if !d.loads_running.remove(&r.name) => {
+                msgs.push(format!("no running load is named `{}`", r.name));
+            }
+            Step::WaitForLog(s) => {
+                if s.contains.is_empty() {
+                    msgs.push("`contains` is empty: every line would match".into());
+                }
+                if let Some(since) = &s.since
+                    && !d.step_names.contains_key(since)
+                {
+                    msgs.push(format!("`since: {since}` names no earlier step"));
+                }
+            }
+            Step::WaitUntilOk(s) if s.interval_ms == Some(0) => {
+                msgs.push("interval_ms must be positive".into());
+            }
+            Step::CheckBackoff(s) => {
+                op_name(d, &s.op, msgs);
+                if let Some(p) = &s.policy
+                    && let Err(e) = p.policy().validate()
+                {
+                    msgs.push(format!("policy: {e}"));
+                }
+                if s.min_retries == Some(0) {
+                    msgs.push(
+                        "min_retries: 0 would let a schedule that never ran pass; use 1 or more"
+                            .into(),
+                    );
+                }
+            }
+            Step::CheckClearError(s) => op_name(d, &s.op, msgs),
+            Step::CheckReconnect(s) => {
+                if !d.step_names.contains_key(&s.from) {
+                    msgs.push(format!("`from: {}` names no earlier step", s.from));
+                }
+                if let ReconnectUntil::Log(name) = &s.until {
+                    match d.step_names.get(name).copied() {
+                        Some("wait_for_log") => {}
+                        Some(other) => msgs.push(format!(
+                            "`until: {{log: {name}}}` names a {other} step, not a wait_for_log"
+                        )),
+                        None => {
+                            msgs.push(format!("`until: {{log: {name}}}` names no earlier step"))
+                        }
+                    }
+                }
+                if s.max_ms == 0 {
+                    msgs.push("max_ms must be positive".into());
+                }
+                if let Some(m) = &s.metric
+                    && !is_name(m)
+                {
+                    msgs.push(format!("bad metric name `{m}`"));
+                }
+            }
+            Step::CheckWatch(s) if !d.watches_ever.contains(&s.watch) => {
+                msgs.push(format!("no earlier watch is named `{}`", s.watch));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Steps that act on a cluster (and so need one to be chosen).
+fn needs_cluster(step: &Step) -> bool {
+    !matches!(
+        step,
+        Step::Sleep(_)
+            | Step::WatchStop(_)
+            | Step::LoadStop(_)
+            | Step::CheckBackoff(_)
+            | Step::CheckReconnect(_)
+            | Step::CheckClearError(_)
+            | Step::CheckWatch(_)
+    )
+}
+
+fn expect_checks(e: &super::model::Expect, msgs: &mut Vec<String>) {
+    if !e.error_contains.is_empty() && e.outcome == Outcome::Ok {
+        msgs.push("`error_contains` needs `outcome: error` or `either`".into());
+    }
+    if let Some(r) = e.retries
+        && let (Some(a), Some(b)) = (r.min, r.max)
+        && a > b
+    {
+        msgs.push(format!("retries range {a}..={b} is empty"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::scenario::load::parse_str;
+
+    const MATRIX: &str = r#"
+rows: [{id: S1, title: Raft Recovery}, {id: S5, title: Watch Recovery}]
+cells:
+  - {cell: S1/chainfire, status: TEST}
+  - {cell: S5/chainfire, status: DOC-GAP, gap: g, recommendation: r}
+"#;
+
+    fn problems(steps_and_more: &str) -> String {
+        let matrix = Matrix::parse(Path::new("matrix.yaml"), MATRIX).unwrap();
+        let text = format!(
+            "id: s1-x\ntitle: x\ncovers:\n  - {{cell: S1/chainfire, status: TEST}}\n{steps_and_more}"
+        );
+        let file = parse_str(Path::new("s.yaml"), &text).unwrap_or_else(|p| panic!("{p}"));
+        validate(&file, &matrix).to_string()
+    }
+
+    const CF3: &str = "clusters:\n  chainfire: {nodes: 3}\n";
+
+    #[test]
+    fn a_consistent_scenario_has_no_problems() {
+        let out = problems(&format!(
+            "{CF3}steps:\n  - put: {{key: a, value: b, name: w}}\n  - kill: {{node: leader, as: old}}\n  - start: {{node: $old, name: back}}\n  - check_reconnect: {{from: back, max_ms: 100}}\n  - check_backoff: {{op: w}}\n"
+        ));
+        assert_eq!(out, "0 problems found");
+    }
+
+    #[test]
+    fn a_flaredb_step_without_a_flaredb_cluster_is_an_error_at_the_step() {
+        let out = problems(&format!(
+            "{CF3}steps:\n  - put: {{key: a, value: b}}\n  - kill: {{service: flaredb, node: 1}}\n"
+        ));
+        assert!(
+            out.contains("s.yaml:9:5: step 2 (kill): targets flaredb, but the scenario starts no flaredb cluster"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn node_out_of_range_and_unsaved_names_are_errors() {
+        let out = problems(&format!(
+            "{CF3}steps:\n  - kill: {{node: 4}}\n  - start: {{node: $victim}}\n"
+        ));
+        assert!(
+            out.contains("s.yaml:8:5: step 1 (kill): node 4 does not exist"),
+            "{out}"
+        );
+        assert!(
+            out.contains("s.yaml:9:5: step 2 (start): $victim is not saved"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn unknown_watch_load_and_operation_names_are_errors() {
+        let out = problems(&format!(
+            "{CF3}steps:\n  - watch_stop: {{name: w}}\n  - check_watch: {{watch: w, expect: broken}}\n  - load_stop: {{name: l}}\n  - check_backoff: {{op: nope}}\n  - load_start: {{name: bg, rate_per_sec: 5}}\n"
+        ));
+        for needle in [
+            "step 1 (watch_stop): no open watch is named `w`",
+            "step 2 (check_watch): no earlier watch is named `w`",
+            "step 3 (load_stop): no running load is named `l`",
+            "step 4 (check_backoff): no earlier operation is named `nope`",
+            "load `bg` is never stopped",
+        ] {
+            assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+        }
+    }
+
+    #[test]
+    fn references_must_point_backwards() {
+        let out = problems(&format!(
+            "{CF3}steps:\n  - check_reconnect: {{from: later, max_ms: 10}}\n  - kill: {{node: 1, name: later}}\n"
+        ));
+        assert!(out.contains("`from: later` names no earlier step"), "{out}");
+    }
+
+    #[test]
+    fn cells_must_match_the_matrix() {
+        let matrix = Matrix::parse(Path::new("matrix.yaml"), MATRIX).unwrap();
+        let text = "id: s5-x\ntitle: x\ncovers:\n  - {cell: S5/chainfire, status: TEST}\n  - {cell: S2/flaredb, status: TEST}\nclusters: {chainfire: {}}\nsteps:\n  - sleep: {ms: 1}\n";
+        let file = parse_str(Path::new("s.yaml"), text).unwrap();
+        let out = validate(&file, &matrix).to_string();
+        assert!(
+            out.contains("covers S5/chainfire as TEST, but the matrix says DOC-GAP"),
+            "{out}"
+        );
+        assert!(
+            out.contains("covers cell S2/flaredb, which is not in the matrix"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn step_cells_must_be_covered_and_bad_configs_are_caught() {
+        let out = problems(
+            "clusters:\n  chainfire:\n    nodes: 3\n    config: {heartbeat_interval_ms: 2000, election_timeout_ms: 1000, pd_reconnect_cycle_ms: 5}\n    overrides: {7: {}}\nclient: {retry: {multiplier: 0.5}}\nsteps:\n  - check_converged: {within_ms: 10, cells: [S5/chainfire]}\n  - get: {key: a, value: x, absent: true, expect: {error_contains: [y]}}\n",
+        );
+        for needle in [
+            "pd_reconnect_cycle_ms is a flaredb setting",
+            "heartbeat_interval_ms (2000) must be below election_timeout_ms (1000)",
+            "overrides: node 7 does not exist",
+            "client.retry: retry multiplier must be at least 1.0",
+            "cell S5/chainfire is not in the scenario's `covers`",
+            "`value` and `absent` exclude each other",
+            "`error_contains` needs `outcome: error` or `either`",
+        ] {
+            assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+        }
+    }
+
+    #[test]
+    fn a_test_cell_needs_its_cluster() {
+        let out = problems("steps:\n  - sleep: {ms: 1}\n");
+        assert!(
+            out.contains("covers TEST cell S1/chainfire but starts no chainfire cluster"),
+            "{out}"
+        );
+    }
+}

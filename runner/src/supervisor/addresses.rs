@@ -1,0 +1,140 @@
+//! The address plan: which loopback IP and ports each node gets.
+//!
+//! Every node has its own 127.0.0.0/8 address so faults can name a node by IP the way the design
+//! note does (`iptables -A INPUT -s <node2-ip> -j DROP`); 127.0.0.1 is left to the runner and its
+//! clients so no client is mistaken for a node. Inside a private network namespace the note's
+//! fixed ports are used (nothing else lives there); on the host network free ports are picked so
+//! parallel runs and other services never collide.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+
+use crate::netns::NetworkMode;
+
+use super::{Service, SupervisorError};
+
+/// Where one node listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeAddresses {
+    pub ip: Ipv4Addr,
+    /// The client API (gRPC).
+    pub client: SocketAddr,
+    /// The Raft peer transport.
+    pub peer: SocketAddr,
+}
+
+/// The node's loopback IP: ChainFire node i is 127.0.1.i, FlareDB node i is 127.0.2.i.
+pub fn node_ip(service: Service, index: usize) -> Ipv4Addr {
+    let third = match service {
+        Service::ChainFire => 1,
+        Service::FlareDb => 2,
+    };
+    Ipv4Addr::new(127, 0, third, index as u8)
+}
+
+/// Fixed ports of the plan (ChainFire clients 2379.., peers 2389..; FlareDB clients 5000..,
+/// peers 5100..).
+fn fixed_ports(service: Service, index: usize) -> (u16, u16) {
+    let i = index as u16;
+    match service {
+        Service::ChainFire => (2378 + i, 2388 + i),
+        Service::FlareDb => (4999 + i, 5099 + i),
+    }
+}
+
+/// Plans the addresses of node `index` (1-based) of a cluster.
+pub fn plan(
+    service: Service,
+    index: usize,
+    mode: NetworkMode,
+) -> Result<NodeAddresses, SupervisorError> {
+    if index == 0 || index > 9 {
+        return Err(SupervisorError::BadCluster(format!(
+            "{service} node index {index} is outside 1..=9"
+        )));
+    }
+    let ip = node_ip(service, index);
+    let (client_port, peer_port) = match mode {
+        NetworkMode::PrivateNamespace => fixed_ports(service, index),
+        NetworkMode::HostNetwork => (free_port(ip)?, free_port(ip)?),
+    };
+    Ok(NodeAddresses {
+        ip,
+        client: SocketAddr::V4(SocketAddrV4::new(ip, client_port)),
+        peer: SocketAddr::V4(SocketAddrV4::new(ip, peer_port)),
+    })
+}
+
+/// Asks the kernel for a port that is free on `ip` right now.
+fn free_port(ip: Ipv4Addr) -> Result<u16, SupervisorError> {
+    let listener = TcpListener::bind((ip, 0)).map_err(|source| SupervisorError::Io {
+        what: format!("finding a free port on {ip}"),
+        source,
+    })?;
+    let port = listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|source| SupervisorError::Io {
+            what: format!("finding a free port on {ip}"),
+            source,
+        })?;
+    Ok(port)
+}
+
+/// Fails with a clear error when something already listens on `addr`.
+pub fn ensure_free(addr: SocketAddr, node_name: &str, role: &str) -> Result<(), SupervisorError> {
+    match TcpListener::bind(addr) {
+        Ok(_) => Ok(()),
+        Err(source) => Err(SupervisorError::PortInUse {
+            node: node_name.to_string(),
+            addr,
+            role: role.to_string(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_plan_uses_the_notes_ports_and_one_ip_per_node() {
+        let a = plan(Service::ChainFire, 1, NetworkMode::PrivateNamespace).unwrap();
+        assert_eq!(a.client.to_string(), "127.0.1.1:2379");
+        assert_eq!(a.peer.to_string(), "127.0.1.1:2389");
+        let c = plan(Service::ChainFire, 3, NetworkMode::PrivateNamespace).unwrap();
+        assert_eq!(c.client.to_string(), "127.0.1.3:2381");
+        let f = plan(Service::FlareDb, 2, NetworkMode::PrivateNamespace).unwrap();
+        assert_eq!(f.client.to_string(), "127.0.2.2:5001");
+        assert_eq!(f.peer.to_string(), "127.0.2.2:5101");
+        // No node ever gets the runner's own address.
+        for s in [Service::ChainFire, Service::FlareDb] {
+            for i in 1..=9 {
+                assert_ne!(node_ip(s, i), Ipv4Addr::LOCALHOST);
+                assert!(node_ip(s, i).is_loopback());
+            }
+        }
+    }
+
+    #[test]
+    fn host_plan_picks_free_ports_on_the_nodes_ip() {
+        let a = plan(Service::ChainFire, 2, NetworkMode::HostNetwork).unwrap();
+        assert_eq!(a.ip, Ipv4Addr::new(127, 0, 1, 2));
+        assert_ne!(a.client.port(), 0);
+        ensure_free(a.client, "chainfire-2", "client").unwrap();
+    }
+
+    #[test]
+    fn a_taken_port_is_named_in_the_error() {
+        let taken = TcpListener::bind("127.0.1.7:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let err = ensure_free(addr, "chainfire-7", "peer")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&addr.to_string()) && err.contains("chainfire-7"),
+            "{err}"
+        );
+        assert!(plan(Service::ChainFire, 0, NetworkMode::PrivateNamespace).is_err());
+    }
+}

@@ -1,0 +1,425 @@
+//! End-to-end tests of the `reconnect-runner` binary against the real `chainfire` binary:
+//! a committed scenario runs for real and its JUnit is read back; a scenario whose expectation
+//! is deliberately wrong must fail with a clear message (so a green suite means something); bad
+//! input exits with code 2 and names file, line and column.
+//!
+//! The real runs need private network namespaces (root, or unprivileged user namespaces); where
+//! the machine has none (e.g. a build sandbox) those tests say so and return. They need
+//! `target/<profile>/chainfire` (`cargo build -p chainfire-server`, or `cargo test --workspace`,
+//! which builds it before running any test).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
+
+const RUNNER: &str = env!("CARGO_BIN_EXE_reconnect-runner");
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `chainfire` binary: `CHAINFIRE_BIN`, else `RECONNECT_BIN_DIR/chainfire`, else next to
+/// the runner (where `cargo build` puts it).
+fn chainfire() -> PathBuf {
+    let path = std::env::var_os("CHAINFIRE_BIN")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("RECONNECT_BIN_DIR").map(|d| PathBuf::from(d).join("chainfire"))
+        })
+        .unwrap_or_else(|| Path::new(RUNNER).parent().unwrap().join("chainfire"));
+    assert!(
+        path.is_file(),
+        "{} not found: build it first with `cargo build -p chainfire-server` \
+         (or run `cargo test --workspace`, which builds it)",
+        path.display()
+    );
+    path
+}
+
+/// Tests that start clusters need network namespaces; the Nix build sandbox has none and says
+/// so with `RECONNECT_TESTS_NO_NETNS`.
+fn namespaces_disabled(test: &str) -> bool {
+    let disabled = std::env::var_os("RECONNECT_TESTS_NO_NETNS").is_some_and(|v| !v.is_empty());
+    if disabled {
+        eprintln!(
+            "skipped: {test}: needs network namespaces/iptables (RECONNECT_TESTS_NO_NETNS=1)"
+        );
+    }
+    disabled
+}
+
+fn runner(args: &[&str]) -> Output {
+    Command::new(RUNNER)
+        .args(args)
+        .current_dir(workspace())
+        .output()
+        .expect("the runner binary starts")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs `run` with temporary JUnit and evidence paths. `None` when this machine cannot make
+/// network namespaces (the runner then reports every cell as skipped and says why).
+fn run_for_real(
+    test: &str,
+    paths: &[&Path],
+    extra: &[&str],
+    out_dir: &Path,
+) -> Option<(Output, Report)> {
+    if namespaces_disabled(test) {
+        return None;
+    }
+    let junit = out_dir.join("junit.xml");
+    let evidence = out_dir.join("evidence");
+    let mut args: Vec<String> = vec!["run".into()];
+    args.extend(paths.iter().map(|p| p.display().to_string()));
+    args.extend(
+        [
+            "--junit",
+            junit.to_str().unwrap(),
+            "--evidence",
+            evidence.to_str().unwrap(),
+            "--chainfire-bin",
+            chainfire().to_str().unwrap(),
+            "--seed",
+            "7",
+        ]
+        .map(String::from),
+    );
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = runner(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("cannot make private network namespaces") {
+        eprintln!(
+            "skipped: {test}: needs network namespaces, which this machine cannot make:\n{stderr}"
+        );
+        return None;
+    }
+    let xml = std::fs::read_to_string(&junit)
+        .unwrap_or_else(|e| panic!("no JUnit at {}: {e}\n{}", junit.display(), text(&out)));
+    validate_against_xsd(&junit);
+    let report = Report::deserialize_from_str(&xml).expect("the JUnit parses");
+    Some((out, report))
+}
+
+fn validate_against_xsd(junit: &Path) {
+    let xsd = workspace().join("../shared/junit/junit-10.xsd");
+    let has_xmllint = Command::new("xmllint").arg("--version").output().is_ok();
+    if !has_xmllint || !xsd.is_file() {
+        eprintln!(
+            "xmllint or {} missing: XSD validation skipped",
+            xsd.display()
+        );
+        return;
+    }
+    let out = Command::new("xmllint")
+        .args(["--noout", "--schema"])
+        .arg(&xsd)
+        .arg(junit)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "JUnit rejected by the XSD:\n{}",
+        text(&out)
+    );
+}
+
+fn case<'a>(report: &'a Report, classname: &str, name: &str) -> &'a quick_junit::TestCase {
+    report
+        .test_suites
+        .iter()
+        .flat_map(|s| &s.test_cases)
+        .find(|c| c.classname.as_deref() == Some(classname) && c.name.as_str() == name)
+        .unwrap_or_else(|| panic!("no testcase {classname} / {name}"))
+}
+
+fn property(report: &Report, name: &str) -> Option<String> {
+    report
+        .test_suites
+        .iter()
+        .flat_map(|s| &s.properties)
+        .find(|p| p.name.as_str() == name)
+        .map(|p| p.value.as_str().to_owned())
+}
+
+#[test]
+fn a_committed_scenario_runs_for_real_and_the_junit_reports_the_whole_matrix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = workspace().join("scenarios/s4-chainfire-restart.yaml");
+    let test = "a_committed_scenario_runs_for_real_and_the_junit_reports_the_whole_matrix";
+    let Some((out, report)) = run_for_real(test, &[&scenario], &[], tmp.path()) else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let s4 = case(&report, "s4-chainfire-restart", "ChainFire");
+    assert!(
+        matches!(s4.status, TestCaseStatus::Success { .. }),
+        "S4/chainfire should pass: {:?}\n{}",
+        s4.status,
+        text(&out)
+    );
+    // Every cell of the matrix is a testcase, run or not.
+    let matrix = std::fs::read_to_string(workspace().join("scenarios/matrix.yaml")).unwrap();
+    let cells = matrix
+        .lines()
+        .filter(|l| l.trim_start().starts_with("- cell:"))
+        .count();
+    assert_eq!(report.tests, cells, "one testcase per matrix cell");
+    // Cells of scenarios that did not run are skipped with a reason, never passed.
+    let s1 = case(&report, "s1-chainfire-raft-recovery", "ChainFire");
+    assert!(
+        matches!(&s1.status, TestCaseStatus::Skipped { message: Some(m), .. } if m.as_str().contains("not selected"))
+    );
+
+    // Recovery numbers are properties; the evidence is where the report says.
+    let reconnect: f64 = property(&report, "S4/chainfire.reconnect_ms")
+        .expect("a reconnect_ms property")
+        .parse()
+        .unwrap();
+    assert!(reconnect >= 0.0);
+    let evidence = PathBuf::from(property(&report, "S4/chainfire.evidence").unwrap());
+    for file in [
+        "history.jsonl",
+        "client.log",
+        "summary.md",
+        "result.json",
+        "nodes/chainfire-1.log",
+    ] {
+        assert!(
+            evidence.join(file).is_file(),
+            "{} missing",
+            evidence.join(file).display()
+        );
+    }
+    let summary = std::fs::read_to_string(evidence.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("| S4/chainfire | TEST | pass |"),
+        "{summary}"
+    );
+    let node_log = std::fs::read_to_string(evidence.join("nodes/chainfire-1.log")).unwrap();
+    assert!(node_log.contains("DEBUG"), "node logs are at DEBUG");
+
+    // The terminal summary lists every cell with its status.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("S4 ChainFire") && stdout.contains("pass"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("S2 FlareDB") && stdout.contains("not selected"),
+        "cells of scenarios that did not run are listed: {stdout}"
+    );
+}
+
+const NEGATIVE_MATRIX: &str = "\
+rows: [{id: S1, title: Raft Recovery}]
+cells:
+  - {cell: S1/chainfire, status: TEST}
+";
+
+/// Expects a value nobody wrote, then (never reached) something that would pass.
+const WRONG_EXPECTATION: &str = "\
+id: deliberately-wrong
+title: A read that expects a value nobody wrote must fail the cell
+covers: [{cell: S1/chainfire, status: TEST}]
+clusters: {chainfire: {nodes: 3}}
+steps:
+  - wait_for_leader: {within_ms: 30000}
+  - put: {key: k, value: written}
+  - get: {key: k, value: never-written, expect: {within_ms: 30000}}
+  - put: {key: k2, value: not-reached}
+";
+
+#[test]
+fn a_deliberately_wrong_expectation_fails_with_a_clear_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("scenarios");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("matrix.yaml"), NEGATIVE_MATRIX).unwrap();
+    std::fs::write(dir.join("wrong.yaml"), WRONG_EXPECTATION).unwrap();
+    let test = "a_deliberately_wrong_expectation_fails_with_a_clear_message";
+    let Some((out, report)) = run_for_real(test, &[&dir], &[], tmp.path()) else {
+        return;
+    };
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed TEST cell exits 1\n{}",
+        text(&out)
+    );
+    let c = case(&report, "deliberately-wrong", "ChainFire");
+    let TestCaseStatus::NonSuccess {
+        kind,
+        message,
+        description,
+        ..
+    } = &c.status
+    else {
+        panic!("the cell must fail: {:?}", c.status)
+    };
+    assert_eq!(*kind, NonSuccessKind::Failure);
+    let message = message.as_ref().unwrap().as_str();
+    assert!(
+        message.contains("step 3 (get")
+            && message.contains("expected to read \"never-written\"")
+            && message.contains("happened: ok")
+            && message.contains("read \"written\""),
+        "the message says which step, what was expected and what happened: {message}"
+    );
+    assert!(description.is_some());
+    // The scenario stopped at the failure: the step after it did not run.
+    let evidence = PathBuf::from(property(&report, "S1/chainfire.evidence").unwrap());
+    let summary = std::fs::read_to_string(evidence.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("| 4 | - | put k2 = not-reached | not run |"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("| S1/chainfire | TEST | FAIL |"),
+        "{summary}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("FAIL"), "{stdout}");
+}
+
+#[test]
+fn keep_going_runs_the_steps_after_a_failure_and_still_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("scenarios");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("matrix.yaml"), NEGATIVE_MATRIX).unwrap();
+    std::fs::write(dir.join("wrong.yaml"), WRONG_EXPECTATION).unwrap();
+    let test = "keep_going_runs_the_steps_after_a_failure_and_still_fails";
+    let Some((out, report)) = run_for_real(test, &[&dir], &["--keep-going"], tmp.path()) else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let evidence = PathBuf::from(property(&report, "S1/chainfire.evidence").unwrap());
+    let summary = std::fs::read_to_string(evidence.join("summary.md")).unwrap();
+    assert!(summary.contains("put k2 = not-reached | ok |"), "{summary}");
+}
+
+#[test]
+fn bad_input_exits_2_and_names_the_position() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("matrix.yaml"), NEGATIVE_MATRIX).unwrap();
+    let bad = WRONG_EXPECTATION.replace("  - put: {key: k2", "  - putt: {key: k2");
+    std::fs::write(tmp.path().join("bad.yaml"), bad).unwrap();
+    let out = runner(&["validate", tmp.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.yaml:9:5:"),
+        "file:line:column of the unknown step: {stderr}"
+    );
+    assert!(stderr.contains("putt"), "{stderr}");
+
+    // A reference to a cluster the scenario does not start is caught before anything runs.
+    let bad = WRONG_EXPECTATION.replace("  - put: {key: k2", "  - put: {service: flaredb, key: k2");
+    std::fs::write(tmp.path().join("bad.yaml"), bad).unwrap();
+    let out = runner(&[
+        "run",
+        tmp.path().to_str().unwrap(),
+        "--evidence",
+        tmp.path().join("ev").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("bad.yaml:9:5: step 4 (put): targets flaredb")
+    );
+    assert!(!tmp.path().join("ev").exists(), "nothing ran");
+}
+
+#[test]
+fn a_missing_binary_exits_2_before_anything_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("matrix.yaml"), NEGATIVE_MATRIX).unwrap();
+    std::fs::write(tmp.path().join("wrong.yaml"), WRONG_EXPECTATION).unwrap();
+    let out = runner(&[
+        "run",
+        tmp.path().to_str().unwrap(),
+        "--chainfire-bin",
+        "/nonexistent/chainfire",
+        "--evidence",
+        tmp.path().join("ev").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/chainfire"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn schema_command_prints_the_committed_schema() {
+    let out = runner(&["schema"]);
+    assert_eq!(out.status.code(), Some(0));
+    let committed = std::fs::read(workspace().join("scenarios/scenario.schema.json")).unwrap();
+    assert_eq!(out.stdout, committed);
+}
+
+#[test]
+fn repeat_runs_each_scenario_in_its_own_folder_and_reports_medians() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("scenarios");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("matrix.yaml"), NEGATIVE_MATRIX).unwrap();
+    let passing = "\
+id: quick
+title: a write survives a follower restart
+covers: [{cell: S1/chainfire, status: TEST}]
+clusters: {chainfire: {nodes: 3}}
+steps:
+  - wait_for_leader: {within_ms: 30000}
+  - put: {key: k, value: v}
+  - restart: {node: follower, name: bounce}
+  - get: {key: k, value: v, expect: {within_ms: 30000}}
+  - check_reconnect: {from: bounce, max_ms: 30000}
+";
+    std::fs::write(dir.join("quick.yaml"), passing).unwrap();
+    let test = "repeat_runs_each_scenario_in_its_own_folder_and_reports_medians";
+    let Some((out, report)) =
+        run_for_real(test, &[&dir], &["--repeat", "2", "--jobs", "2"], tmp.path())
+    else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let c = case(&report, "quick", "ChainFire");
+    assert!(
+        matches!(c.status, TestCaseStatus::Success { .. }),
+        "{:?}",
+        c.status
+    );
+    let out_text = c.system_out.as_ref().unwrap().as_str();
+    assert!(
+        out_text.contains("run 1: passed") && out_text.contains("run 2: passed"),
+        "{out_text}"
+    );
+    for run in [1, 2] {
+        let evidence =
+            PathBuf::from(property(&report, &format!("S1/chainfire.evidence.run{run}")).unwrap());
+        assert!(
+            evidence.ends_with(format!("quick/run-{run}")),
+            "{}",
+            evidence.display()
+        );
+        assert!(evidence.join("summary.md").is_file());
+    }
+    assert!(
+        property(&report, "S1/chainfire.reconnect_ms").is_some(),
+        "the median is a property"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pass x2"));
+}
