@@ -450,7 +450,7 @@ mod tests {
         assert_eq!(config.retry, RetryPolicy::default());
         assert_eq!(config.raft.heartbeat_interval, Duration::from_millis(100));
         assert_eq!(config.raft.election_timeout, Duration::from_millis(1000));
-        assert_eq!(config.op_timeout, Duration::from_secs(5));
+        assert_eq!(config.op_timeout, Duration::from_millis(1500));
         let raft = config.raft.openraft_config().validate().unwrap();
         assert_eq!(
             (raft.election_timeout_min, raft.election_timeout_max),
