@@ -205,10 +205,8 @@ let
         attrs.crates = map describe crates;
       };
 
-  buildRustPackageAttrs = [
-    "pname"
-    "version"
-    "src"
+  # buildRustPackage's own attributes: it consumes them and does not pass them to mkDerivation.
+  cargoOnlyAttrs = [
     "cargoLock"
     "cargoHash"
     "cargoBuildFlags"
@@ -221,6 +219,15 @@ let
     "dontUseCargoParallelTests"
     "buildFeatures"
     "buildNoDefaultFeatures"
+  ];
+
+  buildRustPackageAttrs = [
+    "pname"
+    "version"
+    "src"
+  ]
+  ++ cargoOnlyAttrs
+  ++ [
     "nativeBuildInputs"
     "buildInputs"
     "nativeCheckInputs"
@@ -256,20 +263,7 @@ let
       buildType = a.buildType or "release";
     in
     mkDerivation (
-      removeAttrs a [
-        "cargoLock"
-        "cargoHash"
-        "buildType"
-        "checkType"
-        "useNextest"
-        "auditable"
-        "dontUseCargoParallelTests"
-        "buildFeatures"
-        "buildNoDefaultFeatures"
-        "cargoBuildFlags"
-        "cargoTestFlags"
-        "checkFlags"
-      ]
+      removeAttrs a cargoOnlyAttrs
       // {
         cargoDeps = vendor;
         nativeBuildInputs = [

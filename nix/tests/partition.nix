@@ -56,45 +56,52 @@ let
     ];
   };
 
-  chainfireNode =
-    id:
+  # A VM running node `id` of service `name` (its NixOS module, with debug logs and open ports)
+  # and the client tools; `addresses nodes id` gives that service's address options.
+  serviceNode =
+    name: addresses: id:
     { nodes, ... }:
     {
       imports = [
-        nixosModules.chainfire
+        nixosModules.${name}
         clientTools
       ];
-      services.chainfire = {
+      services.${name} = {
         enable = true;
         nodeId = id;
-        clientAddr = addrOf nodes "chainfire${toString id}" chainfireClientPort;
-        initialCluster = membersOf nodes chainfireNames chainfirePeerPort;
-        clusterClientAddrs = membersOf nodes chainfireNames chainfireClientPort;
         logLevel = "debug";
         openFirewall = true;
-      };
+      }
+      // addresses nodes id;
     };
 
-  flaredbNode =
-    id:
-    { nodes, ... }:
-    {
-      imports = [
-        nixosModules.flaredb
-        clientTools
-      ];
-      services.flaredb = {
-        enable = true;
-        nodeId = id;
-        addr = addrOf nodes "flaredb${toString id}" flaredbClientPort;
-        peers = membersOf nodes flaredbNames flaredbPeerPort;
-        pdEndpoints = map (name: addrOf nodes name chainfireClientPort) chainfireNames;
-        logLevel = "debug";
-        # A fast PD reconnect cycle: the test waits for reconnection after the ChainFire phase.
-        pdReconnectIntervalMs = 2000;
-        openFirewall = true;
-      };
-    };
+  chainfireNode = serviceNode "chainfire" (
+    nodes: id: {
+      clientAddr = addrOf nodes "chainfire${toString id}" chainfireClientPort;
+      initialCluster = membersOf nodes chainfireNames chainfirePeerPort;
+      clusterClientAddrs = membersOf nodes chainfireNames chainfireClientPort;
+    }
+  );
+
+  flaredbNode = serviceNode "flaredb" (
+    nodes: id: {
+      addr = addrOf nodes "flaredb${toString id}" flaredbClientPort;
+      peers = membersOf nodes flaredbNames flaredbPeerPort;
+      pdEndpoints = map (name: addrOf nodes name chainfireClientPort) chainfireNames;
+      # A fast PD reconnect cycle: the test waits for reconnection after the ChainFire phase.
+      pdReconnectIntervalMs = 2000;
+    }
+  );
+
+  # { NAME = node ID; ... } for one service's machines, ids in name order.
+  machines =
+    names: node:
+    lib.listToAttrs (
+      lib.imap1 (id: name: {
+        inherit name;
+        value = node id;
+      }) names
+    );
 
   # Python literals for the members of one service: (machine, id, ip, client port).
   membersPython =
@@ -106,19 +113,7 @@ in
 testers.runNixOSTest {
   name = "reconnect-partition";
 
-  nodes =
-    lib.listToAttrs (
-      lib.imap1 (id: name: {
-        inherit name;
-        value = chainfireNode id;
-      }) chainfireNames
-    )
-    // lib.listToAttrs (
-      lib.imap1 (id: name: {
-        inherit name;
-        value = flaredbNode id;
-      }) flaredbNames
-    );
+  nodes = machines chainfireNames chainfireNode // machines flaredbNames flaredbNode;
 
   testScript =
     { nodes, ... }:

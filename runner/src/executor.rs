@@ -49,6 +49,25 @@ fn grace(bound: Duration) -> Duration {
     (bound / 4).max(Duration::from_secs(5))
 }
 
+/// The record of a run of `file` with `opts` before anything happened: no start time, no
+/// steps, cells or teardown findings yet.
+fn new_run(file: &ScenarioFile, opts: &RunOptions) -> ScenarioRun {
+    ScenarioRun {
+        scenario_id: file.scenario.id.clone(),
+        title: file.scenario.title.clone(),
+        run: opts.run,
+        seed: opts.seed,
+        evidence_dir: opts.evidence_dir.clone(),
+        network: opts.network_label.clone(),
+        started_unix_s: 0.0,
+        duration_ms: 0.0,
+        setup_error: None,
+        steps: Vec::new(),
+        cells: Vec::new(),
+        teardown: Vec::new(),
+    }
+}
+
 /// Runs one scenario run to the end, whatever happens, and returns its results.
 pub async fn run_scenario(file: &ScenarioFile, opts: &RunOptions) -> ScenarioRun {
     let scenario = &file.scenario;
@@ -59,18 +78,8 @@ pub async fn run_scenario(file: &ScenarioFile, opts: &RunOptions) -> ScenarioRun
     let clock = Instant::now();
     let progress = Progress::new(&scenario.id, opts.run, opts.runs, scenario.steps.len());
     let mut run = ScenarioRun {
-        scenario_id: scenario.id.clone(),
-        title: scenario.title.clone(),
-        run: opts.run,
-        seed: opts.seed,
-        evidence_dir: opts.evidence_dir.clone(),
-        network: opts.network_label.clone(),
         started_unix_s,
-        duration_ms: 0.0,
-        setup_error: None,
-        steps: Vec::new(),
-        cells: Vec::new(),
-        teardown: Vec::new(),
+        ..new_run(file, opts)
     };
 
     let history = match History::create(&opts.evidence_dir.join("history.jsonl")) {

@@ -219,6 +219,18 @@ pub(crate) mod test_support {
         Some(cmd.output().expect("re-run the test in a namespace"))
     }
 
+    /// Whether test `name` goes on in this process. Outside a namespace: re-runs the test
+    /// isolated, asserts that run passed, and returns false (the test stops here). In the
+    /// isolated re-run: sets the namespace up like a worker does and returns true.
+    pub fn run_isolated(name: &str) -> bool {
+        if !inside() {
+            assert_passes_isolated(name);
+            return false;
+        }
+        setup_inside_worker(NetworkMode::PrivateNamespace).unwrap();
+        true
+    }
+
     /// Asserts the isolated re-run of `name` passed, showing its output otherwise.
     pub fn assert_passes_isolated(name: &str) {
         if let Some(output) = rerun_isolated(name) {

@@ -218,6 +218,16 @@ mod tests {
         )
     }
 
+    /// The check fails on `events`, saying `text`.
+    fn assert_fails_with(events: &[Event], text: &str) {
+        let result = watch_continuity(events, 1, Duration::from_secs(2));
+        assert!(
+            !result.passed && result.message.contains(text),
+            "{}",
+            result.message
+        );
+    }
+
     #[test]
     fn every_put_once_in_order_passes() {
         let events = vec![
@@ -245,15 +255,7 @@ mod tests {
             delivered(302.0, 13, "w/c", "3"),
             stopped(9000.0),
         ];
-        let result = watch_continuity(&events, 1, Duration::from_secs(2));
-        assert!(!result.passed);
-        assert!(
-            result
-                .message
-                .contains("never delivered: revisions 12 (w/b)"),
-            "{}",
-            result.message
-        );
+        assert_fails_with(&events, "never delivered: revisions 12 (w/b)");
     }
 
     #[test]
@@ -267,15 +269,7 @@ mod tests {
             delivered(203.0, 11, "w/a", "1"),
             stopped(9000.0),
         ];
-        let result = watch_continuity(&events, 1, Duration::from_secs(2));
-        assert!(!result.passed);
-        assert!(
-            result
-                .message
-                .contains("revision 11 (\"w/a\") delivered twice"),
-            "{}",
-            result.message
-        );
+        assert_fails_with(&events, "revision 11 (\"w/a\") delivered twice");
     }
 
     #[test]
@@ -285,12 +279,7 @@ mod tests {
             delivered(5.0, 11, "w/z", "ghost"),
             stopped(9000.0),
         ];
-        let result = watch_continuity(&phantom, 1, Duration::from_secs(2));
-        assert!(
-            !result.passed && result.message.contains("nobody wrote"),
-            "{}",
-            result.message
-        );
+        assert_fails_with(&phantom, "nobody wrote");
         let broken = vec![
             started(),
             acked(1, "w/a", "1", 100.0, 11),
@@ -303,12 +292,7 @@ mod tests {
             ),
             stopped(9000.0),
         ];
-        let result = watch_continuity(&broken, 1, Duration::from_secs(2));
-        assert!(
-            !result.passed && result.message.contains("stopped delivering"),
-            "{}",
-            result.message
-        );
+        assert_fails_with(&broken, "stopped delivering");
         let empty = vec![started(), stopped(9000.0)];
         assert!(!watch_continuity(&empty, 1, Duration::from_secs(2)).passed);
         assert!(!watch_continuity(&[], 1, Duration::from_secs(2)).passed);

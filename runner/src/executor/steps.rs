@@ -193,11 +193,14 @@ impl<'a> Runner<'a> {
             .map_err(|e| StepResult::error(format!("cannot choose {node}: {e}")))
     }
 
+    /// The client a step of `service` (see [`Self::service_of`]) talks through: the cluster's
+    /// client, or with `node` a client of that node only (made once, then reused).
     async fn client_for(
         &mut self,
-        service: Service,
+        service: Option<MatrixService>,
         node: Option<&NodeRef>,
     ) -> Result<Driver, StepResult> {
+        let service = self.service_of(service)?;
         let Some(node) = node else {
             return self
                 .drivers
@@ -275,8 +278,7 @@ impl<'a> Runner<'a> {
         let start_ms = self.history.now_ms();
         Ok(match step {
             Step::Put(s) => {
-                let service = self.service_of(s.service)?;
-                let driver = self.client_for(service, s.node.as_ref()).await?;
+                let driver = self.client_for(s.service, s.node.as_ref()).await?;
                 let record = driver.put(&s.key, &s.value).await;
                 self.op_result(
                     s.name.as_deref(),
@@ -288,8 +290,7 @@ impl<'a> Runner<'a> {
                 )
             }
             Step::Get(s) => {
-                let service = self.service_of(s.service)?;
-                let driver = self.client_for(service, s.node.as_ref()).await?;
+                let driver = self.client_for(s.service, s.node.as_ref()).await?;
                 let record = driver.get(&s.key).await;
                 let read = ReadExpectation {
                     value: s.value.as_deref(),
@@ -298,8 +299,7 @@ impl<'a> Runner<'a> {
                 self.op_result(s.name.as_deref(), start_ms, record, &s.expect, bound, read)
             }
             Step::Delete(s) => {
-                let service = self.service_of(s.service)?;
-                let driver = self.client_for(service, s.node.as_ref()).await?;
+                let driver = self.client_for(s.service, s.node.as_ref()).await?;
                 let record = driver.delete(&s.key).await;
                 self.op_result(
                     s.name.as_deref(),
@@ -311,8 +311,7 @@ impl<'a> Runner<'a> {
                 )
             }
             Step::WatchStart(s) => {
-                let service = self.service_of(s.service)?;
-                let driver = self.client_for(service, s.node.as_ref()).await?;
+                let driver = self.client_for(s.service, s.node.as_ref()).await?;
                 let mode = match s.mode {
                     WatchMode::Raw => HistWatchMode::Raw,
                     WatchMode::Reconnecting => HistWatchMode::Reconnecting,
@@ -350,8 +349,7 @@ impl<'a> Runner<'a> {
                 None => StepResult::error(format!("watch `{}` is not open", r.name)),
             },
             Step::LoadStart(s) => {
-                let service = self.service_of(s.service)?;
-                let driver = self.client_for(service, None).await?;
+                let driver = self.client_for(s.service, None).await?;
                 let prefix = s
                     .key_prefix
                     .clone()
@@ -519,8 +517,7 @@ impl<'a> Runner<'a> {
                 }
             }
             Step::WaitUntilOk(s) => {
-                let service = self.service_of(s.service)?;
-                let driver = self.client_for(service, None).await?;
+                let driver = self.client_for(s.service, None).await?;
                 let interval = Duration::from_millis(s.interval_ms.unwrap_or(200));
                 let started = Instant::now();
                 let mut tries = 0u32;

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::path::Path;
 use std::sync::Mutex;
 
-use super::{RunOptions, run_scenario};
+use super::{RunOptions, new_run, run_scenario};
 use crate::cli::WorkerArgs;
 use crate::netns::{self, NetworkMode};
 use crate::report::markdown::{SUMMARY_FILE, run_summary};
@@ -147,19 +147,10 @@ fn unrun(
     setup_error: Option<&str>,
     verdict: RunVerdict,
 ) -> ScenarioRun {
-    let scenario = &file.scenario;
     ScenarioRun {
-        scenario_id: scenario.id.clone(),
-        title: scenario.title.clone(),
-        run: opts.run,
-        seed: opts.seed,
-        evidence_dir: opts.evidence_dir.clone(),
-        network: opts.network_label.clone(),
-        started_unix_s: 0.0,
-        duration_ms: 0.0,
         setup_error: setup_error.map(str::to_owned),
-        steps: Vec::new(),
-        cells: scenario
+        cells: file
+            .scenario
             .covers
             .iter()
             .map(|c| crate::report::CellRun {
@@ -169,7 +160,7 @@ fn unrun(
                 numbers: Default::default(),
             })
             .collect(),
-        teardown: Vec::new(),
+        ..new_run(file, opts)
     }
 }
 

@@ -381,13 +381,11 @@ mod tests {
     #[test]
     fn rules_really_drop_traffic_inside_a_namespace() {
         use crate::netns::test_support;
-        if !test_support::inside() {
-            test_support::assert_passes_isolated(
-                "faults::firewall::tests::rules_really_drop_traffic_inside_a_namespace",
-            );
+        if !test_support::run_isolated(
+            "faults::firewall::tests::rules_really_drop_traffic_inside_a_namespace",
+        ) {
             return;
         }
-        crate::netns::setup_inside_worker(NetworkMode::PrivateNamespace).unwrap();
         let node1 = Ipv4Addr::new(127, 0, 1, 1);
         let node2 = Ipv4Addr::new(127, 0, 1, 2);
         let listener = std::net::TcpListener::bind((node1, 2389)).unwrap();

@@ -5,15 +5,16 @@
 //! chainfire-server`); without it, or without namespaces, the test says so and does nothing.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
 use super::*;
-use crate::checks;
+use crate::checks::{self, CheckResult};
 use crate::driver::{Driver, DriverConfig, LoadSpec};
-use crate::history::{self, History};
+use crate::history::{self, Event, History};
 use crate::netns::{NetworkMode, test_support};
 use crate::supervisor::{
     BinaryPaths, ClusterSpec, NodeSettings, Service, Supervisor, SupervisorConfig, Target,
@@ -33,49 +34,143 @@ fn secs(d: Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
 }
 
-#[test]
-fn every_fault_on_a_real_chainfire_cluster() {
-    let Ok(binary) = BinaryPaths::default().locate(CF) else {
-        eprintln!("skipping: no chainfire binary (cargo build -p chainfire-server)");
-        return;
-    };
-    if !test_support::inside() {
-        test_support::assert_passes_isolated(
-            "faults::real_cluster::every_fault_on_a_real_chainfire_cluster",
-        );
-        return;
-    }
-    crate::netns::setup_inside_worker(NetworkMode::PrivateNamespace).unwrap();
+/// Runs `scenario` on a 2-thread runtime, with a fresh evidence folder.
+fn block_on_with_evidence<F: Future<Output = ()>>(scenario: impl FnOnce(PathBuf) -> F) {
     let evidence = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(scenario(binary, evidence.path().to_path_buf()));
+    rt.block_on(scenario(evidence.path().to_path_buf()));
 }
 
-async fn scenario(binary: std::path::PathBuf, evidence: std::path::PathBuf) {
+/// Supervisor settings for these tests: evidence in `evidence`, clusters in this test's private
+/// namespace, 60 s for a node to become ready.
+fn supervisor_config(evidence: &std::path::Path, binaries: BinaryPaths) -> SupervisorConfig {
+    let mut config = SupervisorConfig::new(evidence, NetworkMode::PrivateNamespace, binaries);
+    config.ready_timeout = Duration::from_secs(60);
+    config
+}
+
+/// A cluster of 3 `service` nodes, all with `settings`.
+fn three_nodes(service: Service, settings: NodeSettings) -> ClusterSpec {
+    ClusterSpec {
+        service,
+        nodes: 3,
+        settings,
+        per_node: BTreeMap::new(),
+    }
+}
+
+/// The reconnect check: time from `since_ms` to the first operation of `client` that
+/// succeeded, within `bound`.
+fn first_ok_after(history: &History, since_ms: f64, client: &str, bound: Duration) -> CheckResult {
+    checks::reconnect_time(
+        &history.events(),
+        since_ms,
+        &checks::ReconnectTo::FirstOkOp {
+            client: Some(client.into()),
+        },
+        bound,
+    )
+}
+
+/// S3 on `service`, whose client is `driver`: partition one follower (2 of 3 still write),
+/// kill the other (no quorum: writes fail clearly), heal and start (writes resume).
+async fn s3_quorum_lost_and_regained(
+    sup: &Supervisor,
+    faults: &Faults,
+    driver: &Driver,
+    history: &History,
+    service: Service,
+) {
+    let leader = sup.leader(service, Duration::from_secs(60)).await.unwrap();
+    let cut = faults
+        .apply(service, FaultKind::Partition, &Target::Follower)
+        .await
+        .unwrap();
+    let op = driver.put("s3-two-of-three", "1").await;
+    assert!(op.is_ok(), "{op:?}");
+    let other = 6 - leader - cut.node;
+    faults
+        .apply(service, FaultKind::Kill, &Target::Node(other))
+        .await
+        .unwrap();
+    let failed = driver.put("s3-no-quorum", "1").await;
+    let clarity = checks::error_clarity(&history.events(), failed.id, Duration::from_secs(60));
+    eprintln!(
+        "S3 no quorum after {} ms: {}",
+        failed.duration_ms() as u64,
+        clarity.message
+    );
+    assert!(clarity.passed);
+    faults
+        .apply(service, FaultKind::Heal, &Target::Follower)
+        .await
+        .unwrap();
+    let healed_at = last_fault_ms(history);
+    faults
+        .apply(service, FaultKind::Start, &Target::Node(other))
+        .await
+        .unwrap();
+    let op = driver.put("s3-after", "1").await;
+    assert!(op.is_ok(), "{op:?}");
+    let resumed = first_ok_after(
+        history,
+        healed_at,
+        &driver.config().client,
+        Duration::from_secs(60),
+    );
+    eprintln!("S3 {}: {}", resumed.name, resumed.message);
+    assert!(resumed.passed);
+}
+
+/// Waits until the `service` replicas converge, then checks that no acknowledged write was lost
+/// and that they did converge. Returns the history's events.
+async fn assert_nothing_lost_and_converged(
+    sup: &Supervisor,
+    history: &History,
+    service: Service,
+) -> Vec<Event> {
+    sup.wait_converged(service, Duration::from_secs(60)).await;
+    let events = history.events();
+    let lost = checks::no_lost_writes(&events);
+    let converged = checks::replicas_converge(&events, service);
+    eprintln!(
+        "{}: {}\n{}: {}",
+        lost.name, lost.message, converged.name, converged.message
+    );
+    assert!(lost.passed && converged.passed);
+    events
+}
+
+#[test]
+fn every_fault_on_a_real_chainfire_cluster() {
+    let Ok(binary) = BinaryPaths::default().locate(CF) else {
+        eprintln!("skipping: no chainfire binary (cargo build -p chainfire-server)");
+        return;
+    };
+    if test_support::run_isolated("faults::real_cluster::every_fault_on_a_real_chainfire_cluster") {
+        block_on_with_evidence(|evidence| scenario(binary, evidence));
+    }
+}
+
+async fn scenario(binary: PathBuf, evidence: PathBuf) {
     let history = History::create(&evidence.join("history.jsonl")).unwrap();
-    let mut config = SupervisorConfig::new(
+    let mut config = supervisor_config(
         &evidence,
-        NetworkMode::PrivateNamespace,
         BinaryPaths {
             chainfire: Some(binary),
             ..Default::default()
         },
     );
-    config.ready_timeout = Duration::from_secs(60);
     config.seed = 7;
     let sup = Supervisor::new(config, history.clone());
-    let spec = ClusterSpec {
-        service: CF,
-        nodes: 3,
-        settings: NodeSettings::default(),
-        per_node: BTreeMap::new(),
-    };
     let t = Instant::now();
-    sup.start_cluster(&spec).await.unwrap();
+    sup.start_cluster(&three_nodes(CF, NodeSettings::default()))
+        .await
+        .unwrap();
     eprintln!("3 nodes ready in {}", secs(t.elapsed()));
     let leader = sup.leader(CF, Duration::from_secs(60)).await.unwrap();
     eprintln!("leader: chainfire-{leader} after {}", secs(t.elapsed()));
@@ -215,59 +310,13 @@ async fn scenario(binary: std::path::PathBuf, evidence: std::path::PathBuf) {
     let unblocked_at = last_fault_ms(&history);
     let op = driver.put("s1-after", "1").await;
     assert!(op.is_ok(), "{op:?}");
-    let again = checks::reconnect_time(
-        &history.events(),
-        unblocked_at,
-        &checks::ReconnectTo::FirstOkOp {
-            client: Some("c1".into()),
-        },
-        Duration::from_secs(30),
-    );
+    let again = first_ok_after(&history, unblocked_at, "c1", Duration::from_secs(30));
     eprintln!("S1 {}: {}", again.name, again.message);
     assert!(again.passed);
 
     // S3: partition one follower (2 of 3 still write), kill the other (no quorum: writes fail
     // clearly), heal and start (writes resume, nothing lost).
-    let leader = sup.leader(CF, Duration::from_secs(60)).await.unwrap();
-    let cut = faults
-        .apply(CF, FaultKind::Partition, &Target::Follower)
-        .await
-        .unwrap();
-    assert!(driver.put("s3-two-of-three", "1").await.is_ok());
-    let other = 6 - leader - cut.node;
-    faults
-        .apply(CF, FaultKind::Kill, &Target::Node(other))
-        .await
-        .unwrap();
-    let no_quorum = driver.put("s3-no-quorum", "1").await;
-    let clarity = checks::error_clarity(&history.events(), no_quorum.id, Duration::from_secs(60));
-    eprintln!(
-        "S3 no quorum: {} ms, {}",
-        no_quorum.duration_ms() as u64,
-        clarity.message
-    );
-    assert!(clarity.passed);
-    faults
-        .apply(CF, FaultKind::Heal, &Target::Follower)
-        .await
-        .unwrap();
-    let healed_at = last_fault_ms(&history);
-    faults
-        .apply(CF, FaultKind::Start, &Target::Node(other))
-        .await
-        .unwrap();
-    let op = driver.put("s3-after", "1").await;
-    assert!(op.is_ok(), "{op:?}");
-    let resumed = checks::reconnect_time(
-        &history.events(),
-        healed_at,
-        &checks::ReconnectTo::FirstOkOp {
-            client: Some("c1".into()),
-        },
-        Duration::from_secs(60),
-    );
-    eprintln!("S3 {}: {}", resumed.name, resumed.message);
-    assert!(resumed.passed);
+    s3_quorum_lost_and_regained(&sup, &faults, &driver, &history, CF).await;
 
     // graceful restart of a follower
     let restart = faults
@@ -295,15 +344,7 @@ async fn scenario(binary: std::path::PathBuf, evidence: std::path::PathBuf) {
     faults.clear_all().await.unwrap();
     let reads = driver.read_back(Duration::from_secs(120)).await;
     assert!(!reads.is_empty());
-    sup.wait_converged(CF, Duration::from_secs(60)).await;
-    let events = history.events();
-    let lost = checks::no_lost_writes(&events);
-    let converged = checks::replicas_converge(&events, CF);
-    eprintln!(
-        "{}: {}\n{}: {}",
-        lost.name, lost.message, converged.name, converged.message
-    );
-    assert!(lost.passed && converged.passed);
+    let events = assert_nothing_lost_and_converged(&sup, &history, CF).await;
     assert_eq!(history::faults(&events).count(), 11 + 6);
 
     // the log wait finds what a node logged after a time
@@ -366,66 +407,35 @@ fn flaredb_scenarios_on_real_clusters() {
         );
         return;
     };
-    if !test_support::inside() {
-        test_support::assert_passes_isolated(
-            "faults::real_cluster::flaredb_scenarios_on_real_clusters",
-        );
-        return;
+    if test_support::run_isolated("faults::real_cluster::flaredb_scenarios_on_real_clusters") {
+        block_on_with_evidence(|evidence| flaredb_scenarios(chainfire, flaredb, evidence));
     }
-    crate::netns::setup_inside_worker(NetworkMode::PrivateNamespace).unwrap();
-    let evidence = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(flaredb_scenarios(
-        chainfire,
-        flaredb,
-        evidence.path().to_path_buf(),
-    ));
 }
 
 const FDB: Service = Service::FlareDb;
 
-async fn flaredb_scenarios(
-    chainfire: std::path::PathBuf,
-    flaredb: std::path::PathBuf,
-    evidence: std::path::PathBuf,
-) {
+async fn flaredb_scenarios(chainfire: PathBuf, flaredb: PathBuf, evidence: PathBuf) {
     let history = History::create(&evidence.join("history.jsonl")).unwrap();
-    let mut config = SupervisorConfig::new(
+    let config = supervisor_config(
         &evidence,
-        NetworkMode::PrivateNamespace,
         BinaryPaths {
             chainfire: Some(chainfire),
             flaredb: Some(flaredb),
             ..Default::default()
         },
     );
-    config.ready_timeout = Duration::from_secs(60);
     let sup = Supervisor::new(config, history.clone());
-    sup.start_cluster(&ClusterSpec {
-        service: CF,
-        nodes: 3,
-        settings: NodeSettings::default(),
-        per_node: BTreeMap::new(),
-    })
-    .await
-    .unwrap();
+    sup.start_cluster(&three_nodes(CF, NodeSettings::default()))
+        .await
+        .unwrap();
     let fast_cycle = NodeSettings {
         retry: None,
         flags: BTreeMap::from([("pd-reconnect-interval-ms".to_string(), "1000".to_string())]),
     };
     let t = Instant::now();
-    sup.start_cluster(&ClusterSpec {
-        service: FDB,
-        nodes: 3,
-        settings: fast_cycle,
-        per_node: BTreeMap::new(),
-    })
-    .await
-    .unwrap();
+    sup.start_cluster(&three_nodes(FDB, fast_cycle))
+        .await
+        .unwrap();
     let fleader = sup.leader(FDB, Duration::from_secs(60)).await.unwrap();
     eprintln!(
         "flaredb ready, leader flaredb-{fleader} after {}",
@@ -479,47 +489,7 @@ async fn flaredb_scenarios(
     // S3: one store partitioned: 2 of 3 write; another killed: writes fail clearly; heal+start.
     sup.outgoing_source_check(FDB)
         .expect("flaredb binds its own source address");
-    let leader = sup.leader(FDB, Duration::from_secs(60)).await.unwrap();
-    let cut = faults
-        .apply(FDB, FaultKind::Partition, &Target::Follower)
-        .await
-        .unwrap();
-    let op = driver.put("s3-two-of-three", "1").await;
-    assert!(op.is_ok(), "{op:?}");
-    let other = 6 - leader - cut.node;
-    faults
-        .apply(FDB, FaultKind::Kill, &Target::Node(other))
-        .await
-        .unwrap();
-    let failed = driver.put("s3-no-quorum", "1").await;
-    let clarity = checks::error_clarity(&history.events(), failed.id, Duration::from_secs(60));
-    eprintln!(
-        "S3 no quorum after {} ms: {}",
-        failed.duration_ms() as u64,
-        clarity.message
-    );
-    assert!(clarity.passed);
-    faults
-        .apply(FDB, FaultKind::Heal, &Target::Follower)
-        .await
-        .unwrap();
-    let healed_at = last_fault_ms(&history);
-    faults
-        .apply(FDB, FaultKind::Start, &Target::Node(other))
-        .await
-        .unwrap();
-    let op = driver.put("s3-after", "1").await;
-    assert!(op.is_ok(), "{op:?}");
-    let resumed = checks::reconnect_time(
-        &history.events(),
-        healed_at,
-        &checks::ReconnectTo::FirstOkOp {
-            client: Some("f1".into()),
-        },
-        Duration::from_secs(60),
-    );
-    eprintln!("S3 {}: {}", resumed.name, resumed.message);
-    assert!(resumed.passed);
+    s3_quorum_lost_and_regained(&sup, &faults, &driver, &history, FDB).await;
 
     // S4: SIGTERM + start of the leader store; the same client keeps working.
     let restart = faults
@@ -530,26 +500,11 @@ async fn flaredb_scenarios(
     let restarted_at = last_fault_ms(&history);
     let op = driver.put("s4-after", "1").await;
     assert!(op.is_ok(), "{op:?}");
-    let s4 = checks::reconnect_time(
-        &history.events(),
-        restarted_at,
-        &checks::ReconnectTo::FirstOkOp {
-            client: Some("f1".into()),
-        },
-        Duration::from_secs(60),
-    );
+    let s4 = first_ok_after(&history, restarted_at, "f1", Duration::from_secs(60));
     eprintln!("S4 {}: {}", s4.name, s4.message);
 
     driver.read_back(Duration::from_secs(60)).await;
-    sup.wait_converged(FDB, Duration::from_secs(60)).await;
-    let events = history.events();
-    let lost = checks::no_lost_writes(&events);
-    let converged = checks::replicas_converge(&events, FDB);
-    eprintln!(
-        "{}: {}\n{}: {}",
-        lost.name, lost.message, converged.name, converged.message
-    );
-    assert!(lost.passed && converged.passed);
+    assert_nothing_lost_and_converged(&sup, &history, FDB).await;
     let report = sup.shutdown().await;
     assert_eq!(report.killed.len(), 6, "{report:?}");
     assert!(crate::supervisor::live_groups().is_empty());

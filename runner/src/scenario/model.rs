@@ -106,12 +106,10 @@ pub struct Coverage {
 
 /// The clusters a scenario starts. At most one per service.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Clusters {
-    #[serde(default)]
     pub chainfire: Option<ClusterSpec>,
     /// FlareDB stores; they use the scenario's ChainFire cluster as placement driver (PD).
-    #[serde(default)]
     pub flaredb: Option<ClusterSpec>,
 }
 
@@ -147,26 +145,20 @@ impl ClusterSpec {
 
 /// Node configuration. Unset fields keep the server's defaults (the design note's numbers).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct NodeConfig {
     /// Raft election timeout (server default 1000 ms).
-    #[serde(default)]
     pub election_timeout_ms: Option<u64>,
     /// Raft heartbeat interval (server default 100 ms).
-    #[serde(default)]
     pub heartbeat_interval_ms: Option<u64>,
     /// Retry policy of the node's peer / PD clients (server default: 3 retries, x2.0, 500 ms .. 30 s).
-    #[serde(default)]
     pub retry: Option<RetryConfig>,
     /// FlareDB only: period of the PD reconnect cycle (`--pd-reconnect-interval-ms`, server
     /// default 10 000 ms, the design note's "10s cycle").
-    #[serde(default)]
     pub pd_reconnect_cycle_ms: Option<u64>,
     /// Log level of the node (default `debug`, the evidence the note asks for).
-    #[serde(default)]
     pub log_level: Option<String>,
     /// Further server flags, `--name: value`; they override the runner's own flags.
-    #[serde(default)]
     pub flags: BTreeMap<String, String>,
 }
 
@@ -193,17 +185,12 @@ impl NodeConfig {
 /// A partial retry policy; unset fields keep the design note's defaults (3 retries, x2.0,
 /// 500 ms initial, 30 s cap, jitter 0.2).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RetryConfig {
-    #[serde(default)]
     pub max_retries: Option<usize>,
-    #[serde(default)]
     pub initial_delay_ms: Option<u64>,
-    #[serde(default)]
     pub multiplier: Option<f64>,
-    #[serde(default)]
     pub max_delay_ms: Option<u64>,
-    #[serde(default)]
     pub jitter: Option<f64>,
 }
 
@@ -235,13 +222,11 @@ impl RetryConfig {
 
 /// The runner's own clients (the ones whose operations the steps perform).
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ClientConfig {
     /// Client retry policy (default: the design note's).
-    #[serde(default)]
     pub retry: Option<RetryConfig>,
     /// Hard bound on one operation, retries included (default: the step's bound).
-    #[serde(default)]
     pub op_timeout_ms: Option<u64>,
 }
 
@@ -320,18 +305,14 @@ pub enum Step {
 
 /// Expected result of a client operation.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Expect {
-    #[serde(default)]
     pub outcome: Outcome,
     /// The operation must finish (either way) within this bound; also the step's time bound.
-    #[serde(default)]
     pub within_ms: Option<u64>,
     /// Number of retries the client made (attempts - 1) must fall in this range.
-    #[serde(default)]
     pub retries: Option<CountRange>,
     /// Texts that must all appear in the error (implies the operation may fail).
-    #[serde(default)]
     pub error_contains: Vec<String>,
 }
 
@@ -348,11 +329,9 @@ pub enum Outcome {
 
 /// An inclusive range; an unset end is open.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct CountRange {
-    #[serde(default)]
     pub min: Option<u32>,
-    #[serde(default)]
     pub max: Option<u32>,
 }
 

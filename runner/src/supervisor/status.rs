@@ -64,16 +64,15 @@ impl Prober {
     }
 
     async fn probe_chainfire(&self, endpoint: &str) -> Result<ProbeStatus, String> {
-        let client = self.chainfire_client(endpoint).await?;
-        let status = tokio::time::timeout(PROBE_TIMEOUT * 2, client.status(endpoint))
-            .await
-            .map_err(|_| {
-                format!(
-                    "status of {endpoint}: no answer within {:?}",
-                    PROBE_TIMEOUT * 2
-                )
-            })?
-            .map_err(|e| e.to_string())?;
+        let client = cached_client(&self.chainfire, endpoint, || {
+            chainfire_client::Client::connect(
+                chainfire_client::ClientConfig::new([endpoint])
+                    .with_connect_timeout(PROBE_TIMEOUT / 2)
+                    .with_request_timeout(PROBE_TIMEOUT),
+            )
+        })
+        .await?;
+        let status = status_within_deadline(endpoint, client.status(endpoint)).await?;
         Ok(ProbeStatus {
             node_id: status.node_id,
             leader_id: status.leader_id,
@@ -85,60 +84,16 @@ impl Prober {
         })
     }
 
-    async fn chainfire_client(&self, endpoint: &str) -> Result<chainfire_client::Client, String> {
-        if let Some(client) = self
-            .chainfire
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(endpoint)
-        {
-            return Ok(client.clone());
-        }
-        let config = chainfire_client::ClientConfig::new([endpoint])
-            .with_connect_timeout(PROBE_TIMEOUT / 2)
-            .with_request_timeout(PROBE_TIMEOUT);
-        let client = chainfire_client::Client::connect(config)
-            .await
-            .map_err(|e| format!("status client for {endpoint}: {e}"))?;
-        self.chainfire
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(endpoint.to_string(), client.clone());
-        Ok(client)
-    }
-
     async fn probe_flaredb(&self, endpoint: &str) -> Result<ProbeStatus, String> {
-        let cached = self
-            .flaredb
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(endpoint)
-            .cloned();
-        let client = match cached {
-            Some(client) => client,
-            None => {
-                let config = flaredb_client::ClientConfig::new([endpoint])
+        let client = cached_client(&self.flaredb, endpoint, || {
+            flaredb_client::Client::connect(
+                flaredb_client::ClientConfig::new([endpoint])
                     .with_connect_timeout(PROBE_TIMEOUT / 2)
-                    .with_request_timeout(PROBE_TIMEOUT);
-                let client = flaredb_client::Client::connect(config)
-                    .await
-                    .map_err(|e| format!("status client for {endpoint}: {e}"))?;
-                self.flaredb
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(endpoint.to_string(), client.clone());
-                client
-            }
-        };
-        let status = tokio::time::timeout(PROBE_TIMEOUT * 2, client.status(endpoint))
-            .await
-            .map_err(|_| {
-                format!(
-                    "status of {endpoint}: no answer within {:?}",
-                    PROBE_TIMEOUT * 2
-                )
-            })?
-            .map_err(|e| e.to_string())?;
+                    .with_request_timeout(PROBE_TIMEOUT),
+            )
+        })
+        .await?;
+        let status = status_within_deadline(endpoint, client.status(endpoint)).await?;
         Ok(ProbeStatus {
             node_id: status.id,
             leader_id: status.leader_id,
@@ -149,4 +104,50 @@ impl Prober {
             role: status.role,
         })
     }
+}
+
+/// The client kept in `cache` for `endpoint`, or a new one from `connect`, kept for next time.
+/// The lock is not held while connecting.
+async fn cached_client<C, E, F>(
+    cache: &Mutex<HashMap<String, C>>,
+    endpoint: &str,
+    connect: impl FnOnce() -> F,
+) -> Result<C, String>
+where
+    C: Clone,
+    E: std::fmt::Display,
+    F: Future<Output = Result<C, E>>,
+{
+    let cached = cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(endpoint)
+        .cloned();
+    if let Some(client) = cached {
+        return Ok(client);
+    }
+    let client = connect()
+        .await
+        .map_err(|e| format!("status client for {endpoint}: {e}"))?;
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(endpoint.to_string(), client.clone());
+    Ok(client)
+}
+
+/// The answer of a status call to `endpoint`, given at most twice the probe timeout.
+async fn status_within_deadline<T, E: std::fmt::Display>(
+    endpoint: &str,
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    tokio::time::timeout(PROBE_TIMEOUT * 2, call)
+        .await
+        .map_err(|_| {
+            format!(
+                "status of {endpoint}: no answer within {:?}",
+                PROBE_TIMEOUT * 2
+            )
+        })?
+        .map_err(|e| e.to_string())
 }
