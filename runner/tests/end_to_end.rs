@@ -19,22 +19,10 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The `chainfire` binary: `CHAINFIRE_BIN`, else `RECONNECT_BIN_DIR/chainfire`, else next to
-/// the runner (where `cargo build` puts it).
+/// The `chainfire` binary, found the way every integration test finds it (`CHAINFIRE_BIN`,
+/// else `RECONNECT_BIN_DIR`, else the target dir this test was built into).
 fn chainfire() -> PathBuf {
-    let path = std::env::var_os("CHAINFIRE_BIN")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("RECONNECT_BIN_DIR").map(|d| PathBuf::from(d).join("chainfire"))
-        })
-        .unwrap_or_else(|| Path::new(RUNNER).parent().unwrap().join("chainfire"));
-    assert!(
-        path.is_file(),
-        "{} not found: build it first with `cargo build -p chainfire-server` \
-         (or run `cargo test --workspace`, which builds it)",
-        path.display()
-    );
-    path
+    chainfire_testkit::chainfire_bin()
 }
 
 /// Tests that start clusters need network namespaces; the Nix build sandbox has none and says

@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 
 use chainfire_api::pb;
 
-use crate::call::CallSpec;
+use crate::call::NOT_LEADER;
 use crate::config::ClientConfig;
-use crate::error::{ClientError, FailedOp, Failure};
-use crate::router::{Route, Router, normalize_endpoint};
+use crate::engine::{Call, CallInfo, FailedOp, Failure, GaveUp, Route, normalize_endpoint};
+use crate::error::ClientError;
+use crate::router::Router;
 use crate::types::{
-    CallInfo, DeleteResult, GetResult, KeyValue, LeaseGrantResult, LeaseKeepAliveResult,
-    NodeStatus, PutResult, RangeOptions, RangeResult,
+    DeleteResult, GetResult, KeyValue, LeaseGrantResult, LeaseKeepAliveResult, NodeStatus,
+    PutResult, RangeOptions, RangeResult,
 };
 
 /// A handle to a ChainFire cluster. Cheap to clone; clones share connections and what was
@@ -47,10 +48,10 @@ impl Client {
     pub async fn connect(config: ClientConfig) -> Result<Client, ClientError> {
         config.validate().map_err(ClientError::InvalidConfig)?;
         // Ping often enough that a silent peer is noticed within about a request timeout.
-        let keep_alive = (config.request_timeout / 2).max(Duration::from_millis(500));
+        let keep_alive = (config.call.request_timeout / 2).max(Duration::from_millis(500));
         let router = Router::new(
             &config.endpoints,
-            config.connect_timeout,
+            config.call.connect_timeout,
             keep_alive,
             config.local_address,
         )?;
@@ -73,12 +74,12 @@ impl Client {
         self.inner.router.leader_hint()
     }
 
-    fn spec<'a>(&'a self, op: &'static str, key: Option<&'a [u8]>, route: Route) -> CallSpec<'a> {
-        CallSpec {
+    fn spec<'a>(&'a self, op: &'static str, key: Option<&'a [u8]>, route: Route) -> Call<'a> {
+        Call {
             op,
             key,
             route,
-            policy: &self.inner.config.retry,
+            policy: &self.inner.config.call.retry,
         }
     }
 
@@ -158,17 +159,15 @@ impl Client {
             key: key.to_vec(),
             serializable,
         };
-        let route = if serializable {
-            Route::Any
-        } else {
-            Route::Leader
-        };
         let (resp, info) = self
             .inner
-            .execute(self.spec("get", Some(key), route), |mut c| {
-                let request = request.clone();
-                async move { c.get(request).await }
-            })
+            .execute(
+                self.spec("get", Some(key), Route::read(serializable)),
+                |mut c| {
+                    let request = request.clone();
+                    async move { c.get(request).await }
+                },
+            )
             .await?;
         let header = resp.header.unwrap_or_default();
         Ok(GetResult {
@@ -181,11 +180,7 @@ impl Client {
 
     /// A range or prefix scan (see [`RangeOptions`]).
     pub async fn range(&self, options: RangeOptions) -> Result<RangeResult, ClientError> {
-        let route = if options.serializable {
-            Route::Any
-        } else {
-            Route::Leader
-        };
+        let route = Route::read(options.serializable);
         let request = pb::RangeRequest {
             key: options.key.clone(),
             range_end: options.range_end,
@@ -298,7 +293,7 @@ impl Client {
     pub async fn status(&self, endpoint: &str) -> Result<NodeStatus, ClientError> {
         let endpoint = normalize_endpoint(endpoint);
         let started = Instant::now();
-        let timeout = self.inner.config.request_timeout;
+        let timeout = self.inner.config.call.request_timeout;
         let mut client = self.inner.router.client(&endpoint)?;
         let failure = match tokio::time::timeout(timeout, client.status(pb::StatusRequest {})).await
         {
@@ -307,26 +302,11 @@ impl Client {
                 self.inner.router.learn_status(&endpoint, &resp);
                 return Ok(NodeStatus::from_pb(&endpoint, resp));
             }
-            Ok(Err(status)) => Failure::from_status(&endpoint, &status),
+            Ok(Err(status)) => Failure::from_status(&endpoint, &status, &NOT_LEADER),
             Err(_) => Failure::timeout(&endpoint, timeout),
         };
-        let failed = Box::new(FailedOp {
-            op: "status",
-            key: None,
-            endpoints: vec![endpoint.clone()],
-            attempts: 1,
-            retries: 0,
-            elapsed: started.elapsed(),
-            deadline: None,
-            code: failure.code,
-            last_endpoint: endpoint,
-            last_cause: failure.cause.clone(),
-        });
-        Err(if failure.retryable() {
-            ClientError::Exhausted(failed)
-        } else {
-            ClientError::Rejected(failed)
-        })
+        let failed = FailedOp::one_attempt("status", None, &failure, started.elapsed());
+        Err(GaveUp::new(failed, failure.retryable()).into())
     }
 
     /// Every configured endpoint's status, asked concurrently, in config order.

@@ -7,7 +7,8 @@
 //!   leader are retried after the [`RetryPolicy`]'s delays
 //!   (default 3 retries, x2.0, 500 ms .. 30 s, jitter 0.2), on the next endpoint. Each retry is
 //!   logged at DEBUG (target `chainfire_client::retry`: op, key, attempt, delay, endpoint,
-//!   cause) and handed to [`ClientConfig::retry_observer`].
+//!   cause) and handed to the configured retry observer.
+//! - The attempt loop is the shared [`engine`], which FlareDB's client runs on too.
 //! - "Not leader, the leader is X" is followed at once, without backoff, at most
 //!   `max_redirects` times per call.
 //! - After the last retry the call fails with one [`ClientError`] naming the operation and key,
@@ -31,17 +32,19 @@
 mod call;
 mod client;
 mod config;
+pub mod engine;
 mod error;
 mod router;
 mod types;
 mod watch;
 
 pub use client::Client;
-pub use config::{ClientConfig, RetryEvent, RetryObserver};
-pub use error::{ClientError, FailedOp};
+pub use config::ClientConfig;
+pub use engine::{CallInfo, FailedOp, RetryEvent, RetryObserver};
+pub use error::ClientError;
 pub use types::{
-    CallInfo, DeleteResult, EventKind, GetResult, KeyValue, LeaseGrantResult, LeaseKeepAliveResult,
-    Member, NodeStatus, PutResult, RangeOptions, RangeResult, WatchEvent, WatchOptions,
+    DeleteResult, EventKind, GetResult, KeyValue, LeaseGrantResult, LeaseKeepAliveResult, Member,
+    NodeStatus, PutResult, RangeOptions, RangeResult, WatchEvent, WatchOptions,
 };
 pub use watch::{RawWatch, Watch};
 

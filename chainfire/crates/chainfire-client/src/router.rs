@@ -9,26 +9,8 @@ use std::time::{Duration, Instant};
 use chainfire_api::pb::{self, kv_client::KvClient};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::engine::{Route, normalize_endpoint};
 use crate::error::ClientError;
-
-/// Where an attempt must go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Route {
-    /// Writes and linearizable reads: the leader if known, else the current endpoint.
-    Leader,
-    /// Serializable reads, watches: the current endpoint.
-    Any,
-}
-
-/// `http://host:port/` and `host:port` name the same endpoint; keep the short form.
-pub(crate) fn normalize_endpoint(endpoint: &str) -> String {
-    let e = endpoint.trim();
-    let e = e
-        .strip_prefix("http://")
-        .or_else(|| e.strip_prefix("https://"))
-        .unwrap_or(e);
-    e.trim_end_matches('/').to_string()
-}
 
 struct State {
     /// Index into `endpoints` of the endpoint non-leader traffic goes to.

@@ -1,23 +1,11 @@
 //! What calls return: plain Rust values converted from the wire messages, each with a
-//! [`CallInfo`] saying where and after how many attempts the answer came.
+//! [`CallInfo`](crate::CallInfo) saying where and after how many attempts the answer came.
 
 use std::time::Duration;
 
 use chainfire_api::pb;
 
-/// Where a successful call was answered and what it took.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallInfo {
-    /// The endpoint that answered.
-    pub endpoint: String,
-    /// RPCs sent, the successful one and redirects included.
-    pub attempts: usize,
-    /// "Not leader" hops followed.
-    pub redirects: usize,
-    /// Backoff sleeps taken (each one reported as a `RetryEvent`).
-    pub retries: usize,
-    pub elapsed: Duration,
-}
+use crate::engine::CallInfo;
 
 /// A stored key.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

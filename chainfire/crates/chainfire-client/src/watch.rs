@@ -14,12 +14,11 @@ use chainfire_api::pb;
 use chainfire_api::retry::RetryPolicy;
 use futures::stream::{BoxStream, Stream, StreamExt};
 
-use crate::call::CallSpec;
+use crate::call::NOT_LEADER;
 use crate::client::Client;
-use crate::config::RetryEvent;
-use crate::error::{ClientError, FailedOp, Failure};
-use crate::router::Route;
-use crate::types::{CallInfo, WatchEvent, WatchOptions, key_text};
+use crate::engine::{Call, CallInfo, FailedOp, Failure, RetryEvent, Route};
+use crate::error::ClientError;
+use crate::types::{WatchEvent, WatchOptions, key_text};
 
 /// Events already delivered, so a resumed stream's repeats can be dropped. Revisions are per
 /// write, but one write (a lease expiry) may change several keys at the same revision, so the
@@ -61,7 +60,7 @@ impl Client {
             prefix: options.prefix,
             start_revision,
         };
-        let spec = CallSpec {
+        let spec = Call {
             op: "watch",
             key: Some(&options.key),
             route: Route::Any,
@@ -78,7 +77,7 @@ impl Client {
     /// The plain stream on one endpoint, no reconnection. When the server goes away or closes
     /// the stream it yields one `Err(ClientError::WatchEnded)` and then ends.
     pub async fn watch_raw(&self, options: WatchOptions) -> Result<RawWatch, ClientError> {
-        let retry = self.inner.config.retry;
+        let retry = self.inner.config.call.retry;
         let (stream, info) = self
             .open_watch(&options, options.start_revision, &retry)
             .await?;
@@ -188,7 +187,7 @@ impl RawState {
                     continue;
                 }
                 Ok(None) => "the server closed the stream".to_string(),
-                Err(status) => Failure::from_status(&self.endpoint, &status).cause,
+                Err(status) => Failure::from_status(&self.endpoint, &status, &NOT_LEADER).cause,
             };
             self.ended = true;
             tracing::info!(
@@ -312,22 +311,15 @@ impl Resumer {
                 }
                 Ok(None) => self.broken("the server closed the stream".into()),
                 Err(status) => {
-                    let failure = Failure::from_status(&open.endpoint, &status);
+                    let failure = Failure::from_status(&open.endpoint, &status, &NOT_LEADER);
                     if !failure.retryable() {
                         // E.g. the resume revision was compacted: resuming cannot be exact.
                         self.done = true;
-                        return Some(Err(ClientError::Rejected(Box::new(FailedOp {
-                            op: "watch",
-                            key: Some(key_text(&self.options.key)),
-                            endpoints: vec![failure.endpoint.clone()],
-                            attempts: 1,
-                            retries: 0,
-                            elapsed: open.opened_at.elapsed(),
-                            deadline: None,
-                            code: failure.code,
-                            last_endpoint: failure.endpoint,
-                            last_cause: failure.cause,
-                        }))));
+                        let key = Some(key_text(&self.options.key));
+                        let elapsed = open.opened_at.elapsed();
+                        return Some(Err(ClientError::Rejected(Box::new(FailedOp::one_attempt(
+                            "watch", key, &failure, elapsed,
+                        )))));
                     }
                     self.broken(failure.cause)
                 }
@@ -341,7 +333,7 @@ impl Resumer {
         };
         self.client.inner.router.on_failure(&open.endpoint);
         let quick = !open.got_message
-            && open.opened_at.elapsed() < self.client.inner.config.request_timeout;
+            && open.opened_at.elapsed() < self.client.inner.config.call.request_timeout;
         self.quick_breaks = if quick { self.quick_breaks + 1 } else { 0 };
         tracing::info!(
             endpoint = %open.endpoint,

@@ -15,7 +15,7 @@ const CONVERGE_BOUND: Duration = Duration::from_secs(60);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_is_elected_and_every_node_agrees() {
-    let cluster = Cluster::start(ClusterOptions::default()).await;
+    let cluster = Cluster::start(common::options()).await;
     let leader = cluster.wait_leader(LEADER_BOUND).await;
     assert!((1..=3).contains(&leader.node_id));
     assert!(leader.term >= 1);
@@ -50,7 +50,7 @@ async fn a_leader_is_elected_and_every_node_agrees() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_the_leader_is_readable_on_every_node() {
-    let cluster = Cluster::start(ClusterOptions::default()).await;
+    let cluster = Cluster::start(common::options()).await;
     let leader = cluster.wait_leader(LEADER_BOUND).await;
     // Enter through a follower: the client must follow "not leader" to the leader.
     let follower = cluster
@@ -129,7 +129,7 @@ async fn write_until(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_elects_a_new_one_and_loses_no_acknowledged_write() {
-    let mut cluster = Cluster::start(ClusterOptions::default()).await;
+    let mut cluster = Cluster::start(common::options()).await;
     let old = cluster.wait_leader(LEADER_BOUND).await;
     let client = cluster.client().await;
 
@@ -195,7 +195,7 @@ async fn killing_the_leader_elects_a_new_one_and_loses_no_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_node_catches_up_to_an_equal_digest() {
-    let mut cluster = Cluster::start(ClusterOptions::default()).await;
+    let mut cluster = Cluster::start(common::options()).await;
     let leader = cluster.wait_leader(LEADER_BOUND).await;
     let client = cluster.client().await;
     for i in 0..20 {
@@ -245,7 +245,7 @@ async fn losing_two_nodes_fails_writes_with_a_clear_error_within_the_deadline() 
     // per-attempt bound, so the client hears the server's reason.
     let mut cluster = Cluster::start(ClusterOptions {
         extra_args: vec!["--write-timeout-ms".into(), "1500".into()],
-        ..ClusterOptions::default()
+        ..common::options()
     })
     .await;
     let leader = cluster.wait_leader(LEADER_BOUND).await;
@@ -349,7 +349,7 @@ async fn losing_two_nodes_fails_writes_with_a_clear_error_within_the_deadline() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_attached_to_an_expired_lease_vanish() {
-    let cluster = Cluster::start(ClusterOptions::default()).await;
+    let cluster = Cluster::start(common::options()).await;
     cluster.wait_leader(LEADER_BOUND).await;
     let client = cluster.client().await;
 
@@ -395,7 +395,7 @@ async fn keys_attached_to_an_expired_lease_vanish() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_requests_are_rejected_not_retried() {
-    let cluster = Cluster::start(ClusterOptions::default()).await;
+    let cluster = Cluster::start(common::options()).await;
     cluster.wait_leader(LEADER_BOUND).await;
     let client = cluster.client().await;
     let err = client

@@ -7,7 +7,8 @@ mod common;
 use std::time::Duration;
 
 use chainfire_client::{ClientConfig, ClientError, RetryPolicy, WatchEvent, WatchOptions};
-use common::{Cluster, ClusterOptions, patient_policy};
+use chainfire_testkit::patient_policy;
+use common::Cluster;
 use futures::StreamExt;
 
 const LEADER_BOUND: Duration = Duration::from_secs(30);
@@ -36,7 +37,7 @@ fn keys_and_revisions(events: &[WatchEvent]) -> Vec<(String, u64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnecting_watch_survives_a_server_restart_and_a_raw_watch_ends() {
-    let mut cluster = Cluster::start(ClusterOptions::default()).await;
+    let mut cluster = Cluster::start(common::options()).await;
     let leader = cluster.wait_leader(LEADER_BOUND).await;
     // Watch through one follower only, so the watches depend on that one server.
     let watched = cluster

@@ -4,17 +4,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chainfire_api::retry::RetryPolicy;
-use chainfire_client::{CallInfo, FailedOp, RangeOptions};
-use tonic::transport::Channel;
+use chainfire_client::engine::{
+    Call, FailedOp, Failure, FailureKind, GaveUp, Route, normalize_endpoint,
+};
+use chainfire_client::{CallInfo, RangeOptions};
 
-use crate::call::CallSpec;
+use crate::call::{NOT_LEADER, with_timeout};
 use crate::config::ClientConfig;
-use crate::error::{ClientError, Failure, normalize_endpoint};
+use crate::error::ClientError;
 use crate::pb;
 use crate::pb::flare_db_client::FlareDbClient;
 use crate::pool::{Pool, PoolStats};
 use crate::registry::{LEADER_KEY, LeaderRecord, STORES_PREFIX, StoreRecord};
-use crate::routing::{Route, Routing};
+use crate::routing::Routing;
 
 /// A put that a majority committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,9 +134,9 @@ impl Client {
             };
             let pd_config = chainfire_client::ClientConfig::new(config.pd_endpoints.clone())
                 .with_retry(quick)
-                .with_connect_timeout(config.connect_timeout)
-                .with_request_timeout(config.request_timeout.min(Duration::from_secs(1)))
-                .with_op_deadline(config.request_timeout.min(Duration::from_secs(1)) * 2);
+                .with_connect_timeout(config.call.connect_timeout)
+                .with_request_timeout(config.call.request_timeout.min(Duration::from_secs(1)))
+                .with_op_deadline(config.call.request_timeout.min(Duration::from_secs(1)) * 2);
             Some(
                 chainfire_client::Client::connect(pd_config)
                     .await
@@ -143,7 +145,7 @@ impl Client {
         };
         Ok(Client {
             inner: Arc::new(Inner {
-                pool: Pool::new(config.connect_timeout),
+                pool: Pool::new(config.call.connect_timeout),
                 routing: Routing::new(endpoints),
                 config,
                 pd,
@@ -170,28 +172,31 @@ impl Client {
         self.inner.pool.stats()
     }
 
+    fn call<'a>(&'a self, op: &'static str, key: &'a [u8], route: Route) -> Call<'a> {
+        Call {
+            op,
+            key: Some(key),
+            route,
+            policy: &self.inner.config.call.retry,
+        }
+    }
+
     /// Sets `key` to `value` once a majority committed it.
     pub async fn put(
         &self,
         key: impl AsRef<[u8]>,
         value: impl AsRef<[u8]>,
     ) -> Result<PutResult, ClientError> {
+        let key = key.as_ref();
         let request = pb::PutRequest {
-            key: key.as_ref().to_vec(),
+            key: key.to_vec(),
             value: value.as_ref().to_vec(),
             request_id: new_request_id(),
         };
-        let spec = CallSpec {
-            op: "put",
-            key: Some(key.as_ref()),
-            route: Route::Leader,
-        };
+        let call = self.call("put", key, Route::Leader);
         let (response, info) = self
             .inner
-            .execute(spec, |mut client: FlareDbClient<Channel>, budget| {
-                let request = with_timeout(request.clone(), budget);
-                async move { client.put(request).await }
-            })
+            .unary(call, request, |mut c, r| async move { c.put(r).await })
             .await?;
         Ok(PutResult {
             index: response.index,
@@ -215,21 +220,10 @@ impl Client {
             key: key.to_vec(),
             serializable,
         };
-        let spec = CallSpec {
-            op: "get",
-            key: Some(key),
-            route: if serializable {
-                Route::Any
-            } else {
-                Route::Leader
-            },
-        };
+        let call = self.call("get", key, Route::read(serializable));
         let (response, info) = self
             .inner
-            .execute(spec, |mut client: FlareDbClient<Channel>, budget| {
-                let request = with_timeout(request.clone(), budget);
-                async move { client.get(request).await }
-            })
+            .unary(call, request, |mut c, r| async move { c.get(r).await })
             .await?;
         Ok(GetResult {
             value: response.value,
@@ -240,21 +234,15 @@ impl Client {
 
     /// Removes `key` once a majority committed it.
     pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<DeleteResult, ClientError> {
+        let key = key.as_ref();
         let request = pb::DeleteRequest {
-            key: key.as_ref().to_vec(),
+            key: key.to_vec(),
             request_id: new_request_id(),
         };
-        let spec = CallSpec {
-            op: "delete",
-            key: Some(key.as_ref()),
-            route: Route::Leader,
-        };
+        let call = self.call("delete", key, Route::Leader);
         let (response, info) = self
             .inner
-            .execute(spec, |mut client: FlareDbClient<Channel>, budget| {
-                let request = with_timeout(request.clone(), budget);
-                async move { client.delete(request).await }
-            })
+            .unary(call, request, |mut c, r| async move { c.delete(r).await })
             .await?;
         Ok(DeleteResult {
             deleted: response.deleted,
@@ -272,21 +260,10 @@ impl Client {
             limit: options.limit,
             serializable: options.serializable,
         };
-        let spec = CallSpec {
-            op: "scan",
-            key: Some(&options.start),
-            route: if options.serializable {
-                Route::Any
-            } else {
-                Route::Leader
-            },
-        };
+        let call = self.call("scan", &options.start, Route::read(options.serializable));
         let (response, info) = self
             .inner
-            .execute(spec, |mut client: FlareDbClient<Channel>, budget| {
-                let request = with_timeout(request.clone(), budget);
-                async move { client.scan(request).await }
-            })
+            .unary(call, request, |mut c, r| async move { c.scan(r).await })
             .await?;
         Ok(ScanResult {
             kvs: response
@@ -304,45 +281,24 @@ impl Client {
     pub async fn status(&self, endpoint: &str) -> Result<pb::StatusResponse, ClientError> {
         let endpoint = normalize_endpoint(endpoint);
         let started = Instant::now();
-        let budget = self.inner.config.request_timeout;
+        let budget = self.inner.config.call.request_timeout;
         let failure = match self.inner.pool.get(&endpoint) {
-            Err(cause) => Failure {
-                endpoint: endpoint.clone(),
-                code: None,
-                cause,
-                kind: crate::error::FailureKind::Fatal,
-                leader_addr: None,
-            },
+            Err(cause) => Failure::unusable_endpoint(&endpoint, cause),
             Ok(channel) => {
                 let request = with_timeout(pb::StatusRequest {}, budget);
                 let mut client = FlareDbClient::new(channel);
                 match tokio::time::timeout(budget, client.status(request)).await {
                     Ok(Ok(response)) => return Ok(response.into_inner()),
-                    Ok(Err(status)) => Failure::from_status(&endpoint, &status),
+                    Ok(Err(status)) => Failure::from_status(&endpoint, &status, &NOT_LEADER),
                     Err(_) => Failure::timeout(&endpoint, budget),
                 }
             }
         };
-        if failure.kind == crate::error::FailureKind::Transport {
+        if failure.kind == FailureKind::Transport {
             self.inner.pool.evict(&endpoint, &failure.cause);
         }
-        let failed = Box::new(FailedOp {
-            op: "status",
-            key: None,
-            endpoints: vec![endpoint],
-            attempts: 1,
-            retries: 0,
-            elapsed: started.elapsed(),
-            deadline: None,
-            code: failure.code,
-            last_endpoint: failure.endpoint.clone(),
-            last_cause: failure.cause.clone(),
-        });
-        Err(if failure.retryable() {
-            ClientError::Exhausted(failed)
-        } else {
-            ClientError::Rejected(failed)
-        })
+        let failed = FailedOp::one_attempt("status", None, &failure, started.elapsed());
+        Err(GaveUp::new(failed, failure.retryable()).into())
     }
 
     /// The status of every known store, concurrently, in `endpoints()` order.
@@ -360,7 +316,7 @@ impl Inner {
         let Some(pd) = &self.pd else {
             return Ok(());
         };
-        let budget = (self.config.request_timeout * 2)
+        let budget = (self.config.call.request_timeout * 2)
             .min(deadline.saturating_duration_since(Instant::now()));
         let lookup = async {
             let stores = pd
@@ -394,13 +350,6 @@ impl Inner {
         }
         .inspect_err(|e| tracing::debug!(target: "flaredb_client::pd", error = %e, "PD lookup failed; using known stores"))
     }
-}
-
-/// A request carrying `budget` as its gRPC deadline, so the store stops working on it too.
-fn with_timeout<T>(message: T, budget: Duration) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.set_timeout(budget);
-    request
 }
 
 /// A random 128-bit idempotency key for one logical write.

@@ -3,7 +3,10 @@
 //! - [`pb`]: the client API (`flaredb.v1`), generated from `proto/flaredb.proto`.
 //! - [`Client`]: a connection pool over the stores that finds and follows the leader (through PD
 //!   or "not leader" hints), evicts broken connections, retries with the platform's
-//!   [`RetryPolicy`](chainfire_api::retry::RetryPolicy), and bounds every call by a deadline.
+//!   [`RetryPolicy`], and bounds every call by a deadline. Its attempt loop, failure
+//!   classification and call settings are chainfire-client's shared
+//!   [`engine`](chainfire_client::engine), so both clients retry, log (target
+//!   `flaredb_client::retry` here) and word their errors the same way.
 
 /// Generated client API types and services (`flaredb.v1`).
 pub mod pb {

@@ -3,13 +3,7 @@
 
 use std::sync::Mutex;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Route {
-    /// Writes and linearizable reads: the leader if known, else the current store.
-    Leader,
-    /// Serializable reads: the current store.
-    Any,
-}
+use chainfire_client::engine::Route;
 
 #[derive(Debug, Default)]
 struct State {

@@ -7,7 +7,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{ChainFire, FlareDb, FlareOptions, TestEnv, wait_for_log};
+use chainfire_testkit::{eventually, patient_policy};
+use common::{FlareOptions, Stack, wait_for_log};
 use flaredb_client::registry::{LEADER_KEY, LeaderRecord, STORES_PREFIX, StoreRecord, store_key};
 
 /// The store registrations PD holds now, by store id.
@@ -32,36 +33,14 @@ fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
     line[start..].split_whitespace().next()
 }
 
-/// Polls `check` every 100 ms until it returns true or `bound` passes; returns the time taken.
-async fn eventually<F, Fut>(bound: Duration, what: &str, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    loop {
-        if check().await {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < bound, "{what}: not within {bound:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stores_register_heartbeat_and_vanish_when_they_die_or_stop() {
-    let env = TestEnv::new("registration");
-    let cf = ChainFire::start(&env, 3).await;
-    let mut fdb = FlareDb::start(
-        &env,
-        &cf.pd_flag(),
-        FlareOptions {
-            lease_ttl_s: 5,
-            ..FlareOptions::default()
-        },
-    )
-    .await;
-    let leader = fdb.wait_leader(Duration::from_secs(60)).await;
+    let options = FlareOptions {
+        lease_ttl_s: 5,
+        ..FlareOptions::default()
+    };
+    let mut stack = Stack::start("registration", 3, options).await;
+    let (fdb, cf, leader) = (&mut stack.fdb, &stack.pd, stack.leader);
     let pd = cf.client().await;
 
     // Every store registers itself with its address, and the leader publishes itself.
@@ -105,7 +84,7 @@ async fn stores_register_heartbeat_and_vanish_when_they_die_or_stop() {
     let via_pd = flaredb_client::Client::connect(
         flaredb_client::ClientConfig::default()
             .with_pd_endpoints(cf.endpoints())
-            .with_retry(common::patient_policy()),
+            .with_retry(patient_policy()),
     )
     .await
     .unwrap();
@@ -166,21 +145,15 @@ async fn stores_register_heartbeat_and_vanish_when_they_die_or_stop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pd_session_reconnects_after_the_chainfire_leader_is_killed() {
-    let env = TestEnv::new("pd-reconnect");
-    let mut cf = ChainFire::start(&env, 3).await;
     // Store 2 runs the design note's default 10 s reconnect cycle, 1 and 3 a fast 1 s cycle.
     let cycles = [1000, 10_000, 1000];
-    let fdb = FlareDb::start(
-        &env,
-        &cf.pd_flag(),
-        FlareOptions {
-            reconnect_ms: cycles.to_vec(),
-            lease_ttl_s: 30,
-            ..FlareOptions::default()
-        },
-    )
-    .await;
-    fdb.wait_leader(Duration::from_secs(60)).await;
+    let options = FlareOptions {
+        reconnect_ms: cycles.to_vec(),
+        lease_ttl_s: 30,
+        ..FlareOptions::default()
+    };
+    let mut stack = Stack::start("pd-reconnect", 3, options).await;
+    let (fdb, cf) = (&stack.fdb, &mut stack.pd);
     for store in &fdb.stores {
         wait_for_log(
             &store.proc.log_path,
@@ -197,11 +170,11 @@ async fn pd_session_reconnects_after_the_chainfire_leader_is_killed() {
         .await
         .expect("put before the fault");
 
-    let cf_leader = cf.wait_leader(Duration::from_secs(30)).await;
-    let killed_addr = cf.nodes[(cf_leader - 1) as usize].1.clone();
+    let cf_leader = cf.wait_leader(Duration::from_secs(30)).await.node_id;
+    let killed_addr = cf.node(cf_leader).client_addr.clone();
     let marks: Vec<u64> = fdb.stores.iter().map(|s| s.proc.log_len()).collect();
     let killed_at = Instant::now();
-    cf.proc(cf_leader).kill();
+    cf.kill(cf_leader);
 
     // PD is not in the data path: FlareDB serves writes while its PD session is down.
     let during = client
@@ -267,20 +240,14 @@ async fn pd_session_reconnects_after_the_chainfire_leader_is_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_frozen_past_its_lease_registers_again() {
-    let env = TestEnv::new("re-register");
-    let cf = ChainFire::start(&env, 1).await;
-    let mut fdb = FlareDb::start(
-        &env,
-        &cf.pd_flag(),
-        FlareOptions {
-            stores: 1,
-            lease_ttl_s: 2,
-            pd_heartbeat_ms: 300,
-            ..FlareOptions::default()
-        },
-    )
-    .await;
-    fdb.wait_leader(Duration::from_secs(60)).await;
+    let options = FlareOptions {
+        stores: 1,
+        lease_ttl_s: 2,
+        pd_heartbeat_ms: 300,
+        ..FlareOptions::default()
+    };
+    let mut stack = Stack::start("re-register", 1, options).await;
+    let (fdb, cf) = (&mut stack.fdb, &stack.pd);
     let pd = cf.client().await;
     let lease_of = |kv: Option<chainfire_client::KeyValue>| kv.map(|kv| kv.lease);
     eventually(Duration::from_secs(30), "store 1 registered", || async {

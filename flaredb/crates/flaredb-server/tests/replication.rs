@@ -8,13 +8,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{ChainFire, FlareDb, FlareOptions, TestEnv};
+use chainfire_testkit::patient_policy;
+use common::{FlareOptions, Stack};
 use flaredb_client::{Client, ClientConfig, RetryPolicy};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_need_a_majority_and_survive_kill_minus_nine() {
-    let env = TestEnv::new("replication");
-    let cf = ChainFire::start(&env, 1).await;
     // Frequent snapshots and no kept log: stores that were down catch up by snapshot install.
     let options = FlareOptions {
         extra_args: ["--snapshot-logs", "100", "--snapshot-keep-logs", "0"]
@@ -22,8 +21,8 @@ async fn writes_need_a_majority_and_survive_kill_minus_nine() {
             .to_vec(),
         ..FlareOptions::default()
     };
-    let mut fdb = FlareDb::start(&env, &cf.pd_flag(), options).await;
-    let leader = fdb.wait_leader(Duration::from_secs(60)).await;
+    let mut stack = Stack::start("replication", 1, options).await;
+    let (fdb, leader) = (&mut stack.fdb, stack.leader);
     let client = fdb.client().await;
     let mut acked: BTreeMap<String, String> = BTreeMap::new();
     for i in 0..20 {
@@ -159,23 +158,17 @@ async fn writes_need_a_majority_and_survive_kill_minus_nine() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_client_works_again_after_a_store_restart() {
-    let env = TestEnv::new("pool");
-    let cf = ChainFire::start(&env, 1).await;
-    let mut fdb = FlareDb::start(
-        &env,
-        &cf.pd_flag(),
-        FlareOptions {
-            stores: 1,
-            ..FlareOptions::default()
-        },
-    )
-    .await;
-    fdb.wait_leader(Duration::from_secs(60)).await;
+    let options = FlareOptions {
+        stores: 1,
+        ..FlareOptions::default()
+    };
+    let mut stack = Stack::start("pool", 1, options).await;
+    let fdb = &mut stack.fdb;
     let retries = Arc::new(Mutex::new(Vec::new()));
     let seen = retries.clone();
     let client = Client::connect(
         ClientConfig::new(fdb.endpoints())
-            .with_retry(common::patient_policy())
+            .with_retry(patient_policy())
             .with_op_deadline(Duration::from_secs(60))
             .with_retry_observer(move |e| seen.lock().unwrap().push(e.clone())),
     )
