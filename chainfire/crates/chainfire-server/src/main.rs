@@ -38,6 +38,8 @@ fn main() -> ExitCode {
     if let Err(e) = chainfire_api::process::init_tracing(&directives, config.log_file.as_deref()) {
         return fail(e);
     }
+    // Every flag's effective value, once, at DEBUG: the first line to read in a node's evidence.
+    tracing::debug!(?config, "effective configuration");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

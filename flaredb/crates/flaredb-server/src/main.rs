@@ -26,6 +26,8 @@ fn main() -> std::process::ExitCode {
         eprintln!("flaredb: {e}");
         return std::process::ExitCode::from(2);
     }
+    // Every flag's effective value, once, at DEBUG: the first line to read in a node's evidence.
+    tracing::debug!(?config, "effective configuration");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
