@@ -81,7 +81,7 @@ impl PdSession {
             let attempt_started = Instant::now();
             tracing::debug!(endpoints = ?self.settings.endpoints, lease_id, "connecting to PD");
             let attempt = tokio::select! {
-                attempt = self.register(lease_id, last_endpoint.as_deref()) => attempt,
+                attempt = self.register(&mut lease_id, last_endpoint.as_deref()) => attempt,
                 _ = shutdown.changed() => break,
             };
             match attempt {
@@ -197,15 +197,18 @@ impl PdSession {
         }
     }
 
-    /// Keeps `lease_id` alive or grants a new lease, then writes the registration.
+    /// Keeps `lease_id` alive or grants a new lease, then writes the registration. A granted
+    /// lease is remembered in `lease_id` at once, even if writing the registration then fails
+    /// (say the store was frozen in between): the next attempt finds it expired, says so and
+    /// registers again, instead of silently starting over.
     async fn register(
         &self,
-        lease_id: Option<u64>,
+        lease_id: &mut Option<u64>,
         failed: Option<&str>,
     ) -> Result<Registration, ClientError> {
         // The endpoint the session was lost on is tried last: it is most likely the dead one.
         let client = self.client(None, failed, self.settings.retry).await?;
-        let (lease_id, regranted) = match lease_id {
+        let (granted, regranted) = match *lease_id {
             Some(id) => match client.lease_keep_alive(id).await {
                 Ok(_) => (id, false),
                 Err(e) if e.is_lease_not_found() => {
@@ -219,11 +222,12 @@ impl PdSession {
             },
             None => (self.grant(&client).await?, true),
         };
+        *lease_id = Some(granted);
         let endpoint = self
-            .write_records(&client, lease_id, self.role_view())
+            .write_records(&client, granted, self.role_view())
             .await?;
         Ok(Registration {
-            lease_id,
+            lease_id: granted,
             endpoint,
             regranted,
         })
