@@ -81,7 +81,7 @@ impl Matrix {
         let text = std::fs::read_to_string(path).map_err(|e| {
             Problems(vec![Problem::in_file(
                 path,
-                format!("cannot read the matrix file: {e}"),
+                format!("cannot read the matrix file: {e} (name one with --matrix FILE)"),
             )])
         })?;
         Self::parse(path, &text)
@@ -186,15 +186,22 @@ impl Matrix {
     }
 
     /// The default matrix file for the given scenario paths: `matrix.yaml` in the first folder,
-    /// or next to the first file.
+    /// or next to the first file; when there is none there (a scenario drafted elsewhere), the
+    /// project's `scenarios/matrix.yaml` under the current directory.
     pub fn default_path(paths: &[PathBuf]) -> PathBuf {
-        match paths.first() {
+        let project = PathBuf::from("scenarios").join(crate::scenario::MATRIX_FILE_NAME);
+        let beside = match paths.first() {
             Some(p) if p.is_dir() => p.join(crate::scenario::MATRIX_FILE_NAME),
             Some(p) => p
                 .parent()
                 .unwrap_or(Path::new("."))
                 .join(crate::scenario::MATRIX_FILE_NAME),
-            None => PathBuf::from("scenarios").join(crate::scenario::MATRIX_FILE_NAME),
+            None => return project,
+        };
+        if !beside.exists() && project.exists() {
+            project
+        } else {
+            beside
         }
     }
 }
@@ -202,6 +209,35 @@ impl Matrix {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_matrix_is_beside_the_scenarios_or_the_projects() {
+        let dir = tempfile::tempdir().unwrap();
+        let with_matrix = dir.path().join("suite");
+        std::fs::create_dir(&with_matrix).unwrap();
+        std::fs::write(with_matrix.join("matrix.yaml"), "rows: []\ncells: []\n").unwrap();
+        assert_eq!(
+            Matrix::default_path(std::slice::from_ref(&with_matrix)),
+            with_matrix.join("matrix.yaml")
+        );
+        assert_eq!(
+            Matrix::default_path(&[with_matrix.join("s1.yaml")]),
+            with_matrix.join("matrix.yaml")
+        );
+        // A scenario drafted where no matrix is: the project's, relative to the working dir
+        // (cargo runs unit tests in the crate dir, which has no scenarios/ folder of its own).
+        let lone = dir.path().join("draft.yaml");
+        let expected = if Path::new("scenarios/matrix.yaml").exists() {
+            PathBuf::from("scenarios/matrix.yaml")
+        } else {
+            dir.path().join("matrix.yaml")
+        };
+        assert_eq!(Matrix::default_path(&[lone]), expected);
+        assert_eq!(
+            Matrix::default_path(&[]),
+            PathBuf::from("scenarios/matrix.yaml")
+        );
+    }
 
     fn committed_matrix() -> Matrix {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/matrix.yaml");
