@@ -58,6 +58,25 @@ pub enum InvalidPolicy {
 }
 
 impl RetryPolicy {
+    /// A policy from the servers' `--retry-*` flags (delays in milliseconds), checked.
+    pub fn from_flags(
+        max_retries: usize,
+        initial_delay_ms: u64,
+        multiplier: f64,
+        max_delay_ms: u64,
+        jitter: f64,
+    ) -> Result<Self, InvalidPolicy> {
+        let policy = Self {
+            max_retries,
+            initial_delay: Duration::from_millis(initial_delay_ms),
+            multiplier,
+            max_delay: Duration::from_millis(max_delay_ms),
+            jitter,
+        };
+        policy.validate()?;
+        Ok(policy)
+    }
+
     /// Checks the numbers; call it where a policy enters from flags or files.
     pub fn validate(&self) -> Result<(), InvalidPolicy> {
         if !(self.multiplier >= 1.0 && self.multiplier.is_finite()) {
@@ -290,6 +309,14 @@ mod tests {
                 .to_string()
                 .contains("longer than the cap")
         );
+    }
+
+    #[test]
+    fn from_flags_builds_and_checks_the_policy() {
+        let p = RetryPolicy::from_flags(3, 500, 2.0, 30_000, 0.2).unwrap();
+        assert_eq!(p, RetryPolicy::default());
+        let err = RetryPolicy::from_flags(3, 500, 0.5, 30_000, 0.2).unwrap_err();
+        assert_eq!(err, InvalidPolicy::Multiplier(0.5));
     }
 
     #[test]

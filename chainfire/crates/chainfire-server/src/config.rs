@@ -354,14 +354,13 @@ impl Cli {
                 flag: "--dedup-window",
             });
         }
-        let retry = RetryPolicy {
-            max_retries: self.retry_max_retries,
-            initial_delay: Duration::from_millis(self.retry_initial_delay_ms),
-            multiplier: self.retry_multiplier,
-            max_delay: Duration::from_millis(self.retry_max_delay_ms),
-            jitter: self.retry_jitter,
-        };
-        retry.validate()?;
+        let retry = RetryPolicy::from_flags(
+            self.retry_max_retries,
+            self.retry_initial_delay_ms,
+            self.retry_multiplier,
+            self.retry_max_delay_ms,
+            self.retry_jitter,
+        )?;
 
         Ok(Config {
             id: self.id,
