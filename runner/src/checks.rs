@@ -9,6 +9,7 @@ mod backoff;
 mod convergence;
 mod errors;
 mod lost_writes;
+mod node_exits;
 mod reconnect;
 mod watch;
 
@@ -18,6 +19,7 @@ pub use backoff::{RetryFilter, backoff, retry_count};
 pub use convergence::replicas_converge;
 pub use errors::error_clarity;
 pub use lost_writes::no_lost_writes;
+pub use node_exits::no_unexpected_exits;
 pub use reconnect::{ReconnectTo, reconnect_time};
 pub use watch::watch_continuity;
 

@@ -15,19 +15,25 @@ pub mod exit {
     pub const TESTS_FAILED: u8 = 1;
     /// Bad input: bad YAML, unknown step or field, bad reference, missing binary, bad flags.
     pub const BAD_INPUT: u8 = 2;
+    /// Incomplete: nothing failed, but a selected TEST cell was skipped because this machine
+    /// cannot make its faults (no network namespaces, no iptables), or no TEST cell ran at all.
+    /// `--allow-skips` turns this into 0.
+    pub const INCOMPLETE: u8 = 3;
     /// Interrupted (Ctrl-C / SIGTERM): everything started was torn down, reports are partial.
     pub const INTERRUPTED: u8 = 130;
 }
 
 const EXIT_CODES_HELP: &str = "\
 Exit codes:
-  0    every selected TEST cell passed (SKIP, DOC-GAP and pending cells are reported, not failed;
-       cells this machine cannot run, e.g. without network namespaces or iptables, are reported
-       as skipped with the reason and a warning, never as passed)
+  0    every selected TEST cell passed (SKIP, DOC-GAP and pending cells are reported, not failed)
   1    a TEST cell failed or errored, passed only in some of the --repeat runs (flaky), or is a
        TEST cell of the matrix that no scenario covers
   2    could not run: bad YAML, unknown field or step kind, bad reference, missing binary,
        bad command line
+  3    incomplete: nothing failed, but a selected TEST cell was skipped because this machine
+       cannot make its faults (no network namespaces, no iptables), or no TEST cell ran at all;
+       --allow-skips accepts that (exit 0). A skip is only ever an environment limit: a
+       pre-check that fails because of the product (e.g. nodes not binding their own IP) fails
   130  interrupted by Ctrl-C or SIGTERM (nodes torn down, partial reports written)";
 
 /// Runs the platform's reconnection scenarios (the design note's S1-S5) against real local
@@ -135,6 +141,11 @@ pub struct RunArgs {
     /// JUnit properties so a run picks the same nodes again. Default: random.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// Exit 0 even when a selected TEST cell was skipped because this machine cannot make its
+    /// faults (no namespaces, no iptables). Without it such a run exits 3 ("incomplete"): a
+    /// run that tested nothing is never green.
+    #[arg(long)]
+    pub allow_skips: bool,
     /// Run on the host's network instead of private namespaces (only where namespaces are
     /// unavailable). iptables rules then go into a dedicated chain that is always removed.
     #[arg(long)]
@@ -175,7 +186,7 @@ mod tests {
         assert_eq!(run.junit, PathBuf::from("reconnect-results/junit.xml"));
         assert_eq!(run.evidence, PathBuf::from("reconnect-results"));
         assert_eq!((run.repeat, run.jobs), (1, 1));
-        assert!(!run.keep_going && !run.host_network);
+        assert!(!run.keep_going && !run.host_network && !run.allow_skips);
     }
 
     #[test]
@@ -200,7 +211,14 @@ mod tests {
             .unwrap()
             .render_long_help()
             .to_string();
-        for needle in ["Exit codes", "flaky", "bad YAML", "missing binary"] {
+        for needle in [
+            "Exit codes",
+            "flaky",
+            "bad YAML",
+            "missing binary",
+            "incomplete",
+            "--allow-skips",
+        ] {
             assert!(
                 help.contains(needle),
                 "run --help lacks {needle:?}:\n{help}"

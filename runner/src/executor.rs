@@ -17,11 +17,12 @@ pub mod worker;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::checks;
 use crate::faults::{Faults, Firewall, FirewallUnavailable};
 use crate::history::History;
 use crate::netns::NetworkMode;
 use crate::report::{CellRun, RunVerdict, ScenarioRun, StepReport, StepStatus};
-use crate::scenario::{ClusterSpec, NodeConfig, ScenarioFile};
+use crate::scenario::{ClusterSpec, NodeConfig, Scenario, ScenarioFile};
 use crate::supervisor::{self, BinaryPaths, NodeSettings, Service, Supervisor, SupervisorConfig};
 use progress::Progress;
 pub use steps::engine_service;
@@ -315,8 +316,37 @@ async fn run_steps(
             ));
         }
         reports.push(report);
+        if stopped.is_none() && !checks::no_unexpected_exits(&history.events()).passed {
+            stopped = Some(format!(
+                "a node exited without a fault causing it during step {index} (see the last step)"
+            ));
+        }
     }
+    reports.push(node_exits_report(scenario, history, reports.len() + 1));
     reports
+}
+
+/// The check every scenario ends with, whatever its steps: no node exited on its own.
+fn node_exits_report(scenario: &Scenario, history: &History, index: usize) -> StepReport {
+    let at = history.now_ms();
+    let check = checks::no_unexpected_exits(&history.events());
+    let judged = if check.passed {
+        verdict::Judged::Pass
+    } else {
+        verdict::Judged::Fail
+    };
+    StepReport {
+        index,
+        kind: "check_node_exits".to_owned(),
+        description: "every node exit was caused by a fault or teardown".to_owned(),
+        is_fault: false,
+        start_ms: at,
+        end_ms: at,
+        status: step_status(judged, &cells_of(&[], &scenario.covers)),
+        message: check.message,
+        numbers: check.numbers,
+        cells: Vec::new(),
+    }
 }
 
 /// A step that did not come back: a hung operation is the platform's failure to meet its

@@ -164,9 +164,22 @@ pub struct NodeRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum NodeEvent {
-    Started { pid: u32 },
-    Ready { after_ms: f64 },
-    Exited { status: String },
+    Started {
+        pid: u32,
+    },
+    Ready {
+        after_ms: f64,
+    },
+    Exited {
+        status: String,
+        /// Whether the runner had asked the process to end (a kill, term or restart fault, or
+        /// teardown). An exit nobody asked for is a crash, whatever the status.
+        #[serde(default)]
+        expected: bool,
+        /// The last lines of the node's log, for an exit nobody asked for.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        log_tail: Vec<String>,
+    },
     Stopped,
     Continued,
 }

@@ -211,10 +211,6 @@ fn run(args: &RunArgs) -> u8 {
     let cells = report::build(&suite, &outcome.runs, outcome.interrupted);
     println!("\n{}", report::table::render(&cells));
     println!("{}", report::table::totals_line(&cells));
-    let totals = report::Totals::of(&cells);
-    if totals.passed + totals.failed + totals.flaky + totals.errored == 0 {
-        println!("warning: no TEST cell was run: nothing was tested");
-    }
     let facts = report::junit::RunFacts {
         seed,
         repeat: args.repeat,
@@ -236,13 +232,13 @@ fn run(args: &RunArgs) -> u8 {
         args.evidence.display(),
         started.elapsed().as_secs_f64()
     );
-    if outcome.interrupted {
-        exit::INTERRUPTED
-    } else if cells.iter().any(|c| c.verdict.fails_run()) {
-        exit::TESTS_FAILED
-    } else {
-        exit::PASSED
+    let code = report::exit_code(&cells, outcome.interrupted, args.allow_skips);
+    if code == exit::INCOMPLETE {
+        println!(
+            "incomplete: a TEST cell was skipped or none ran (exit {code}); pass --allow-skips to accept a run that could not test everything"
+        );
     }
+    code
 }
 
 /// A seed when none is given: time and a per-process random hash, printed for replay.

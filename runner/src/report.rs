@@ -422,6 +422,27 @@ impl Totals {
     }
 }
 
+/// The run's exit code from its cells (see `cli::exit`): interrupted, else failed, else
+/// "incomplete" when a TEST cell was skipped or no TEST cell ran (unless skips are allowed),
+/// else passed. A run that tested nothing is never green.
+pub fn exit_code(cells: &[CellReport], interrupted: bool, allow_skips: bool) -> u8 {
+    use crate::cli::exit;
+    let totals = Totals::of(cells);
+    let tested = totals.passed + totals.failed + totals.flaky + totals.errored;
+    let skipped_test = cells
+        .iter()
+        .any(|c| c.status == CellStatus::Test && matches!(c.verdict, CellVerdict::Skipped { .. }));
+    if interrupted {
+        exit::INTERRUPTED
+    } else if cells.iter().any(|c| c.verdict.fails_run()) {
+        exit::TESTS_FAILED
+    } else if (skipped_test || tested == 0) && !allow_skips {
+        exit::INCOMPLETE
+    } else {
+        exit::PASSED
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -438,6 +459,61 @@ pub(crate) mod tests {
 
     fn failed(m: &str) -> RunVerdict {
         RunVerdict::Failed { message: m.into() }
+    }
+
+    fn cell(id: &str, status: CellStatus, verdict: CellVerdict) -> CellReport {
+        CellReport {
+            cell: id.parse().unwrap(),
+            row_title: "t".into(),
+            status,
+            origin: Origin::Note,
+            scenario: Some("s".into()),
+            verdict,
+            runs: vec![],
+        }
+    }
+
+    #[test]
+    fn a_skipped_test_cell_makes_the_run_incomplete_unless_skips_are_allowed() {
+        use crate::cli::exit;
+        let skipped = || CellVerdict::Skipped {
+            reason: "no iptables".into(),
+        };
+        let passed = cell("S1/chainfire", CellStatus::Test, CellVerdict::Passed);
+        let skipped_test = cell("S3/chainfire", CellStatus::Test, skipped());
+        let skip_cell = cell("S3/iam", CellStatus::Skip, skipped());
+        let failed_cell = cell(
+            "S2/flaredb",
+            CellStatus::Test,
+            CellVerdict::Failed {
+                message: "x".into(),
+            },
+        );
+        let all = |cells: &[&CellReport]| cells.iter().map(|c| (*c).clone()).collect::<Vec<_>>();
+        // A matrix SKIP cell is the note's decision, not an environment limit.
+        assert_eq!(
+            exit_code(&all(&[&passed, &skip_cell]), false, false),
+            exit::PASSED
+        );
+        assert_eq!(
+            exit_code(&all(&[&passed, &skipped_test]), false, false),
+            exit::INCOMPLETE
+        );
+        assert_eq!(
+            exit_code(&all(&[&passed, &skipped_test]), false, true),
+            exit::PASSED
+        );
+        // Nothing tested at all is incomplete too.
+        assert_eq!(
+            exit_code(&all(&[&skip_cell]), false, false),
+            exit::INCOMPLETE
+        );
+        // A failure wins over a skip; an interruption wins over everything.
+        assert_eq!(
+            exit_code(&all(&[&failed_cell, &skipped_test]), false, true),
+            exit::TESTS_FAILED
+        );
+        assert_eq!(exit_code(&all(&[&passed]), true, false), exit::INTERRUPTED);
     }
 
     #[test]

@@ -321,6 +321,9 @@ fn display_paths(paths: &[PathBuf]) -> String {
         .join(", ")
 }
 
+/// Lines of a node's log kept in the history when it exits without being asked to.
+const EXIT_LOG_TAIL_LINES: usize = 12;
+
 /// Starts, watches and stops the nodes of one scenario run.
 #[derive(Clone)]
 pub struct Supervisor {
@@ -597,11 +600,26 @@ impl Supervisor {
             event: NodeEvent::Started { pid },
         }));
         let name = info.name.clone();
+        let log_path = info.log_path.clone();
         tokio::spawn(async move {
             let status = process.exited().await;
+            let expected = process.stop_requested();
+            // A crash is shown with the last words of its log, right in the history.
+            let log_tail = if expected {
+                Vec::new()
+            } else {
+                logs::tail(&log_path, EXIT_LOG_TAIL_LINES)
+                    .lines()
+                    .map(str::to_owned)
+                    .collect()
+            };
             history.record(EventKind::Node(NodeRecord {
                 node_name: name,
-                event: NodeEvent::Exited { status },
+                event: NodeEvent::Exited {
+                    status,
+                    expected,
+                    log_tail,
+                },
             }));
         });
         Ok(pid)

@@ -224,8 +224,10 @@ clusters: {chainfire: {nodes: 3}}
 steps:
   - wait_for_leader: {within_ms: 30000}
   - put: {key: k, value: written}
+  - restart: {node: follower, name: bounce}
   - get: {key: k, value: never-written, expect: {within_ms: 30000}}
   - put: {key: k2, value: not-reached}
+  - check_reconnect: {from: bounce, max_ms: 30000}
 ";
 
 #[test]
@@ -258,7 +260,7 @@ fn a_deliberately_wrong_expectation_fails_with_a_clear_message() {
     assert_eq!(*kind, NonSuccessKind::Failure);
     let message = message.as_ref().unwrap().as_str();
     assert!(
-        message.contains("step 3 (get")
+        message.contains("step 4 (get")
             && message.contains("expected to read \"never-written\"")
             && message.contains("happened: ok")
             && message.contains("read \"written\""),
@@ -269,7 +271,7 @@ fn a_deliberately_wrong_expectation_fails_with_a_clear_message() {
     let evidence = PathBuf::from(property(&report, "S1/chainfire.evidence").unwrap());
     let summary = std::fs::read_to_string(evidence.join("summary.md")).unwrap();
     assert!(
-        summary.contains("| 4 | - | put k2 = not-reached | not run |"),
+        summary.contains("| 5 | - | put k2 = not-reached | not run |"),
         "{summary}"
     );
     assert!(
@@ -278,6 +280,84 @@ fn a_deliberately_wrong_expectation_fails_with_a_clear_message() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("FAIL"), "{stdout}");
+}
+
+/// A node that dies while nothing is checking it: the scenario's only steps would pass.
+const CRASH_UNNOTICED: &str = "\
+id: crash-unnoticed
+title: A node that dies without a fault fails the scenario
+covers: [{cell: S1/chainfire, status: TEST}]
+clusters: {chainfire: {nodes: 3}}
+steps:
+  - wait_for_leader: {within_ms: 30000}
+  - restart: {node: 1, name: bounce}
+  - put: {key: k, value: v, expect: {within_ms: 30000}}
+  - check_reconnect: {from: bounce, max_ms: 30000}
+  - sleep: {ms: 4000}
+";
+
+#[test]
+fn a_node_that_exits_without_a_fault_fails_the_scenario() {
+    let test = "a_node_that_exits_without_a_fault_fails_the_scenario";
+    if namespaces_disabled(test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("scenarios");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("matrix.yaml"), NEGATIVE_MATRIX).unwrap();
+    std::fs::write(dir.join("crash.yaml"), CRASH_UNNOTICED).unwrap();
+    let junit = tmp.path().join("junit.xml");
+    let evidence = tmp.path().join("evidence");
+    let child = Command::new(RUNNER)
+        .args([
+            "run",
+            dir.to_str().unwrap(),
+            "--junit",
+            junit.to_str().unwrap(),
+        ])
+        .args(["--evidence", evidence.to_str().unwrap()])
+        .args(["--chainfire-bin", chainfire().to_str().unwrap()])
+        .current_dir(workspace())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Behind the runner's back: SIGABRT to node 3 once the scenario is sleeping.
+    let history = evidence.join("crash-unnoticed/history.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let pid = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scenario never reached its sleep"
+        );
+        let text = std::fs::read_to_string(&history).unwrap_or_default();
+        if text.contains("\"step 5: ")
+            && let Some(line) = text
+                .lines()
+                .find(|l| l.contains(r#""node_name":"chainfire-3""#) && l.contains(r#""started""#))
+        {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            break v["event"]["pid"].as_i64().unwrap() as i32;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGABRT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report = Report::deserialize_from_str(&std::fs::read_to_string(&junit).unwrap()).unwrap();
+    let c = case(&report, "crash-unnoticed", "ChainFire");
+    let TestCaseStatus::NonSuccess { message, .. } = &c.status else {
+        panic!("the cell must fail: {:?}", c.status)
+    };
+    let message = message.as_ref().unwrap().as_str();
+    for needle in ["chainfire-3 exited", "SIGABRT", "no fault asked it to"] {
+        assert!(message.contains(needle), "{needle}: {message}");
+    }
 }
 
 #[test]
@@ -307,7 +387,7 @@ fn bad_input_exits_2_and_names_the_position() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("bad.yaml:9:5:"),
+        stderr.contains("bad.yaml:10:5:"),
         "file:line:column of the unknown step: {stderr}"
     );
     assert!(stderr.contains("putt"), "{stderr}");
@@ -324,7 +404,7 @@ fn bad_input_exits_2_and_names_the_position() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains("bad.yaml:9:5: step 4 (put): targets flaredb")
+            .contains("bad.yaml:10:5: step 5 (put): targets flaredb")
     );
     assert!(!tmp.path().join("ev").exists(), "nothing ran");
 }

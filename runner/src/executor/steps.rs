@@ -740,8 +740,9 @@ impl<'a> Runner<'a> {
         Ok((index, result))
     }
 
-    /// A fault through `faults`; a fault this machine cannot make (no iptables, a partition by
-    /// IP that would not isolate) is a skip, not an error.
+    /// A fault through `faults`. Only an environment limit (no usable iptables) is a skip; a
+    /// partition that would not isolate the node because the node does not bind its own source
+    /// IP is the product's fault, so it fails the cell.
     async fn apply(
         &self,
         service: Service,
@@ -758,9 +759,12 @@ impl<'a> Runner<'a> {
                     record.detail
                 )),
             )),
-            Err(
-                e @ (FaultError::FirewallUnavailable { .. } | FaultError::PartitionNotReal { .. }),
-            ) => Err(StepResult::new(Judged::Skip, e.to_string())),
+            Err(e @ FaultError::FirewallUnavailable { .. }) => {
+                Err(StepResult::new(Judged::Skip, e.to_string()))
+            }
+            Err(e @ FaultError::PartitionNotReal { .. }) => Err(StepResult::fail(format!(
+                "{e} (the node must bind its own IP for outgoing connections; see /proc/net/tcp)"
+            ))),
             Err(e) => Err(StepResult::error(e.to_string())),
         }
     }

@@ -736,6 +736,33 @@ impl Step {
         )
     }
 
+    /// Whether this step breaks something (undoing a fault, `start`, `cont`, `unblock` or `heal`,
+    /// tests nothing by itself).
+    pub fn injects_fault(&self) -> bool {
+        matches!(
+            self,
+            Step::Kill(_)
+                | Step::Term(_)
+                | Step::Stop(_)
+                | Step::Restart(_)
+                | Step::Block(_)
+                | Step::Partition(_)
+        )
+    }
+
+    /// Whether this step is a check over the history (a `check_*` step).
+    pub fn is_check(&self) -> bool {
+        matches!(
+            self,
+            Step::CheckNoLostWrites(_)
+                | Step::CheckConverged(_)
+                | Step::CheckBackoff(_)
+                | Step::CheckReconnect(_)
+                | Step::CheckClearError(_)
+                | Step::CheckWatch(_)
+        )
+    }
+
     /// The step's label, if it has one (referenced by checks and `since`).
     pub fn name(&self) -> Option<&str> {
         match self {

@@ -128,6 +128,28 @@ impl Validator<'_> {
                 }
             }
             if cov.status == CellStatus::Test {
+                // A TEST verdict must come from a fault and a check over the history; a cell
+                // whose steps all pass without either would be green on no evidence.
+                let counts =
+                    |step: &Step| step.cells().is_empty() || step.cells().contains(&cov.cell);
+                let steps: Vec<&Step> = s
+                    .steps
+                    .iter()
+                    .map(|x| &x.value)
+                    .filter(|x| counts(x))
+                    .collect();
+                if !steps.iter().any(|x| x.injects_fault()) {
+                    msgs.push(format!(
+                        "TEST cell {} has no fault step (kill, term, stop, restart, block or partition): nothing would be tested",
+                        cov.cell
+                    ));
+                }
+                if !steps.iter().any(|x| x.is_check()) {
+                    msgs.push(format!(
+                        "TEST cell {} has no check step (check_*): its verdict would rest on no evidence",
+                        cov.cell
+                    ));
+                }
                 let svc = cov.cell.service;
                 if s.cluster(svc).is_none() {
                     msgs.push(format!(
@@ -493,6 +515,19 @@ cells:
     }
 
     const CF3: &str = "clusters:\n  chainfire: {nodes: 3}\n";
+
+    #[test]
+    fn a_test_cell_without_a_fault_or_a_check_is_refused() {
+        let sleep_only = problems(&format!("{CF3}steps:\n  - sleep: {{ms: 10}}\n"));
+        assert!(sleep_only.contains("has no fault step"), "{sleep_only}");
+        assert!(sleep_only.contains("has no check step"), "{sleep_only}");
+        // Undoing a fault is not a fault.
+        let heal_only = problems(&format!(
+            "{CF3}steps:\n  - put: {{key: a, value: b, name: w}}\n  - heal: {{}}\n  - check_backoff: {{op: w}}\n"
+        ));
+        assert!(heal_only.contains("has no fault step"), "{heal_only}");
+        assert!(!heal_only.contains("has no check step"), "{heal_only}");
+    }
 
     #[test]
     fn a_consistent_scenario_has_no_problems() {

@@ -11,7 +11,8 @@
 use std::collections::BTreeSet;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command};
-use std::sync::{Mutex, OnceLock, mpsc};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
@@ -82,6 +83,9 @@ pub fn kill_all_live_groups() -> usize {
 pub struct NodeProcess {
     pid: u32,
     exit: watch::Receiver<Option<String>>,
+    /// Set once the runner has asked the process to end (SIGTERM, SIGKILL, SIGINT), so an exit
+    /// can be told apart from a crash nobody caused.
+    stop_requested: Arc<AtomicBool>,
 }
 
 impl NodeProcess {
@@ -126,7 +130,11 @@ impl NodeProcess {
                 unregister(pid as i32);
                 let _ = exit_tx.send(Some(status));
             })?;
-        Ok(NodeProcess { pid, exit: exit_rx })
+        Ok(NodeProcess {
+            pid,
+            exit: exit_rx,
+            stop_requested: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -138,6 +146,11 @@ impl NodeProcess {
         self.exit.borrow().clone()
     }
 
+    /// Whether the runner asked this process to end before it exited.
+    pub fn stop_requested(&self) -> bool {
+        self.stop_requested.load(Ordering::SeqCst)
+    }
+
     pub fn has_exited(&self) -> bool {
         self.exit.borrow().is_some()
     }
@@ -146,6 +159,9 @@ impl NodeProcess {
     pub fn signal(&self, signal: Signal) -> Result<(), String> {
         if let Some(status) = self.exit_status() {
             return Err(format!("pid {} already exited ({status})", self.pid));
+        }
+        if matches!(signal, Signal::SIGKILL | Signal::SIGTERM | Signal::SIGINT) {
+            self.stop_requested.store(true, Ordering::SeqCst);
         }
         killpg(Pid::from_raw(self.pid as i32), signal)
             .map_err(|errno| format!("{signal} to process group {}: {errno}", self.pid))
