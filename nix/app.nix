@@ -6,6 +6,8 @@
 # defaults). Arguments after `--` go to `reconnect-runner run` unchanged, e.g.
 #   nix run .#reconnect-tests -- --filter S3 --junit out/junit.xml --evidence out/
 # RECONNECT_SCENARIOS=DIR runs another scenario folder (for example a checkout's scenarios/).
+# The runner's exit code is the app's: 0 all TEST cells passed, 1 a failure, 2 bad input,
+# 3 incomplete (a TEST cell could not run here; `-- --allow-skips` accepts that).
 {
   writeShellApplication,
   iptables,
