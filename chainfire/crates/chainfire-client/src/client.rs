@@ -253,6 +253,7 @@ impl Client {
                 code: Some(tonic::Code::NotFound),
                 last_endpoint: info.endpoint,
                 last_cause: format!("not found: lease {id} has expired"),
+                maybe_applied: false,
             })));
         }
         Ok(LeaseKeepAliveResult {
@@ -363,6 +364,7 @@ impl Client {
                     code: None,
                     last_endpoint: "all endpoints".into(),
                     last_cause,
+                    maybe_applied: false,
                 })));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

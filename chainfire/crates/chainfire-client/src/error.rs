@@ -48,10 +48,18 @@ impl ClientError {
         matches!(self, Self::Rejected(op) if op.code == Some(Code::NotFound))
     }
 
-    /// True when a write may or may not have been applied (retries ran out on transport or
-    /// availability errors). Read the key back to find out.
+    /// True when retries ran out on transport or availability errors (`Exhausted`). Whether a
+    /// write can have been applied is [`maybe_applied`](Self::maybe_applied).
     pub fn outcome_unknown(&self) -> bool {
         matches!(self, Self::Exhausted(_))
+    }
+
+    /// True when the failed call may have been applied: some attempt's effect on the server is
+    /// unknown (see [`engine::effect_of`](crate::engine::effect_of)). False means definitely
+    /// not applied. A write with `maybe_applied` was applied once or not at all: read the key
+    /// back to find out.
+    pub fn maybe_applied(&self) -> bool {
+        self.failed_op().is_some_and(|op| op.maybe_applied)
     }
 }
 

@@ -363,6 +363,7 @@ impl Resumer {
                         "stream broke {} times in a row right after opening",
                         self.quick_breaks
                     ),
+                    maybe_applied: false,
                 })));
             };
             self.client.inner.report_retry(RetryEvent {

@@ -186,6 +186,8 @@ async fn all_endpoints_down_gives_one_clear_error() {
         "{text}"
     );
     assert!(text.contains("unavailable"), "{text}");
+    // Every attempt was refused before a request could be sent.
+    assert!(!err.maybe_applied(), "{err:?}");
 }
 
 #[tokio::test]

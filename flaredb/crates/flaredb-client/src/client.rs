@@ -420,6 +420,7 @@ mod tests {
         assert_eq!(op.attempts, 3);
         assert_eq!(op.retries, 2);
         assert!(err.outcome_unknown());
+        assert!(!err.maybe_applied(), "no store listened: nothing was sent");
         let text = err.to_string();
         assert!(
             text.starts_with("put \"k\" failed after 3 attempts"),

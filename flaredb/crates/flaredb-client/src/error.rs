@@ -37,9 +37,17 @@ impl ClientError {
         self.failed_op().and_then(|op| op.code)
     }
 
-    /// True when a write may or may not have been applied. Read the key back to find out.
+    /// True when retries ran out (`Exhausted`). Whether a write can have been applied is
+    /// [`maybe_applied`](Self::maybe_applied).
     pub fn outcome_unknown(&self) -> bool {
         matches!(self, Self::Exhausted(_))
+    }
+
+    /// True when the failed call may have been applied: some attempt's effect on the store is
+    /// unknown (see `chainfire_client::engine::effect_of`). False means definitely not applied.
+    /// A write with `maybe_applied` was applied once or not at all: read the key back.
+    pub fn maybe_applied(&self) -> bool {
+        self.failed_op().is_some_and(|op| op.maybe_applied)
     }
 }
 
@@ -70,6 +78,7 @@ mod tests {
             code: Some(Code::Unavailable),
             last_endpoint: "127.0.0.1:5001".into(),
             last_cause: "unavailable: no quorum".into(),
+            maybe_applied: true,
         }
     }
 
@@ -81,6 +90,7 @@ mod tests {
             "put \"k1\" failed after 4 attempts over 3.6s against [127.0.0.1:5000, 127.0.0.1:5001]: last error from 127.0.0.1:5001: unavailable: no quorum"
         );
         assert!(e.outcome_unknown());
+        assert!(e.maybe_applied());
         let e = ClientError::Rejected(Box::new(failed(1, None)));
         assert!(
             e.to_string()

@@ -2,6 +2,9 @@
 //! leader" (with the hint the server gave), or a final answer; and how its cause is worded.
 //! ChainFire and FlareDB answer "not leader" the same way, under their own metadata keys
 //! ([`NotLeaderReply`]).
+//!
+//! It also decides what the failed attempt did to the server ([`Effect`]): nothing for sure, or
+//! possibly a proposed write. [`effect_of`] is the whole mapping, in one place.
 
 use std::error::Error as _;
 use std::time::Duration;
@@ -36,6 +39,73 @@ pub enum FailureKind {
     Fatal,
 }
 
+/// Where an attempt failed, as far as the client can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailurePoint {
+    /// No request left the client: no endpoint was known, no client could be made for the
+    /// endpoint, or the connection could not be made (tonic's `ConnectError`: refused,
+    /// unreachable, bad address).
+    NotSent,
+    /// The request was, or may have been, sent, but no answer came: the per-attempt timeout
+    /// fired, or the connection was reset or closed under it (any status made on this side of
+    /// the wire that is not a connect error).
+    NoAnswer,
+    /// The server answered with a status.
+    Answered,
+}
+
+/// What a failed attempt did to the server's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Definitely not applied: the request never reached a server, or the server refused it
+    /// before proposing it to Raft (or the state machine refused it, changing nothing).
+    None,
+    /// The request may have been proposed and may still commit: applied once or not at all.
+    Unknown,
+}
+
+/// The effect of a failed attempt on the server, from where it failed and, for an answer, its
+/// gRPC code and message: the mapping from status and failure point to "fail" (definitely not
+/// applied) or "info" (outcome unknown), written down in one place.
+///
+/// | failure point | code / message | effect | why |
+/// |---|---|---|---|
+/// | not sent (no endpoint, unusable endpoint, connect refused/failed) | any | `None` | no byte of the request left the client |
+/// | no answer (local per-attempt timeout, reset / broken connection, h2 error) | any | `Unknown` | the server may have received and proposed it |
+/// | answered | FAILED_PRECONDITION starting with the "not leader" message | `None` | both servers answer it when openraft refuses the proposal on a non-leader, before anything is appended |
+/// | answered | INVALID_ARGUMENT | `None` | request checks (empty key, ttl, missing compare) run before proposing; the state machine's own refusals change nothing |
+/// | answered | NOT_FOUND, ALREADY_EXISTS | `None` | ChainFire's lease lookups and the state machine's lease refusals: nothing changed |
+/// | answered | OUT_OF_RANGE | `None` | a watch or read from a compacted revision: no write |
+/// | answered | UNIMPLEMENTED | `None` | the server has no such method |
+/// | answered | UNAVAILABLE (e.g. "no quorum: write not committed", shutting down) | `Unknown` | proposed, not committed in time: it may still commit |
+/// | answered | DEADLINE_EXCEEDED, CANCELLED | `Unknown` | the server gave up waiting, possibly after proposing |
+/// | answered | INTERNAL, UNKNOWN, ABORTED, other FAILED_PRECONDITION, anything else | `Unknown` | not recognised: assume the worst |
+///
+/// Caveat: openraft 0.9 also answers "not leader" (ForwardToLeader) to a proposal whose
+/// log entry a new leader overwrote; Raft lets such an entry commit only if another node that
+/// holds it wins an election before the new leader's entry replaces it, which needs more than
+/// three voters in the common case; the clusters here have three.
+pub fn effect_of(
+    point: FailurePoint,
+    code: Option<Code>,
+    message: &str,
+    reply: &NotLeaderReply,
+) -> Effect {
+    match (point, code) {
+        (FailurePoint::NotSent, _) => Effect::None,
+        (FailurePoint::NoAnswer, _) | (FailurePoint::Answered, None) => Effect::Unknown,
+        (FailurePoint::Answered, Some(code)) => match code {
+            Code::FailedPrecondition if message.starts_with(reply.message) => Effect::None,
+            Code::InvalidArgument
+            | Code::NotFound
+            | Code::AlreadyExists
+            | Code::OutOfRange
+            | Code::Unimplemented => Effect::None,
+            _ => Effect::Unknown,
+        },
+    }
+}
+
 /// One failed attempt.
 #[derive(Debug, Clone)]
 pub struct Failure {
@@ -48,6 +118,8 @@ pub struct Failure {
     /// From "not leader" metadata: the leader's id (0 = unknown) and client address.
     pub leader_id: u64,
     pub leader_addr: Option<String>,
+    /// What this attempt did to the server ([`effect_of`]).
+    pub effect: Effect,
 }
 
 impl Failure {
@@ -57,6 +129,7 @@ impl Failure {
             endpoint,
             format!("deadline exceeded: no answer within {after:?}"),
             FailureKind::Transport,
+            FailurePoint::NoAnswer,
         )
     }
 
@@ -66,15 +139,16 @@ impl Failure {
             "(none)",
             format!("no store endpoint known: {cause}"),
             FailureKind::Retry,
+            FailurePoint::NotSent,
         )
     }
 
     /// No connection can be made to `endpoint` at all (e.g. it is not an address).
     pub fn unusable_endpoint(endpoint: &str, cause: String) -> Self {
-        Self::local(endpoint, cause, FailureKind::Fatal)
+        Self::local(endpoint, cause, FailureKind::Fatal, FailurePoint::NotSent)
     }
 
-    fn local(endpoint: &str, cause: String, kind: FailureKind) -> Self {
+    fn local(endpoint: &str, cause: String, kind: FailureKind, point: FailurePoint) -> Self {
         Self {
             endpoint: endpoint.to_string(),
             code: None,
@@ -82,6 +156,7 @@ impl Failure {
             kind,
             leader_id: 0,
             leader_addr: None,
+            effect: effect_of(point, None, "", &NOT_LEADER_UNUSED),
         }
     }
 
@@ -107,6 +182,14 @@ impl Failure {
         } else {
             FailureKind::Fatal
         };
+        let point = if !local {
+            FailurePoint::Answered
+        } else if is_connect_error(status) {
+            FailurePoint::NotSent
+        } else {
+            FailurePoint::NoAnswer
+        };
+        let effect = effect_of(point, Some(code), status.message(), reply);
         let meta = status.metadata();
         let leader_id = meta
             .get(reply.leader_id_key)
@@ -133,12 +216,34 @@ impl Failure {
             kind,
             leader_id,
             leader_addr,
+            effect,
         }
     }
 
     pub fn retryable(&self) -> bool {
         self.kind != FailureKind::Fatal
     }
+}
+
+/// Local failures carry no message to match; any reply does for them.
+const NOT_LEADER_UNUSED: NotLeaderReply = NotLeaderReply {
+    message: "not leader",
+    leader_id_key: "",
+    leader_addr_key: "",
+    member: "",
+};
+
+/// Whether the status's source chain holds tonic's `ConnectError`: no connection was made, so
+/// the request was not sent.
+fn is_connect_error(status: &tonic::Status) -> bool {
+    let mut source = status.source();
+    while let Some(err) = source {
+        if err.downcast_ref::<tonic::ConnectError>().is_some() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Codes that mean "the cluster could not answer now", never "the answer is no".
@@ -283,28 +388,135 @@ mod tests {
         assert!(Failure::no_endpoint("PD lists no store").retryable());
     }
 
+    const ALL_CODES: [Code; 17] = [
+        Code::Ok,
+        Code::Cancelled,
+        Code::Unknown,
+        Code::InvalidArgument,
+        Code::DeadlineExceeded,
+        Code::NotFound,
+        Code::AlreadyExists,
+        Code::PermissionDenied,
+        Code::ResourceExhausted,
+        Code::FailedPrecondition,
+        Code::Aborted,
+        Code::OutOfRange,
+        Code::Unimplemented,
+        Code::Internal,
+        Code::Unavailable,
+        Code::DataLoss,
+        Code::Unauthenticated,
+    ];
+
+    #[test]
+    fn effect_table_every_row() {
+        use Effect::{None as Not, Unknown};
+        use FailurePoint::*;
+        // Not sent: nothing can have happened, whatever the code.
+        for code in ALL_CODES.map(Some).into_iter().chain([None]) {
+            assert_eq!(effect_of(NotSent, code, "x", &REPLY), Not, "{code:?}");
+            assert_eq!(effect_of(NoAnswer, code, "x", &REPLY), Unknown, "{code:?}");
+        }
+        // Answered: each code, with a message that is not "not leader".
+        let answered = |code| effect_of(Answered, Some(code), "something", &REPLY);
+        for code in ALL_CODES {
+            let expected = match code {
+                Code::InvalidArgument
+                | Code::NotFound
+                | Code::AlreadyExists
+                | Code::OutOfRange
+                | Code::Unimplemented => Not,
+                _ => Unknown,
+            };
+            assert_eq!(answered(code), expected, "{code:?}");
+        }
+        let not_leader = "not leader; leader is node 2 at 127.0.0.1:2379";
+        assert_eq!(
+            effect_of(Answered, Some(Code::FailedPrecondition), not_leader, &REPLY),
+            Not
+        );
+        assert_eq!(
+            effect_of(Answered, Some(Code::Unavailable), not_leader, &REPLY),
+            Unknown,
+            "only FAILED_PRECONDITION is the not-leader answer"
+        );
+        assert_eq!(
+            effect_of(
+                Answered,
+                Some(Code::Unavailable),
+                "no quorum: write not committed within 1500ms (leader 1, term 2)",
+                &REPLY
+            ),
+            Unknown
+        );
+        assert_eq!(effect_of(Answered, None, "", &REPLY), Unknown);
+    }
+
+    #[test]
+    fn failures_carry_the_effect_of_their_failure_point() {
+        use std::sync::Arc;
+        // Connect refused: tonic wraps the connector's error in a ConnectError.
+        let mut refused = tonic::Status::unavailable("tcp connect error");
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        refused.set_source(Arc::new(tonic::ConnectError(Box::new(io))));
+        let f = Failure::from_status("a:1", &refused, &REPLY);
+        assert_eq!((f.kind, f.effect), (FailureKind::Transport, Effect::None));
+        // A reset after sending: local, but not a connect error.
+        let mut reset = tonic::Status::unknown("h2 protocol error");
+        reset.set_source(Arc::new(std::io::Error::other("connection reset")));
+        assert_eq!(
+            Failure::from_status("a:1", &reset, &REPLY).effect,
+            Effect::Unknown
+        );
+        let mut broken = tonic::Status::unavailable("connection closed");
+        broken.set_source(Arc::new(std::io::Error::other("broken pipe")));
+        assert_eq!(
+            Failure::from_status("a:1", &broken, &REPLY).effect,
+            Effect::Unknown
+        );
+        assert_eq!(
+            Failure::timeout("a:1", Duration::from_secs(2)).effect,
+            Effect::Unknown
+        );
+        assert_eq!(Failure::no_endpoint("none").effect, Effect::None);
+        assert_eq!(
+            Failure::unusable_endpoint("bad", "no address".into()).effect,
+            Effect::None
+        );
+        // Server answers.
+        for (status, effect) in [
+            (not_leader(Some("2"), None), Effect::None),
+            (
+                tonic::Status::invalid_argument("key must not be empty"),
+                Effect::None,
+            ),
+            (tonic::Status::not_found("lease 7 not found"), Effect::None),
+            (tonic::Status::out_of_range("compacted"), Effect::None),
+            (
+                tonic::Status::unavailable("no quorum: write not committed"),
+                Effect::Unknown,
+            ),
+            (tonic::Status::deadline_exceeded("slow"), Effect::Unknown),
+            (
+                tonic::Status::internal("unexpected result"),
+                Effect::Unknown,
+            ),
+            (
+                tonic::Status::failed_precondition("compacted"),
+                Effect::Unknown,
+            ),
+        ] {
+            assert_eq!(
+                Failure::from_status("a:1", &status, &REPLY).effect,
+                effect,
+                "{status:?}"
+            );
+        }
+    }
+
     #[test]
     fn code_names_are_the_codes_in_lower_case_words() {
-        let codes = [
-            Code::Ok,
-            Code::Cancelled,
-            Code::Unknown,
-            Code::InvalidArgument,
-            Code::DeadlineExceeded,
-            Code::NotFound,
-            Code::AlreadyExists,
-            Code::PermissionDenied,
-            Code::ResourceExhausted,
-            Code::FailedPrecondition,
-            Code::Aborted,
-            Code::OutOfRange,
-            Code::Unimplemented,
-            Code::Internal,
-            Code::Unavailable,
-            Code::DataLoss,
-            Code::Unauthenticated,
-        ];
-        for code in codes {
+        for code in ALL_CODES {
             let words: String = format!("{code:?}")
                 .chars()
                 .enumerate()

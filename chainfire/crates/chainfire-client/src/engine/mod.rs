@@ -21,7 +21,8 @@ use backon::Retryable;
 use chainfire_api::retry::RetryPolicy;
 
 pub use failure::{
-    Failure, FailureKind, NotLeaderReply, code_name, describe_status, normalize_endpoint,
+    Effect, Failure, FailureKind, FailurePoint, NotLeaderReply, code_name, describe_status,
+    effect_of, normalize_endpoint,
 };
 pub use log::RetryLog;
 pub use outcome::{CallInfo, FailedOp, GaveUp, RetryEvent, RetryObserver};
@@ -112,12 +113,17 @@ pub struct Engine<'a, E> {
 #[derive(Default)]
 struct Progress {
     attempts: usize,
+    /// Attempts that came back (answered or failed); fewer than `attempts` while one is in
+    /// flight.
+    finished: usize,
     redirects: usize,
     retries: usize,
     endpoints: Vec<String>,
     deadline_cut: bool,
     looked_up: bool,
     last: Option<Failure>,
+    /// Some failed attempt's effect was [`Effect::Unknown`].
+    maybe_applied: bool,
 }
 
 impl Progress {
@@ -126,6 +132,11 @@ impl Progress {
         if !self.endpoints.iter().any(|e| e == endpoint) {
             self.endpoints.push(endpoint.to_string());
         }
+    }
+
+    fn failed(&mut self, failure: &Failure) {
+        self.maybe_applied |= failure.effect == Effect::Unknown;
+        self.last = Some(failure.clone());
     }
 }
 
@@ -183,6 +194,8 @@ impl<E: Endpoints> Engine<'_, E> {
                 Err(_) => {
                     let mut p = lock();
                     p.deadline_cut = true;
+                    // An attempt cut off in flight may have been applied.
+                    p.maybe_applied |= p.finished < p.attempts;
                     Err(p.last.clone().unwrap_or_else(|| {
                         let endpoint = p.endpoints.last().map_or("(none)", String::as_str);
                         Failure::timeout(endpoint, op_deadline)
@@ -213,6 +226,7 @@ impl<E: Endpoints> Engine<'_, E> {
                     code: last.code,
                     last_endpoint: last.endpoint.clone(),
                     last_cause: last.cause.clone(),
+                    maybe_applied: p.maybe_applied,
                 };
                 let error = GaveUp::new(failed, last.retryable());
                 E::Log::giving_up(call.op, &error);
@@ -243,17 +257,19 @@ impl<E: Endpoints> Engine<'_, E> {
         };
         let picked = self.endpoints.pick(&mut pick).await;
         lock().looked_up = pick.looked_up;
-        let mut endpoint = picked.inspect_err(|failure| lock().last = Some(failure.clone()))?;
+        let mut endpoint = picked.inspect_err(|failure| lock().failed(failure))?;
         loop {
             lock().sent_to(&endpoint);
-            let failure = match self.send(&endpoint, rpc, deadline).await {
+            let sent = self.send(&endpoint, rpc, deadline).await;
+            lock().finished += 1;
+            let failure = match sent {
                 Ok(response) => {
                     self.endpoints.on_answer(&endpoint, call.route, &response);
                     return Ok((response, endpoint));
                 }
                 Err(failure) => failure,
             };
-            lock().last = Some(failure.clone());
+            lock().failed(&failure);
             match failure.kind {
                 FailureKind::NotLeader => {
                     let target = self.endpoints.on_not_leader(&endpoint, &failure);

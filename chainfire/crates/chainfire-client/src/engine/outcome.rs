@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use tonic::Code;
 
-use super::failure::Failure;
+use super::failure::{Effect, Failure};
 
 /// Where a successful call was answered and what it took.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +68,13 @@ pub struct FailedOp {
     pub code: Option<Code>,
     pub last_endpoint: String,
     pub last_cause: String,
+    /// True when any attempt of the call may have been applied ([`Effect::Unknown`]: sent and
+    /// not answered, or answered "no quorum" and the like), false when every attempt was
+    /// definitely not applied. Request ids make an earlier indeterminate attempt and a later
+    /// one the same write, which may still commit even if the last attempt was a clean
+    /// refusal, so this looks at every attempt, not the last. Meaningful for writes; a read
+    /// changes nothing either way.
+    pub maybe_applied: bool,
 }
 
 impl FailedOp {
@@ -89,6 +96,7 @@ impl FailedOp {
             code: failure.code,
             last_endpoint: failure.endpoint.clone(),
             last_cause: failure.cause.clone(),
+            maybe_applied: failure.effect == Effect::Unknown,
         }
     }
 
@@ -143,10 +151,11 @@ fn plural_attempts(n: usize) -> String {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GaveUp {
     /// Every attempt failed with a retryable error, or the deadline cut retries short. For a
-    /// write the outcome is unknown: applied once or not at all.
+    /// write: applied once or not at all if `maybe_applied`, else not applied.
     #[error("{}", .0.exhausted_message())]
     Exhausted(Box<FailedOp>),
-    /// A non-retryable answer. A write was not applied.
+    /// A non-retryable answer. A write was not applied, unless `maybe_applied` says an earlier
+    /// attempt's outcome is unknown.
     #[error("{}", .0.rejected_message())]
     Rejected(Box<FailedOp>),
 }
@@ -178,6 +187,7 @@ mod tests {
             code: Some(Code::Unavailable),
             last_endpoint: "b:2".into(),
             last_cause: "unavailable: no quorum".into(),
+            maybe_applied: true,
         }
     }
 
@@ -219,6 +229,10 @@ mod tests {
         assert_eq!((op.attempts, op.retries, op.deadline), (1, 0, None));
         assert_eq!(op.last_endpoint, "a:1");
         assert_eq!(op.last_cause, "deadline exceeded: no answer within 2s");
+        assert!(
+            op.maybe_applied,
+            "a request without an answer may have been applied"
+        );
         assert!(matches!(
             GaveUp::new(op, failure.retryable()),
             GaveUp::Exhausted(_)

@@ -300,3 +300,113 @@ async fn an_unusable_endpoint_is_final() {
     );
     assert_eq!(*sent.lock().unwrap(), ["a"]);
 }
+
+#[tokio::test]
+async fn an_earlier_unknown_attempt_makes_a_later_refusal_maybe_applied() {
+    let endpoints = Scripted::default();
+    let settings = CallSettings {
+        request_timeout: Duration::from_millis(30),
+        ..CallSettings::default()
+    };
+    let engine = Engine {
+        endpoints: &endpoints,
+        settings: &settings,
+    };
+    let policy = fast_policy(1);
+    let attempt = Arc::new(Mutex::new(0));
+    // Attempt 1 never answers (the per-attempt timeout fires after sending); attempt 2 cannot
+    // connect at all.
+    let rpc = |_endpoint: String, _budget| {
+        let attempt = attempt.clone();
+        async move {
+            let n = {
+                let mut a = attempt.lock().unwrap();
+                *a += 1;
+                *a
+            };
+            if n == 1 {
+                std::future::pending::<()>().await;
+            }
+            Err::<tonic::Response<u32>, _>(refused())
+        }
+    };
+    let err = engine.run(call(&policy), rpc).await.unwrap_err();
+    let GaveUp::Exhausted(op) = &err else {
+        panic!("expected Exhausted, got {err:?}")
+    };
+    assert_eq!(op.attempts, 2);
+    assert!(
+        op.last_cause.contains("Connection refused"),
+        "{}",
+        op.last_cause
+    );
+    assert!(op.maybe_applied, "attempt 1 may still commit");
+}
+
+#[tokio::test]
+async fn connection_refused_on_every_attempt_is_not_applied() {
+    let endpoints = Scripted::default();
+    let settings = CallSettings::default();
+    let engine = Engine {
+        endpoints: &endpoints,
+        settings: &settings,
+    };
+    let policy = fast_policy(2);
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let steps = script(vec![Err(refused()), Err(refused()), Err(refused())]);
+    let err = engine
+        .run(call(&policy), scripted_rpc(steps, sent))
+        .await
+        .unwrap_err();
+    let GaveUp::Exhausted(op) = &err else {
+        panic!("expected Exhausted, got {err:?}")
+    };
+    assert_eq!(op.attempts, 3);
+    assert!(!op.maybe_applied, "no request was ever sent");
+}
+
+#[tokio::test]
+async fn not_leader_and_refusals_are_not_applied_but_no_quorum_is() {
+    let endpoints = Scripted::default();
+    let settings = CallSettings::default();
+    let engine = Engine {
+        endpoints: &endpoints,
+        settings: &settings,
+    };
+    let policy = fast_policy(3);
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let steps = script(vec![
+        Err(not_leader(None)),
+        Err(refused()),
+        Err(tonic::Status::invalid_argument("key must not be empty")),
+    ]);
+    let err = engine
+        .run(call(&policy), scripted_rpc(steps, sent.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, GaveUp::Rejected(op) if !op.maybe_applied),
+        "{err:?}"
+    );
+    let steps = script(vec![
+        Err(tonic::Status::unavailable("no quorum: write not committed")),
+        Err(tonic::Status::invalid_argument("key must not be empty")),
+    ]);
+    let err = engine
+        .run(call(&policy), scripted_rpc(steps, sent))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, GaveUp::Rejected(op) if op.maybe_applied),
+        "{err:?}"
+    );
+}
+
+/// What tonic returns when the TCP connection is refused: the connector's error inside a
+/// `ConnectError`.
+fn refused() -> tonic::Status {
+    let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+    let mut status = tonic::Status::unavailable("tcp connect error");
+    status.set_source(Arc::new(tonic::ConnectError(Box::new(io))));
+    status
+}
