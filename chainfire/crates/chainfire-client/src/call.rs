@@ -44,6 +44,7 @@ has_header!(
     pb::PutResponse,
     pb::GetResponse,
     pb::DeleteResponse,
+    pb::CompareAndSwapResponse,
     pb::RangeResponse,
     pb::LeaseGrantResponse,
     pb::LeaseKeepAliveResponse,

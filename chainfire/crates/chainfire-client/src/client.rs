@@ -12,8 +12,8 @@ use crate::engine::{Call, CallInfo, FailedOp, Failure, GaveUp, Route, normalize_
 use crate::error::ClientError;
 use crate::router::Router;
 use crate::types::{
-    DeleteResult, GetResult, KeyValue, LeaseGrantResult, LeaseKeepAliveResult, NodeStatus,
-    PutResult, RangeOptions, RangeResult,
+    CasResult, Compare, DeleteResult, GetResult, KeyValue, LeaseGrantResult, LeaseKeepAliveResult,
+    NodeStatus, PutResult, RangeOptions, RangeResult,
 };
 
 /// A handle to a ChainFire cluster. Cheap to clone; clones share connections and what was
@@ -118,6 +118,38 @@ impl Client {
         Ok(PutResult {
             revision: resp.revision,
             prev: resp.prev_kv.map(KeyValue::from),
+            info,
+        })
+    }
+
+    /// Puts `value` under `key` (with no lease) only if the key matches `expected` when the
+    /// swap is applied, atomically with the write. Retried like a put with one request id, so
+    /// it is applied at most once and a retry gets the first answer, succeeded or not; errors
+    /// and retry events name the op "cas".
+    pub async fn compare_and_swap(
+        &self,
+        key: impl AsRef<[u8]>,
+        expected: Compare,
+        value: impl AsRef<[u8]>,
+    ) -> Result<CasResult, ClientError> {
+        let key = key.as_ref();
+        let request = pb::CompareAndSwapRequest {
+            key: key.to_vec(),
+            value: value.as_ref().to_vec(),
+            request_id: new_request_id(),
+            expected: Some(expected.to_pb()),
+        };
+        let (resp, info) = self
+            .inner
+            .execute(self.spec("cas", Some(key), Route::Leader), |mut c| {
+                let request = request.clone();
+                async move { c.compare_and_swap(request).await }
+            })
+            .await?;
+        Ok(CasResult {
+            succeeded: resp.succeeded,
+            revision: resp.revision,
+            current: resp.current.map(KeyValue::from),
             info,
         })
     }

@@ -15,7 +15,7 @@
 //!   the endpoints tried, the attempts, the elapsed time and the last cause.
 //!
 //! # What a retried write guarantees
-//! Each put or delete carries one random 128-bit request id, reused on every retry of that
+//! Each put, delete or compare-and-swap carries one random 128-bit request id, reused on every retry of that
 //! call; the server applies a request id at most once and answers a repeat with the first
 //! result, as long as the id is among the last `--dedup-window` ids it saw (default 10,000
 //! writes). So `Ok` means applied exactly once, `ClientError::Rejected` means not applied, and
@@ -43,8 +43,9 @@ pub use config::ClientConfig;
 pub use engine::{CallInfo, FailedOp, RetryEvent, RetryObserver};
 pub use error::ClientError;
 pub use types::{
-    DeleteResult, EventKind, GetResult, KeyValue, LeaseGrantResult, LeaseKeepAliveResult, Member,
-    NodeStatus, PutResult, RangeOptions, RangeResult, WatchEvent, WatchOptions,
+    CasResult, Compare, DeleteResult, EventKind, GetResult, KeyValue, LeaseGrantResult,
+    LeaseKeepAliveResult, Member, NodeStatus, PutResult, RangeOptions, RangeResult, WatchEvent,
+    WatchOptions,
 };
 pub use watch::{RawWatch, Watch};
 

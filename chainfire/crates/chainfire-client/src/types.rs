@@ -41,6 +41,47 @@ pub struct PutResult {
     pub info: CallInfo,
 }
 
+/// What a compare-and-swap expects of its key, checked by the state machine when the swap is
+/// applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compare {
+    /// The key exists with exactly this value.
+    Value(Vec<u8>),
+    /// The key does not exist.
+    Absent,
+    /// The key's mod_revision is this; 0 means absent (as in etcd).
+    ModRevision(u64),
+}
+
+impl Compare {
+    /// [`Compare::Value`] from anything byte-like.
+    pub fn value(value: impl AsRef<[u8]>) -> Self {
+        Self::Value(value.as_ref().to_vec())
+    }
+
+    pub(crate) fn to_pb(&self) -> pb::compare_and_swap_request::Expected {
+        use pb::compare_and_swap_request::Expected;
+        match self {
+            Compare::Value(v) => Expected::CurrentValue(v.clone()),
+            Compare::Absent => Expected::Absent(true),
+            Compare::ModRevision(r) => Expected::ModRevision(*r),
+        }
+    }
+}
+
+/// The answer to a compare-and-swap: `succeeded` with the revision written, or not, with the
+/// key as the compare saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CasResult {
+    pub succeeded: bool,
+    /// Revision the new value was written at; 0 when not succeeded.
+    pub revision: u64,
+    /// When not succeeded: the key's value and revisions as the compare saw them (`None`:
+    /// absent).
+    pub current: Option<KeyValue>,
+    pub info: CallInfo,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GetResult {
     pub kv: Option<KeyValue>,

@@ -7,7 +7,7 @@ mod fake_server;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chainfire_client::{Client, ClientConfig, ClientError, RetryEvent, RetryPolicy};
+use chainfire_client::{Client, ClientConfig, ClientError, Compare, RetryEvent, RetryPolicy};
 use fake_server::{FakeKv, Mode, dead_endpoint, spawn};
 use tonic::Code;
 
@@ -358,4 +358,43 @@ async fn invalid_configs_are_refused_with_the_reason() {
             .contains("retry policy: retry jitter must be in [0, 1)"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn compare_and_swap_retries_with_one_request_id_as_op_cas() {
+    let server = spawn(FakeKv::new(1, Mode::FailFirst(2, Code::Unavailable))).await;
+    let (config, events) = observed(vec![server.addr.clone()], fast_policy(3));
+    let client = Client::connect(config).await.unwrap();
+    let cas = client
+        .compare_and_swap("k", Compare::Absent, "v")
+        .await
+        .expect("3rd attempt succeeds");
+    assert!(cas.succeeded);
+    assert_eq!((cas.revision, cas.info.attempts), (9, 3));
+    let seen = server.kv.seen();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert!(!seen[0].request_id.is_empty());
+    assert!(seen.iter().all(|s| s.request_id == seen[0].request_id));
+    let events = events.lock().unwrap().clone();
+    assert_eq!(events.len(), 2);
+    assert!(
+        events
+            .iter()
+            .all(|e| e.op == "cas" && e.key.as_deref() == Some("k"))
+    );
+
+    // A final error names the op "cas" and, after "no quorum" answers, may have been applied.
+    let down = spawn(FakeKv::new(1, Mode::FailFirst(10, Code::Unavailable))).await;
+    let (config, _) = observed(vec![down.addr.clone()], fast_policy(1));
+    let client = Client::connect(config).await.unwrap();
+    let err = client
+        .compare_and_swap("k", Compare::ModRevision(3), "v")
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("cas \"k\" failed after 2 attempts"),
+        "{err}"
+    );
+    assert!(err.maybe_applied());
 }

@@ -51,11 +51,43 @@ pub enum Operation {
         #[serde(with = "hex_bytes")]
         key: Vec<u8>,
     },
+    /// Puts `value` (no lease) under `key` if the key's state matches `expected` when the entry
+    /// is applied; otherwise changes nothing.
+    CompareAndSwap {
+        #[serde(with = "hex_bytes")]
+        key: Vec<u8>,
+        #[serde(with = "hex_bytes")]
+        value: Vec<u8>,
+        expected: Expected,
+    },
     /// Creates a lease; `id` 0 lets the state machine pick the next free id (deterministically,
     /// so every replica picks the same one).
     LeaseGrant { id: u64, ttl_seconds: i64 },
     /// Deletes a lease and every key attached to it, at one new revision.
     LeaseRevoke { id: u64, reason: RevokeReason },
+}
+
+/// What a compare-and-swap expects of its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expected {
+    /// The key's mod_revision; 0 means the key is absent.
+    ModRevision(u64),
+    /// The key exists with this value.
+    Value(#[serde(with = "hex_bytes")] Vec<u8>),
+    /// The key does not exist.
+    Absent,
+}
+
+impl Expected {
+    /// Whether `current` (the key's record, `None` when absent) matches.
+    pub fn matches(&self, current: Option<&Record>) -> bool {
+        match self {
+            Expected::ModRevision(rev) => current.map_or(0, |r| r.mod_revision) == *rev,
+            Expected::Value(value) => current.is_some_and(|r| r.value == *value),
+            Expected::Absent => current.is_none(),
+        }
+    }
 }
 
 /// Why a lease is revoked; recorded in the log so replicas' logs say what happened.
@@ -88,6 +120,13 @@ pub enum Response {
     LeaseRevoke {
         revision: u64,
         deleted_keys: u64,
+    },
+    CompareAndSwap {
+        succeeded: bool,
+        /// The revision written when `succeeded`, else the store revision the compare saw.
+        revision: u64,
+        /// When not succeeded: the key as the compare saw it (`None`: absent).
+        current: Option<KeyValue>,
     },
     /// The command was valid Raft input but the state machine refused it; nothing changed.
     Rejected(Rejection),

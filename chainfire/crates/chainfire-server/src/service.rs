@@ -20,7 +20,9 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request as GrpcRequest, Response as GrpcResponse, Status};
 
 use crate::cluster::{Cluster, RaftOpError};
-use crate::kv::{Event, EventKind, KeySelector, KeyValue, Operation, Rejection, Request, Response};
+use crate::kv::{
+    Event, EventKind, Expected, KeySelector, KeyValue, Operation, Rejection, Request, Response,
+};
 use crate::lease;
 use crate::store::StoreError;
 use crate::watch::{Watch, WatchBatch, WatchError};
@@ -209,6 +211,48 @@ impl Kv for KvService {
                 revision,
             })),
             other => Err(unexpected("delete", &other)),
+        }
+    }
+
+    async fn compare_and_swap(
+        &self,
+        request: GrpcRequest<pb::CompareAndSwapRequest>,
+    ) -> Result<GrpcResponse<pb::CompareAndSwapResponse>, Status> {
+        use pb::compare_and_swap_request::Expected as PbExpected;
+        let req = request.into_inner();
+        require_key(&req.key)?;
+        let expected = match req.expected {
+            Some(PbExpected::ModRevision(rev)) => Expected::ModRevision(rev),
+            Some(PbExpected::CurrentValue(value)) => Expected::Value(value),
+            Some(PbExpected::Absent(true)) => Expected::Absent,
+            Some(PbExpected::Absent(false)) => {
+                return Err(Status::invalid_argument(
+                    "expected.absent must be true when set",
+                ));
+            }
+            None => return Err(Status::invalid_argument("expected must be set")),
+        };
+        let op = Operation::CompareAndSwap {
+            key: req.key,
+            value: req.value,
+            expected,
+        };
+        match self
+            .propose(Request::with_request_id(op, req.request_id))
+            .await?
+        {
+            Response::CompareAndSwap {
+                succeeded,
+                revision,
+                current,
+            } => Ok(GrpcResponse::new(pb::CompareAndSwapResponse {
+                header: Some(self.header(revision)),
+                succeeded,
+                revision: if succeeded { revision } else { 0 },
+                current: current.map(kv_to_pb),
+            })),
+            Response::Rejected(r) => Err(rejection_status(r)),
+            other => Err(unexpected("compare and swap", &other)),
         }
     }
 

@@ -872,6 +872,33 @@ fn apply_operation(
                 deleted: true,
             })
         }
+        Operation::CompareAndSwap {
+            key,
+            value,
+            expected,
+        } => {
+            let current = read_record(tables, key)?;
+            if !expected.matches(current.as_ref()) {
+                return Ok(Response::CompareAndSwap {
+                    succeeded: false,
+                    revision: meta.revision,
+                    current: current.map(|r| r.into_key_value(key.clone())),
+                });
+            }
+            let put = Operation::Put {
+                key: key.clone(),
+                value: value.clone(),
+                lease: 0,
+            };
+            match apply_operation(tables, meta, events, &put)? {
+                Response::Put { revision, .. } => Ok(Response::CompareAndSwap {
+                    succeeded: true,
+                    revision,
+                    current: None,
+                }),
+                other => Ok(other),
+            }
+        }
         Operation::LeaseGrant { id, ttl_seconds } => {
             if *ttl_seconds <= 0 {
                 return Ok(Response::Rejected(Rejection::InvalidTtl(*ttl_seconds)));
@@ -1147,6 +1174,114 @@ mod tests {
             "req-2".into(),
         )]);
         assert_eq!(h.store.get(b"k").unwrap().1, 2);
+    }
+
+    fn cas(key: &str, expected: crate::kv::Expected, value: &str) -> Operation {
+        Operation::CompareAndSwap {
+            key: key.into(),
+            value: value.into(),
+            expected,
+        }
+    }
+
+    #[test]
+    fn compare_and_swap_writes_only_when_the_compare_holds_at_apply() {
+        use crate::kv::Expected;
+        let mut h = Harness::new();
+        // Absent: succeeds once, then fails with the current key.
+        let first = h.apply(vec![Request::new(cas("k", Expected::Absent, "v1"))]);
+        assert_eq!(
+            first.responses[0],
+            Response::CompareAndSwap {
+                succeeded: true,
+                revision: 1,
+                current: None
+            }
+        );
+        assert_eq!(first.events.len(), 1, "a successful swap is a put event");
+        assert_eq!(first.events[0].kind, EventKind::Put);
+        let Response::CompareAndSwap {
+            succeeded: false,
+            revision: 1,
+            current: Some(kv),
+        } = h.one(cas("k", Expected::Absent, "v2"))
+        else {
+            panic!("second absent-CAS must fail with the current key")
+        };
+        assert_eq!((kv.value.as_slice(), kv.mod_revision), (&b"v1"[..], 1));
+        // By value and by revision.
+        assert!(matches!(
+            h.one(cas("k", Expected::Value(b"nope".to_vec()), "x")),
+            Response::CompareAndSwap {
+                succeeded: false,
+                ..
+            }
+        ));
+        assert!(matches!(
+            h.one(cas("k", Expected::Value(b"v1".to_vec()), "v2")),
+            Response::CompareAndSwap {
+                succeeded: true,
+                revision: 2,
+                ..
+            }
+        ));
+        assert!(matches!(
+            h.one(cas("k", Expected::ModRevision(1), "stale")),
+            Response::CompareAndSwap {
+                succeeded: false,
+                revision: 2,
+                ..
+            }
+        ));
+        assert!(matches!(
+            h.one(cas("k", Expected::ModRevision(2), "v3")),
+            Response::CompareAndSwap {
+                succeeded: true,
+                revision: 3,
+                ..
+            }
+        ));
+        // mod_revision 0 means absent, as in etcd.
+        assert!(matches!(
+            h.one(cas("other", Expected::ModRevision(0), "new")),
+            Response::CompareAndSwap {
+                succeeded: true,
+                revision: 4,
+                ..
+            }
+        ));
+        assert!(matches!(
+            h.one(cas("missing", Expected::Value(b"".to_vec()), "x")),
+            Response::CompareAndSwap {
+                succeeded: false,
+                current: None,
+                ..
+            }
+        ));
+        let kv = h.store.get(b"k").unwrap().0.unwrap();
+        assert_eq!((kv.value.as_slice(), kv.version), (&b"v3"[..], 3));
+    }
+
+    #[test]
+    fn a_repeated_compare_and_swap_returns_its_first_result() {
+        use crate::kv::Expected;
+        let mut h = Harness::new();
+        let swap = Request::with_request_id(cas("k", Expected::Absent, "v1"), "cas-1".into());
+        let first = h.apply(vec![swap.clone()]);
+        // The key now exists, so re-evaluating would fail; the repeat gets the first answer.
+        let again = h.apply(vec![swap]);
+        assert_eq!(first.responses, again.responses);
+        assert!(again.events.is_empty());
+        // A failed compare is a result to remember too.
+        let failing = Request::with_request_id(cas("k", Expected::Absent, "v2"), "cas-2".into());
+        let failed = h.apply(vec![failing.clone()]).responses;
+        h.put("k", "changed");
+        h.one(Operation::Delete { key: b"k".to_vec() });
+        // The key is absent now: a fresh compare would hold, the repeat must not swap.
+        let repeat = h.apply(vec![failing]);
+        assert_eq!(repeat.responses, failed);
+        assert!(repeat.events.is_empty());
+        assert_eq!(h.store.get(b"k").unwrap().0, None);
     }
 
     #[test]

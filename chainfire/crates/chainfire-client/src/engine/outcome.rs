@@ -31,7 +31,7 @@ pub type RetryObserver = Arc<dyn Fn(&RetryEvent) + Send + Sync>;
 /// before the client sleeps `delay`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryEvent {
-    /// The operation: "put", "get", "delete", "range", "lease_grant", "lease_keep_alive",
+    /// The operation: "put", "get", "delete", "cas" (compare-and-swap), "range", "lease_grant", "lease_keep_alive",
     /// "lease_revoke" or "watch" (a watch reopening its stream); FlareDB's "scan".
     pub op: &'static str,
     /// The key or prefix (lossy UTF-8), `None` for lease operations.

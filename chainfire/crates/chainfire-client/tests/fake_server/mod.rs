@@ -160,6 +160,20 @@ impl Kv for FakeKv {
         }))
     }
 
+    async fn compare_and_swap(
+        &self,
+        r: Request<pb::CompareAndSwapRequest>,
+    ) -> Result<Response<pb::CompareAndSwapResponse>, Status> {
+        let r = r.into_inner();
+        self.gate("cas", &r.request_id, 0).await?;
+        Ok(Response::new(pb::CompareAndSwapResponse {
+            header: self.header(),
+            succeeded: true,
+            revision: 9,
+            current: None,
+        }))
+    }
+
     async fn range(
         &self,
         _r: Request<pb::RangeRequest>,
