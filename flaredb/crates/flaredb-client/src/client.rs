@@ -27,6 +27,35 @@ pub struct PutResult {
     pub info: CallInfo,
 }
 
+/// What a compare-and-swap expects of its key, checked by the state machine when the swap is
+/// applied. FlareDB keeps no revisions, so there is no `ModRevision`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compare {
+    /// The key exists with exactly this value.
+    Value(Vec<u8>),
+    /// The key does not exist.
+    Absent,
+}
+
+impl Compare {
+    /// [`Compare::Value`] from anything byte-like.
+    pub fn value(value: impl AsRef<[u8]>) -> Self {
+        Self::Value(value.as_ref().to_vec())
+    }
+}
+
+/// The answer to a compare-and-swap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CasResult {
+    pub succeeded: bool,
+    /// Raft log index the new value was written at (of its first application, for a
+    /// deduplicated retry); 0 when not succeeded.
+    pub index: u64,
+    /// When not succeeded: the value the compare saw (`None`: absent).
+    pub current: Option<Vec<u8>>,
+    pub info: CallInfo,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GetResult {
     pub value: Option<Vec<u8>>,
@@ -103,7 +132,7 @@ pub(crate) struct Inner {
 /// FlareDB client: cheap to clone (clones share the pool and what was learned about the
 /// leader); every call has a deadline (`op_deadline`).
 ///
-/// Each put and delete carries one random request id, reused on every retry of that call; the
+/// Each put, delete and compare-and-swap carries one random request id, reused on every retry of that call; the
 /// group applies an id at most once (within its dedup window) and answers a repeat with the
 /// first result. So `Ok` means applied exactly once, [`ClientError::Rejected`] means not
 /// applied, and [`ClientError::Exhausted`] means unknown (applied once or not at all).
@@ -201,6 +230,42 @@ impl Client {
         Ok(PutResult {
             index: response.index,
             prev_value: response.prev_value,
+            info,
+        })
+    }
+
+    /// Sets `key` to `value` only if the key matches `expected` when the swap is applied,
+    /// atomically with the write. Retried like a put with one request id, so it is applied at
+    /// most once and a retry gets the first answer, succeeded or not; errors and retry events
+    /// name the op "cas".
+    pub async fn compare_and_swap(
+        &self,
+        key: impl AsRef<[u8]>,
+        expected: Compare,
+        value: impl AsRef<[u8]>,
+    ) -> Result<CasResult, ClientError> {
+        use pb::compare_and_swap_request::Expected;
+        let key = key.as_ref();
+        let request = pb::CompareAndSwapRequest {
+            key: key.to_vec(),
+            value: value.as_ref().to_vec(),
+            request_id: new_request_id(),
+            expected: Some(match expected {
+                Compare::Value(v) => Expected::CurrentValue(v),
+                Compare::Absent => Expected::Absent(true),
+            }),
+        };
+        let call = self.call("cas", key, Route::Leader);
+        let (response, info) = self
+            .inner
+            .unary(call, request, |mut c, r| async move {
+                c.compare_and_swap(r).await
+            })
+            .await?;
+        Ok(CasResult {
+            succeeded: response.succeeded,
+            index: response.index,
+            current: response.current.map(|kv| kv.value),
             info,
         })
     }

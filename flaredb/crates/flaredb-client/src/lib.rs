@@ -30,7 +30,9 @@ pub mod registry;
 mod routing;
 
 pub use chainfire_client::{CallInfo, FailedOp, RetryEvent, RetryObserver};
-pub use client::{Client, DeleteResult, GetResult, PutResult, ScanOptions, ScanResult};
+pub use client::{
+    CasResult, Client, Compare, DeleteResult, GetResult, PutResult, ScanOptions, ScanResult,
+};
 pub use config::ClientConfig;
 pub use error::ClientError;
 pub use pool::PoolStats;

@@ -203,6 +203,47 @@ impl FlareDb for FlareDbService {
         }))
     }
 
+    async fn compare_and_swap(
+        &self,
+        request: Request<pb::CompareAndSwapRequest>,
+    ) -> Result<Response<pb::CompareAndSwapResponse>, Status> {
+        use pb::compare_and_swap_request::Expected as PbExpected;
+        let req = request.into_inner();
+        check_key(&req.key)?;
+        let expected = match req.expected {
+            Some(PbExpected::CurrentValue(value)) => types::Expected::Value(value),
+            Some(PbExpected::Absent(true)) => types::Expected::Absent,
+            Some(PbExpected::Absent(false)) => {
+                return Err(Status::invalid_argument(
+                    "expected.absent must be true when set",
+                ));
+            }
+            None => return Err(Status::invalid_argument("expected must be set")),
+        };
+        let key = req.key.clone();
+        let response = self
+            .write(
+                "compare and swap",
+                types::Request::CompareAndSwap {
+                    key: req.key,
+                    value: req.value,
+                    expected,
+                    request_id: req.request_id,
+                },
+            )
+            .await?;
+        let succeeded = response.swapped;
+        Ok(Response::new(pb::CompareAndSwapResponse {
+            succeeded,
+            index: if succeeded { response.index } else { 0 },
+            current: match (succeeded, response.prev_value) {
+                (false, Some(value)) => Some(KeyValue { key, value }),
+                _ => None,
+            },
+            leader_id: self.id,
+        }))
+    }
+
     async fn scan(
         &self,
         request: Request<pb::ScanRequest>,

@@ -290,6 +290,7 @@ impl ApplyTables<'_> {
             response.deduplicated = true;
             return Ok(response);
         }
+        let mut swapped = false;
         let prev_value = match request {
             Request::Put { key, value, .. } => self
                 .kv
@@ -301,6 +302,25 @@ impl ApplyTables<'_> {
                 .remove(key.as_slice())
                 .map_err(redb::Error::from)?
                 .map(|v| v.value().to_vec()),
+            Request::CompareAndSwap {
+                key,
+                value,
+                expected,
+                ..
+            } => {
+                let current = self
+                    .kv
+                    .get(key.as_slice())
+                    .map_err(redb::Error::from)?
+                    .map(|v| v.value().to_vec());
+                if expected.matches(current.as_deref()) {
+                    self.kv
+                        .insert(key.as_slice(), value.as_slice())
+                        .map_err(redb::Error::from)?;
+                    swapped = true;
+                }
+                current
+            }
             Request::SetStoreAddr { id, addr } => {
                 let mut addrs: BTreeMap<u64, String> =
                     read_json(&self.meta, STORE_ADDRS_KEY)?.unwrap_or_default();
@@ -315,6 +335,7 @@ impl ApplyTables<'_> {
             prev_value,
             index,
             deduplicated: false,
+            swapped,
         };
         if let Some(id) = request_id {
             self.requests
@@ -751,10 +772,85 @@ mod tests {
             Response {
                 prev_value: None,
                 index: 1,
-                deduplicated: true
+                deduplicated: true,
+                swapped: false,
             }
         );
         assert_eq!(sm.get(b"k").unwrap(), Some(b"other".to_vec()));
+    }
+
+    fn cas(key: &str, expected: crate::types::Expected, value: &str, id: &str) -> Request {
+        Request::CompareAndSwap {
+            key: key.as_bytes().to_vec(),
+            value: value.as_bytes().to_vec(),
+            expected,
+            request_id: id.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn compare_and_swap_writes_only_when_the_compare_holds_at_apply() {
+        use crate::types::Expected;
+        let (_dir, mut sm) = open();
+        let r = sm
+            .apply(vec![
+                entry(1, cas("k", Expected::Absent, "v1", "")),
+                entry(2, cas("k", Expected::Absent, "v2", "")),
+                entry(3, cas("k", Expected::Value(b"nope".to_vec()), "x", "")),
+                entry(4, cas("k", Expected::Value(b"v1".to_vec()), "v2", "")),
+                entry(5, cas("gone", Expected::Value(Vec::new()), "x", "")),
+            ])
+            .await
+            .unwrap();
+        assert!(r[0].swapped && r[0].prev_value.is_none() && r[0].index == 1);
+        assert!(!r[1].swapped);
+        assert_eq!(
+            r[1].prev_value,
+            Some(b"v1".to_vec()),
+            "the value the compare saw"
+        );
+        assert!(!r[2].swapped);
+        assert!(r[3].swapped);
+        assert!(!r[4].swapped && r[4].prev_value.is_none());
+        assert_eq!(sm.get(b"k").unwrap(), Some(b"v2".to_vec()));
+        assert_eq!(sm.get(b"gone").unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_repeated_compare_and_swap_gets_its_first_result() {
+        use crate::types::Expected;
+        let (_dir, mut sm) = open();
+        let won = sm
+            .apply(vec![entry(1, cas("k", Expected::Absent, "v1", "c1"))])
+            .await
+            .unwrap();
+        let lost = sm
+            .apply(vec![entry(2, cas("k", Expected::Absent, "v2", "c2"))])
+            .await
+            .unwrap();
+        assert!(won[0].swapped && !lost[0].swapped);
+        sm.apply(vec![entry(
+            3,
+            Request::Delete {
+                key: b"k".to_vec(),
+                request_id: String::new(),
+            },
+        )])
+        .await
+        .unwrap();
+        // The key is absent now: both compares would hold, but each repeat gets its first
+        // answer and writes nothing.
+        let repeats = sm
+            .apply(vec![
+                entry(4, cas("k", Expected::Absent, "v1", "c1")),
+                entry(5, cas("k", Expected::Absent, "v2", "c2")),
+            ])
+            .await
+            .unwrap();
+        assert!(repeats[0].swapped && repeats[0].deduplicated && repeats[0].index == 1);
+        assert!(!repeats[1].swapped && repeats[1].deduplicated);
+        assert_eq!(repeats[1].prev_value, Some(b"v1".to_vec()));
+        assert_eq!(sm.get(b"k").unwrap(), None);
     }
 
     #[tokio::test]

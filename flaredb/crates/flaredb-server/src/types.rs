@@ -25,6 +25,14 @@ pub enum Request {
     },
     /// Removes `key` (a no-op answered with `prev_value: None` when absent).
     Delete { key: Vec<u8>, request_id: String },
+    /// Sets `key` to `value` if the key matches `expected` when the entry is applied; otherwise
+    /// changes nothing. `prev_value` is the value the compare saw, `swapped` whether it held.
+    CompareAndSwap {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        expected: Expected,
+        request_id: String,
+    },
     /// Publishes the client address of store `id`, so followers can name the leader's address in
     /// "not leader" answers. A new leader proposes its own address once per term.
     SetStoreAddr { id: u64, addr: String },
@@ -34,12 +42,33 @@ impl Request {
     /// The idempotency key of a client write, if it has one.
     pub fn request_id(&self) -> Option<&str> {
         match self {
-            Request::Put { request_id, .. } | Request::Delete { request_id, .. }
+            Request::Put { request_id, .. }
+            | Request::Delete { request_id, .. }
+            | Request::CompareAndSwap { request_id, .. }
                 if !request_id.is_empty() =>
             {
                 Some(request_id)
             }
             _ => None,
+        }
+    }
+}
+
+/// What a compare-and-swap expects of its key (FlareDB keeps no revisions).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Expected {
+    /// The key exists with this value.
+    Value(Vec<u8>),
+    /// The key does not exist.
+    Absent,
+}
+
+impl Expected {
+    /// Whether the key's current value (`None`: absent) matches.
+    pub fn matches(&self, current: Option<&[u8]>) -> bool {
+        match self {
+            Expected::Value(value) => current == Some(value.as_slice()),
+            Expected::Absent => current.is_none(),
         }
     }
 }
@@ -54,6 +83,9 @@ pub struct Response {
     pub index: u64,
     /// True when this entry repeated an already applied request id and changed nothing.
     pub deduplicated: bool,
+    /// Compare-and-swap only: the compare held and the value was written.
+    #[serde(default)]
+    pub swapped: bool,
 }
 
 #[cfg(test)]
