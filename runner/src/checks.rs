@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 pub use backoff::{RetryFilter, backoff, retry_count};
 pub use convergence::replicas_converge;
 pub use errors::error_clarity;
-pub use lost_writes::no_lost_writes;
+pub use lost_writes::{MIN_WRITES_AFTER_FAULT, no_lost_writes};
 pub use node_exits::no_unexpected_exits;
 pub use reconnect::{ReconnectTo, reconnect_time};
 pub use watch::watch_continuity;
@@ -72,7 +72,8 @@ fn ms(value: f64) -> String {
 #[cfg(test)]
 pub(crate) mod fixtures {
     use crate::history::{
-        Event, EventKind, LogMatchRecord, OpKind, OpRecord, Outcome, RetryRecord,
+        Event, EventKind, FaultKind, FaultRecord, LogMatchRecord, OpKind, OpRecord, Outcome,
+        RetryRecord, Service,
     };
 
     pub fn op(
@@ -92,11 +93,12 @@ pub(crate) mod fixtures {
                 op,
                 key: key.into(),
                 value: value.map(str::to_string),
+                expected: None,
                 start_ms: start,
                 end_ms: end,
                 endpoints: vec!["127.0.1.1:2379".into(), "127.0.1.2:2380".into()],
                 node: Some("127.0.1.1:2379".into()),
-                outcome: if ok { Outcome::Ok } else { Outcome::Error },
+                outcome: if ok { Outcome::Ok } else { Outcome::Info },
                 error: (!ok).then(|| "put failed".to_string()),
                 attempts: 1,
                 retries: 0,
@@ -106,8 +108,35 @@ pub(crate) mod fixtures {
         }
     }
 
+    /// A put acknowledged (`ok`) or of unknown outcome (`info`).
     pub fn put(id: u64, key: &str, value: &str, start: f64, end: f64, ok: bool) -> Event {
         op(id, OpKind::Put, key, Some(value), start, end, ok)
+    }
+
+    /// A put that definitely was not applied.
+    pub fn put_failed(id: u64, key: &str, value: &str, start: f64, end: f64) -> Event {
+        let mut event = op(id, OpKind::Put, key, Some(value), start, end, false);
+        if let EventKind::Op(o) = &mut event.kind {
+            o.outcome = Outcome::Fail;
+            o.error = Some("put rejected: not leader".into());
+        }
+        event
+    }
+
+    /// A kill of chainfire-1 taking effect at `t_ms`.
+    pub fn fault(t_ms: f64) -> Event {
+        Event {
+            t_ms,
+            kind: EventKind::Fault(FaultRecord {
+                kind: FaultKind::Kill,
+                service: Service::ChainFire,
+                node: 1,
+                node_name: "chainfire-1".into(),
+                target: "leader".into(),
+                detail: "SIGKILL".into(),
+                rules: vec![],
+            }),
+        }
     }
 
     pub fn read_back(id: u64, key: &str, value: Option<&str>, start: f64, end: f64) -> Event {

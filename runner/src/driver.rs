@@ -6,8 +6,9 @@
 //! attributed to the operation it belongs to (a task-local carries the op id into the observer,
 //! which the client calls synchronously inside the operation). Every operation also has a hard
 //! time bound of the runner's own, so a client that hangs is recorded as an error, never waited
-//! on forever. Operations never fail from the caller's view: failure is an `Outcome::Error`
-//! record, which is what the checks judge.
+//! on forever. Operations never fail from the caller's view: every operation is an `invoke`
+//! followed by exactly one completion, `ok`, `fail` (definitely no effect) or `info` (unknown),
+//! which is what the checks judge.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -21,8 +22,8 @@ use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::history::{
-    EventKind, History, OpKind, OpRecord, Outcome, RetryRecord, WatchEventRecord, WatchMode,
-    WatchRecord,
+    CasExpected, EventKind, History, InvokeRecord, OpKind, OpRecord, Outcome, RetryRecord,
+    WatchEventRecord, WatchMode, WatchRecord,
 };
 use crate::supervisor::Service;
 
@@ -162,57 +163,170 @@ enum ServiceClient {
 /// What a successful call returned: call info, revision (ChainFire) or log index (FlareDB),
 /// and the value read.
 type CallOk = (CallInfo, Option<u64>, Option<String>);
-/// What a failed call returned: the client's message and its details.
-type CallErr = (String, Option<FailedOp>);
+
+/// Why a call did not succeed.
+enum CallFailure {
+    /// The client gave up: its message, its details, and whether any attempt may have been
+    /// applied (the client engine's effect table).
+    Client {
+        message: String,
+        failed: Option<FailedOp>,
+        maybe_applied: bool,
+    },
+    /// A CAS whose compare did not match: answered, nothing written.
+    CompareFailed {
+        info: CallInfo,
+        current: Option<String>,
+    },
+}
+
+impl CallFailure {
+    fn chainfire(e: ClientError) -> Self {
+        CallFailure::Client {
+            message: e.to_string(),
+            failed: e.failed_op().cloned(),
+            maybe_applied: e.maybe_applied(),
+        }
+    }
+
+    fn flaredb(e: flaredb_client::ClientError) -> Self {
+        CallFailure::Client {
+            message: e.to_string(),
+            failed: e.failed_op().cloned(),
+            maybe_applied: e.maybe_applied(),
+        }
+    }
+}
+
+/// How a call that did not succeed completes in the history, in one place: a write that may
+/// have been applied (any attempt's effect unknown, or the runner's own bound cut it off) is
+/// `Info`; a write that definitely was not, and any failed read, is `Fail`.
+pub fn completion_of_error(op: OpKind, maybe_applied: bool) -> Outcome {
+    if op.is_write() && maybe_applied {
+        Outcome::Info
+    } else {
+        Outcome::Fail
+    }
+}
 
 fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// One operation to run: what, on which key, with which value and compare.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpRequest {
+    pub op: OpKind,
+    pub key: String,
+    /// Put / CAS: the value to write.
+    pub value: Option<String>,
+    /// CAS: what the current value must be.
+    pub expected: Option<CasExpected>,
+}
+
+impl OpRequest {
+    pub fn put(key: &str, value: &str) -> Self {
+        Self::new(OpKind::Put, key, Some(value), None)
+    }
+
+    pub fn get(key: &str) -> Self {
+        Self::new(OpKind::Get, key, None, None)
+    }
+
+    pub fn delete(key: &str) -> Self {
+        Self::new(OpKind::Delete, key, None, None)
+    }
+
+    pub fn cas(key: &str, expected: CasExpected, value: &str) -> Self {
+        Self::new(OpKind::Cas, key, Some(value), Some(expected))
+    }
+
+    fn new(op: OpKind, key: &str, value: Option<&str>, expected: Option<CasExpected>) -> Self {
+        OpRequest {
+            op,
+            key: key.to_owned(),
+            value: value.map(str::to_owned),
+            expected,
+        }
+    }
+}
+
 impl ServiceClient {
-    async fn call(&self, op: OpKind, key: &str, value: Option<&str>) -> Result<CallOk, CallErr> {
-        let value = value.unwrap_or_default();
+    async fn call(&self, req: &OpRequest) -> Result<CallOk, CallFailure> {
+        let key = req.key.as_str();
+        let value = req.value.as_deref().unwrap_or_default();
+        let written = || Some(value.to_string());
         match self {
-            ServiceClient::ChainFire(c) => {
-                let err = |e: ClientError| (e.to_string(), e.failed_op().cloned());
-                match op {
-                    OpKind::Put => c
-                        .put(key, value)
+            ServiceClient::ChainFire(c) => match (req.op, &req.expected) {
+                (OpKind::Put, _) => c
+                    .put(key, value)
+                    .await
+                    .map(|r| (r.info, Some(r.revision), written()))
+                    .map_err(CallFailure::chainfire),
+                (OpKind::Get, _) => c
+                    .get(key)
+                    .await
+                    .map(|r| (r.info, Some(r.revision), r.kv.map(|kv| lossy(&kv.value))))
+                    .map_err(CallFailure::chainfire),
+                (OpKind::Delete, _) => c
+                    .delete(key)
+                    .await
+                    .map(|r| (r.info, Some(r.revision), None))
+                    .map_err(CallFailure::chainfire),
+                (OpKind::Cas, expected) => {
+                    let compare = match expected {
+                        Some(CasExpected::Value(v)) => chainfire_client::Compare::value(v),
+                        Some(CasExpected::Absent) | None => chainfire_client::Compare::Absent,
+                    };
+                    let r = c
+                        .compare_and_swap(key, compare, value)
                         .await
-                        .map(|r| (r.info, Some(r.revision), Some(value.to_string())))
-                        .map_err(err),
-                    OpKind::Get => c
-                        .get(key)
-                        .await
-                        .map(|r| (r.info, Some(r.revision), r.kv.map(|kv| lossy(&kv.value))))
-                        .map_err(err),
-                    OpKind::Delete => c
-                        .delete(key)
-                        .await
-                        .map(|r| (r.info, Some(r.revision), None))
-                        .map_err(err),
+                        .map_err(CallFailure::chainfire)?;
+                    if r.succeeded {
+                        Ok((r.info, Some(r.revision), written()))
+                    } else {
+                        Err(CallFailure::CompareFailed {
+                            info: r.info,
+                            current: r.current.map(|kv| lossy(&kv.value)),
+                        })
+                    }
                 }
-            }
-            ServiceClient::FlareDb(c) => {
-                let err = |e: flaredb_client::ClientError| (e.to_string(), e.failed_op().cloned());
-                match op {
-                    OpKind::Put => c
-                        .put(key, value)
+            },
+            ServiceClient::FlareDb(c) => match (req.op, &req.expected) {
+                (OpKind::Put, _) => c
+                    .put(key, value)
+                    .await
+                    .map(|r| (r.info, Some(r.index), written()))
+                    .map_err(CallFailure::flaredb),
+                (OpKind::Get, _) => c
+                    .get(key)
+                    .await
+                    .map(|r| (r.info, Some(r.applied_index), r.value.as_deref().map(lossy)))
+                    .map_err(CallFailure::flaredb),
+                (OpKind::Delete, _) => c
+                    .delete(key)
+                    .await
+                    .map(|r| (r.info, Some(r.index), None))
+                    .map_err(CallFailure::flaredb),
+                (OpKind::Cas, expected) => {
+                    let compare = match expected {
+                        Some(CasExpected::Value(v)) => flaredb_client::Compare::value(v),
+                        Some(CasExpected::Absent) | None => flaredb_client::Compare::Absent,
+                    };
+                    let r = c
+                        .compare_and_swap(key, compare, value)
                         .await
-                        .map(|r| (r.info, Some(r.index), Some(value.to_string())))
-                        .map_err(err),
-                    OpKind::Get => c
-                        .get(key)
-                        .await
-                        .map(|r| (r.info, Some(r.applied_index), r.value.as_deref().map(lossy)))
-                        .map_err(err),
-                    OpKind::Delete => c
-                        .delete(key)
-                        .await
-                        .map(|r| (r.info, Some(r.index), None))
-                        .map_err(err),
+                        .map_err(CallFailure::flaredb)?;
+                    if r.succeeded {
+                        Ok((r.info, Some(r.index), written()))
+                    } else {
+                        Err(CallFailure::CompareFailed {
+                            info: r.info,
+                            current: r.current.as_deref().map(lossy),
+                        })
+                    }
                 }
-            }
+            },
         }
     }
 }
@@ -288,24 +402,26 @@ impl Driver {
     }
 
     pub async fn put(&self, key: &str, value: &str) -> OpRecord {
-        self.run(
-            OpKind::Put,
-            key,
-            Some(value),
-            None,
-            &self.inner.config.client,
-        )
-        .await
+        self.perform(&OpRequest::put(key, value)).await
     }
 
     pub async fn get(&self, key: &str) -> OpRecord {
-        self.run(OpKind::Get, key, None, None, &self.inner.config.client)
-            .await
+        self.perform(&OpRequest::get(key)).await
     }
 
     pub async fn delete(&self, key: &str) -> OpRecord {
-        self.run(OpKind::Delete, key, None, None, &self.inner.config.client)
-            .await
+        self.perform(&OpRequest::delete(key)).await
+    }
+
+    /// Runs `req` as this driver's client, untagged.
+    pub async fn perform(&self, req: &OpRequest) -> OpRecord {
+        self.run(req, None, &self.inner.config.client).await
+    }
+
+    /// Runs `req` as `client_name` (a process of this driver's, e.g. `client-1/register-3`)
+    /// with `tag`.
+    pub async fn perform_as(&self, req: &OpRequest, tag: &str, client_name: &str) -> OpRecord {
+        self.run(req, Some(tag), client_name).await
     }
 
     /// Every key this driver wrote (or tried to), sorted.
@@ -327,9 +443,7 @@ impl Driver {
         let reads = futures::stream::iter(keys)
             .map(|key| async move {
                 self.run(
-                    OpKind::Get,
-                    &key,
-                    None,
+                    &OpRequest::get(&key),
                     Some("read-back"),
                     &self.inner.config.client,
                 )
@@ -349,28 +463,31 @@ impl Driver {
         }
     }
 
-    /// Runs one operation under the runner's time bound and records it.
-    async fn run(
-        &self,
-        op: OpKind,
-        key: &str,
-        value: Option<&str>,
-        tag: Option<&str>,
-        client_name: &str,
-    ) -> OpRecord {
+    /// Runs one operation under the runner's time bound and records its invocation and its
+    /// one completion.
+    async fn run(&self, req: &OpRequest, tag: Option<&str>, client_name: &str) -> OpRecord {
         let history = &self.inner.history;
         let id = history.next_op_id();
+        let op = req.op;
         let retries = Arc::new(AtomicU32::new(0));
         if op.is_write() {
             self.inner
                 .written
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(key.to_string());
+                .insert(req.key.clone());
         }
         let bound = self.inner.config.op_timeout;
-        let call = self.inner.client.call(op, key, value);
-        let start_ms = history.now_ms();
+        let invoked = history.record(EventKind::Invoke(InvokeRecord {
+            id,
+            client: client_name.to_string(),
+            op,
+            key: req.key.clone(),
+            value: req.value.clone(),
+            expected: req.expected.clone(),
+        }));
+        let start_ms = invoked.t_ms;
+        let call = self.inner.client.call(req);
         let result = CURRENT_OP
             .scope((id, retries.clone()), tokio::time::timeout(bound, call))
             .await;
@@ -380,17 +497,18 @@ impl Driver {
             id,
             client: client_name.to_string(),
             op,
-            key: key.to_string(),
-            value: if op == OpKind::Put {
-                value.map(str::to_string)
-            } else {
+            key: req.key.clone(),
+            value: if op == OpKind::Get {
                 None
+            } else {
+                req.value.clone()
             },
+            expected: req.expected.clone(),
             start_ms,
             end_ms,
             endpoints: self.inner.config.endpoints.clone(),
             node: None,
-            outcome: Outcome::Error,
+            outcome: Outcome::Fail,
             error: None,
             attempts: 0,
             retries,
@@ -406,7 +524,24 @@ impl Driver {
                     record.value = read;
                 }
             }
-            Ok(Err((message, failed))) => {
+            Ok(Err(CallFailure::CompareFailed { info, current })) => {
+                fill_call_info(&mut record, &info);
+                record.outcome = Outcome::Fail;
+                record.error = Some(format!(
+                    "cas {:?} not applied: the current value is {}",
+                    req.key,
+                    match &current {
+                        Some(v) => format!("{v:?}"),
+                        None => "absent".to_owned(),
+                    }
+                ));
+            }
+            Ok(Err(CallFailure::Client {
+                message,
+                failed,
+                maybe_applied,
+            })) => {
+                record.outcome = completion_of_error(op, maybe_applied);
                 record.error = Some(message);
                 if let Some(failed) = failed {
                     record.node = Some(failed.last_endpoint.clone());
@@ -414,9 +549,12 @@ impl Driver {
                 }
             }
             Err(_) => {
+                // Cut off by the runner: whatever was sent may still be applied.
+                record.outcome = completion_of_error(op, true);
                 record.error = Some(format!(
-                    "{} {key:?} did not finish within the runner's bound of {bound:?} ({retries} retries reported so far)",
-                    op.as_str()
+                    "{} {:?} did not finish within the runner's bound of {bound:?} ({retries} retries reported so far)",
+                    op.as_str(),
+                    req.key
                 ));
             }
         }
@@ -457,7 +595,7 @@ impl Driver {
                 let name = name.clone();
                 in_flight.spawn(async move {
                     let record = driver
-                        .run(OpKind::Put, &key, Some(&value), Some("load"), &name)
+                        .run(&OpRequest::put(&key, &value), Some("load"), &name)
                         .await;
                     drop(permit);
                     record.is_ok()
@@ -667,7 +805,8 @@ mod tests {
             .await
             .unwrap();
         let record = driver.put("k1", "v1").await;
-        assert_eq!(record.outcome, Outcome::Error);
+        // Every attempt was refused before a byte was sent: definitely not applied.
+        assert_eq!(record.outcome, Outcome::Fail);
         assert_eq!(record.retries, 2, "{record:?}");
         assert_eq!(record.attempts, 3, "{record:?}");
         let error = record.error.clone().unwrap();
@@ -685,6 +824,12 @@ mod tests {
         );
         assert_eq!(retries[0].1.attempt, 1);
         assert_eq!(history::ops(&events).count(), 1);
+        // The invocation comes first, with the same id and time as the completion's start.
+        let EventKind::Invoke(invoke) = &events[1].kind else {
+            panic!("the invocation must come first: {:?}", events[1])
+        };
+        assert_eq!((invoke.id, invoke.op), (record.id, OpKind::Put));
+        assert_eq!(events[1].t_ms, record.start_ms);
         assert_eq!(driver.written_keys(), vec!["k1".to_string()]);
     }
 
@@ -706,11 +851,24 @@ mod tests {
         let driver = Driver::connect(Service::ChainFire, config, History::in_memory())
             .await
             .unwrap();
-        let record = driver.get("k").await;
+        let read = driver.get("k").await;
+        let write = driver.put("k", "v").await;
         hold.abort();
-        assert_eq!(record.outcome, Outcome::Error);
-        assert!(record.duration_ms() < 5000.0, "{record:?}");
-        assert!(record.error.unwrap().contains("runner's bound of 300ms"));
+        // A read has no effect whatever happened; a write that was sent may still apply.
+        assert_eq!(read.outcome, Outcome::Fail);
+        assert_eq!(write.outcome, Outcome::Info);
+        assert!(read.duration_ms() < 5000.0, "{read:?}");
+        assert!(read.error.unwrap().contains("runner's bound of 300ms"));
+    }
+
+    #[test]
+    fn failed_reads_fail_and_writes_that_may_have_applied_are_info() {
+        for op in [OpKind::Put, OpKind::Delete, OpKind::Cas] {
+            assert_eq!(completion_of_error(op, true), Outcome::Info, "{op:?}");
+            assert_eq!(completion_of_error(op, false), Outcome::Fail, "{op:?}");
+        }
+        assert_eq!(completion_of_error(OpKind::Get, true), Outcome::Fail);
+        assert_eq!(completion_of_error(OpKind::Get, false), Outcome::Fail);
     }
 
     #[tokio::test]

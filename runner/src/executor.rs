@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::checks;
 use crate::faults::{Faults, Firewall, FirewallUnavailable};
-use crate::history::History;
+use crate::history::{self, History};
 use crate::netns::NetworkMode;
 use crate::report::{CellRun, RunVerdict, ScenarioRun, StepReport, StepStatus};
 use crate::scenario::{ClusterSpec, NodeConfig, Scenario, ScenarioFile};
@@ -149,6 +149,12 @@ pub async fn run_scenario(file: &ScenarioFile, opts: &RunOptions) -> ScenarioRun
             "LEFT RUNNING after teardown: {}",
             report.leftover.join(", ")
         ));
+    }
+    // The client operations again, Jepsen-style, for checkers that are not this runner's.
+    let ops_path = opts.evidence_dir.join("ops.jsonl");
+    if let Err(e) = std::fs::write(&ops_path, history::export_ops_jsonl(&history.events())) {
+        run.teardown
+            .push(format!("cannot write {}: {e}", ops_path.display()));
     }
     if let Some(e) = history.write_error() {
         run.teardown

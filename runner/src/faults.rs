@@ -13,7 +13,6 @@ mod real_cluster;
 use std::sync::{Arc, Mutex};
 
 use nix::sys::signal::Signal;
-use serde::{Deserialize, Serialize};
 
 pub use firewall::{
     Firewall, FirewallUnavailable, IptablesError, LoopbackIp, NotLoopback, Rule, chain_name,
@@ -23,60 +22,7 @@ pub use firewall::{
 use crate::history::{EventKind, FaultRecord, History};
 use crate::supervisor::{NodeState, Service, Supervisor, SupervisorError, Target};
 
-/// The faults a scenario can inject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FaultKind {
-    /// SIGKILL: sudden death.
-    Kill,
-    /// SIGTERM and wait for a graceful exit.
-    Term,
-    /// SIGSTOP: freeze.
-    Stop,
-    /// SIGCONT: thaw.
-    Cont,
-    /// SIGTERM, wait, start again with the same data, wait until ready.
-    Restart,
-    /// Start a node that exited.
-    Start,
-    /// Drop TCP traffic to and from the node's client and peer ports.
-    Block,
-    Unblock,
-    /// Drop all traffic between the node's IP and the other nodes of its cluster, both ways.
-    Partition,
-    Heal,
-}
-
-impl FaultKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FaultKind::Kill => "kill",
-            FaultKind::Term => "term",
-            FaultKind::Stop => "stop",
-            FaultKind::Cont => "cont",
-            FaultKind::Restart => "restart",
-            FaultKind::Start => "start",
-            FaultKind::Block => "block",
-            FaultKind::Unblock => "unblock",
-            FaultKind::Partition => "partition",
-            FaultKind::Heal => "heal",
-        }
-    }
-
-    /// Whether the fault needs iptables (cells using it are skipped when iptables is unusable).
-    pub fn needs_firewall(self) -> bool {
-        matches!(
-            self,
-            FaultKind::Block | FaultKind::Unblock | FaultKind::Partition | FaultKind::Heal
-        )
-    }
-}
-
-impl std::fmt::Display for FaultKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::history::FaultKind;
 
 /// Why a fault could not be applied.
 #[derive(Debug, thiserror::Error)]
@@ -519,10 +465,11 @@ mod tests {
             );
             assert!(err.to_string().contains("Permission denied"), "{err}");
         }
-        // Nothing was recorded as applied, and every refusal left a note.
+        // Nothing was recorded as applied, and every refusal left a note (after the history's
+        // first line).
         let events = history.events();
         assert_eq!(crate::history::faults(&events).count(), 0);
-        assert_eq!(events.len(), 4);
+        assert_eq!(events.len(), 1 + 4);
     }
 
     #[tokio::test]

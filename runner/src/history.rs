@@ -16,8 +16,107 @@ use std::time::{Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::faults::FaultKind;
-use crate::supervisor::Service;
+mod export;
+pub use export::{ExportedOp, export_ops, export_ops_jsonl, started_unix_ms, wall_time};
+
+/// The services the runner can start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Service {
+    ChainFire,
+    FlareDb,
+}
+
+impl Service {
+    pub const ALL: [Service; 2] = [Service::ChainFire, Service::FlareDb];
+
+    /// Lower-case name, as in scenario files and node names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::ChainFire => "chainfire",
+            Service::FlareDb => "flaredb",
+        }
+    }
+
+    /// The server binary's file name.
+    pub fn binary_name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The faults a scenario can inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// SIGKILL: sudden death.
+    Kill,
+    /// SIGTERM and wait for a graceful exit.
+    Term,
+    /// SIGSTOP: freeze.
+    Stop,
+    /// SIGCONT: thaw.
+    Cont,
+    /// SIGTERM, wait, start again with the same data, wait until ready.
+    Restart,
+    /// Start a node that exited.
+    Start,
+    /// Drop TCP traffic to and from the node's client and peer ports.
+    Block,
+    Unblock,
+    /// Drop all traffic between the node's IP and the other nodes of its cluster, both ways.
+    Partition,
+    Heal,
+}
+
+impl FaultKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Kill => "kill",
+            FaultKind::Term => "term",
+            FaultKind::Stop => "stop",
+            FaultKind::Cont => "cont",
+            FaultKind::Restart => "restart",
+            FaultKind::Start => "start",
+            FaultKind::Block => "block",
+            FaultKind::Unblock => "unblock",
+            FaultKind::Partition => "partition",
+            FaultKind::Heal => "heal",
+        }
+    }
+
+    /// Whether the fault breaks something (the others undo a fault or start a node).
+    pub fn injects(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Kill
+                | FaultKind::Term
+                | FaultKind::Stop
+                | FaultKind::Restart
+                | FaultKind::Block
+                | FaultKind::Partition
+        )
+    }
+
+    /// Whether the fault needs iptables (cells using it are skipped when iptables is unusable).
+    pub fn needs_firewall(self) -> bool {
+        matches!(
+            self,
+            FaultKind::Block | FaultKind::Unblock | FaultKind::Partition | FaultKind::Heal
+        )
+    }
+}
+
+impl std::fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// One line of the history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,7 +131,12 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
-    /// A client operation, recorded when it ended (its record carries its start time).
+    /// The first line of every history: the wall-clock time its `t_ms` 0 stands for, so a saved
+    /// history can be put on the calendar again (exported wall times, node log times).
+    HistoryStarted { unix_ms: f64 },
+    /// A client operation was invoked.
+    Invoke(InvokeRecord),
+    /// A client operation completed (its record carries its invocation time).
     Op(OpRecord),
     /// A retry the client reported, stamped with the client's own failure time.
     Retry(RetryRecord),
@@ -57,6 +161,8 @@ pub enum OpKind {
     Put,
     Get,
     Delete,
+    /// Compare-and-swap: write `value` only if the key's current value is `expected`.
+    Cas,
 }
 
 impl OpKind {
@@ -65,21 +171,65 @@ impl OpKind {
             OpKind::Put => "put",
             OpKind::Get => "get",
             OpKind::Delete => "delete",
+            OpKind::Cas => "cas",
         }
     }
 
-    /// Whether the operation changes the store.
+    /// Whether the operation changes the store (a CAS may).
     pub fn is_write(self) -> bool {
-        matches!(self, OpKind::Put | OpKind::Delete)
+        matches!(self, OpKind::Put | OpKind::Delete | OpKind::Cas)
     }
 }
 
-/// How an operation ended. An `Error` write is indeterminate: it may or may not have been applied.
+/// What a compare-and-swap compares the key's current value with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CasExpected {
+    /// The key holds exactly this value.
+    Value(String),
+    /// The key does not exist.
+    Absent,
+}
+
+/// How an operation completed, as Jepsen records it. The client's error is mapped to `Fail` or
+/// `Info` in one place (`driver::completion_of_error`, over the client engine's effect table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
+    /// It happened: a write was applied once, a read returned what it read.
     Ok,
-    Error,
+    /// Definitely no effect: refused before anything was proposed (not leader, invalid,
+    /// connection refused), a CAS whose compare did not match, or any failed read.
+    Fail,
+    /// Unknown: a write that may have been applied, now or at any later time, or never
+    /// (timed out, connection lost after sending, no quorum in time).
+    #[serde(alias = "error")]
+    Info,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Fail => "fail",
+            Outcome::Info => "info",
+        }
+    }
+}
+
+/// An operation as it was invoked; its completion follows as an [`EventKind::Op`] with the same
+/// id (exactly one per invocation, even when the runner's own bound cut it off).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InvokeRecord {
+    pub id: u64,
+    pub client: String,
+    pub op: OpKind,
+    pub key: String,
+    /// Put / CAS: the value to write.
+    pub value: Option<String>,
+    /// CAS: what the current value must be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<CasExpected>,
 }
 
 /// A completed client operation.
@@ -90,8 +240,12 @@ pub struct OpRecord {
     pub client: String,
     pub op: OpKind,
     pub key: String,
-    /// Put: the value written. Get: the value read (`None` = key absent). Delete: `None`.
+    /// Put / CAS: the value written. Get: the value read (`None` = key absent). Delete: `None`.
     pub value: Option<String>,
+    /// CAS: what the current value had to be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<CasExpected>,
+    /// When it was invoked (the time of its [`InvokeRecord`]).
     pub start_ms: f64,
     pub end_ms: f64,
     /// The endpoints the client was given.
@@ -106,13 +260,24 @@ pub struct OpRecord {
     pub retries: u32,
     /// Store revision of a write, or of the store at a read.
     pub revision: Option<u64>,
-    /// Why the op ran: `"load"` for background load, `"read-back"` for verification reads.
+    /// Why the op ran: `"load"` for background load, `"read-back"` for verification reads,
+    /// `"register"` for the concurrent register workload.
     pub tag: Option<String>,
 }
 
 impl OpRecord {
     pub fn is_ok(&self) -> bool {
         self.outcome == Outcome::Ok
+    }
+
+    /// Definitely had no effect.
+    pub fn is_fail(&self) -> bool {
+        self.outcome == Outcome::Fail
+    }
+
+    /// May or may not have taken effect.
+    pub fn is_info(&self) -> bool {
+        self.outcome == Outcome::Info
     }
 
     pub fn duration_ms(&self) -> f64 {
@@ -332,10 +497,11 @@ impl History {
     }
 
     fn with_file(file: Option<File>, path: Option<PathBuf>) -> History {
-        History {
+        let started_wall = SystemTime::now();
+        let history = History {
             inner: Arc::new(Inner {
                 started: Instant::now(),
-                started_wall: SystemTime::now(),
+                started_wall,
                 path,
                 next_op_id: AtomicU64::new(1),
                 state: Mutex::new(State {
@@ -344,7 +510,14 @@ impl History {
                     write_error: None,
                 }),
             }),
-        }
+        };
+        let unix_ms = started_wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1000.0;
+        history.record_at(0.0, EventKind::HistoryStarted { unix_ms });
+        history
     }
 
     /// Reads a history file back.
@@ -508,6 +681,7 @@ mod tests {
             op: OpKind::Put,
             key: "k".into(),
             value: Some("v".into()),
+            expected: None,
             start_ms: 1.0,
             end_ms: 2.5,
             endpoints: vec!["127.0.1.1:2379".into()],
@@ -541,9 +715,16 @@ mod tests {
         );
         history.note("step 3");
         let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text.lines().count(), 3);
+        assert_eq!(text.lines().count(), 4);
         assert!(
-            text.lines().next().unwrap().contains(r#""type":"op""#),
+            text.lines()
+                .next()
+                .unwrap()
+                .contains(r#""type":"history_started""#),
+            "{text}"
+        );
+        assert!(
+            text.lines().nth(1).unwrap().contains(r#""type":"op""#),
             "{text}"
         );
         assert!(text.contains(r#""kind":"kill""#), "{text}");
@@ -564,7 +745,7 @@ mod tests {
         )
         .unwrap();
         let err = History::load(&path).unwrap_err().to_string();
-        assert!(err.contains("history.jsonl line 2"), "{err}");
+        assert!(err.contains("history.jsonl line 3"), "{err}");
     }
 
     #[test]

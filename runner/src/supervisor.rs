@@ -44,36 +44,7 @@ use crate::history::{
 };
 use crate::netns::NetworkMode;
 
-/// The services the runner can start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Service {
-    ChainFire,
-    FlareDb,
-}
-
-impl Service {
-    pub const ALL: [Service; 2] = [Service::ChainFire, Service::FlareDb];
-
-    /// Lower-case name, as in scenario files and node names.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Service::ChainFire => "chainfire",
-            Service::FlareDb => "flaredb",
-        }
-    }
-
-    /// The server binary's file name.
-    pub fn binary_name(self) -> &'static str {
-        self.as_str()
-    }
-}
-
-impl fmt::Display for Service {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::history::Service;
 
 /// Which node a fault or operation is aimed at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

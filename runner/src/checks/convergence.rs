@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::history::{Event, statuses};
-use crate::supervisor::Service;
+use crate::history::{Event, Service, statuses};
 
 use super::CheckResult;
 

@@ -30,8 +30,12 @@ fn describe(record: &OpRecord) -> String {
                 record.attempts, record.retries
             )
         }
-        HistOutcome::Error => format!(
-            "error after {} attempt(s) ({} retries) in {took:.0} ms: {}",
+        HistOutcome::Fail | HistOutcome::Info => format!(
+            "{} after {} attempt(s) ({} retries) in {took:.0} ms: {}",
+            match record.outcome {
+                HistOutcome::Fail => "error (fail: not applied)",
+                _ => "error (info: may have been applied)",
+            },
             record.attempts,
             record.retries,
             record.error.as_deref().unwrap_or("(no error text)")
@@ -203,6 +207,7 @@ mod tests {
             op,
             key: "k".into(),
             value: value.map(str::to_owned),
+            expected: None,
             start_ms: 100.0,
             end_ms: 100.0 + took,
             endpoints: vec!["127.0.1.1:2379".into()],
@@ -227,7 +232,7 @@ mod tests {
     fn an_expected_success_that_failed_says_both() {
         let r = op(
             OpKind::Put,
-            HistOutcome::Error,
+            HistOutcome::Info,
             None,
             Some("put \"k\" failed after 4 attempts"),
             3,
@@ -237,7 +242,7 @@ mod tests {
         assert_eq!(j, Judged::Fail);
         assert_eq!(
             msg,
-            "expected the operation to succeed; happened: error after 4 attempt(s) (3 retries) in 9000 ms: put \"k\" failed after 4 attempts"
+            "expected the operation to succeed; happened: error (info: may have been applied) after 4 attempt(s) (3 retries) in 9000 ms: put \"k\" failed after 4 attempts"
         );
     }
 
@@ -245,7 +250,7 @@ mod tests {
     fn bounds_retries_error_text_and_values_are_checked() {
         let r = op(
             OpKind::Get,
-            HistOutcome::Error,
+            HistOutcome::Info,
             None,
             Some("get \"k\" failed after 2 attempts"),
             1,
@@ -290,7 +295,7 @@ mod tests {
 
     #[test]
     fn either_accepts_both_and_a_match_passes() {
-        let r = op(OpKind::Put, HistOutcome::Error, None, Some("x"), 3, 10.0);
+        let r = op(OpKind::Put, HistOutcome::Info, None, Some("x"), 3, 10.0);
         assert_eq!(
             judge_op(
                 &r,

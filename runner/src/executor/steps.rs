@@ -564,7 +564,10 @@ impl<'a> Runner<'a> {
                     d.read_back(remaining).await;
                 }
                 let events = self.events_of(service);
-                StepResult::from_check(checks::no_lost_writes(&events))
+                let floor = s
+                    .min_writes_after_fault
+                    .unwrap_or(checks::MIN_WRITES_AFTER_FAULT);
+                StepResult::from_check(checks::no_lost_writes(&events, floor))
             }
             Step::CheckConverged(s) => {
                 let service = self.service_of(s.service)?;

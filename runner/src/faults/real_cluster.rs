@@ -135,7 +135,7 @@ async fn assert_nothing_lost_and_converged(
 ) -> Vec<Event> {
     sup.wait_converged(service, Duration::from_secs(60)).await;
     let events = history.events();
-    let lost = checks::no_lost_writes(&events);
+    let lost = checks::no_lost_writes(&events, 0);
     let converged = checks::replicas_converge(&events, service);
     eprintln!(
         "{}: {}\n{}: {}",

@@ -590,6 +590,11 @@ pub struct CheckNoLostWritesStep {
     pub service: Option<Service>,
     #[serde(default)]
     pub within_ms: Option<u64>,
+    /// Evidence floor: writes that must have been acknowledged after the first fault took
+    /// effect (default 20); fewer fails the check, since the workload did not run through the
+    /// faults.
+    #[serde(default)]
+    pub min_writes_after_fault: Option<usize>,
     #[serde(default)]
     pub cells: Vec<CellId>,
 }
