@@ -11,13 +11,17 @@
 //!
 //! The same proxy injects link faults ([`LinkFault`]): added latency, TCP resets, and a
 //! blackhole. Faults apply to existing and new connections at once:
-//! - `Delay` holds every chunk read, in each direction, until `each_way` after it was read;
+//! - `Delay` holds every chunk read, in each direction, until `each_way` after it was read; a FIN
+//!   is held the same way, a reset passes at once;
 //! - `Reset` closes every existing connection, both sides, with a TCP RST (`SO_LINGER` 0), and
 //!   resets every new one right after accept; every call to `set_fault(Reset)` resets the
 //!   connections open at that moment, even if the fault changes again immediately;
 //! - `Blackhole` keeps accepting and reading (and observing) but forwards nothing either way and
-//!   does not connect new connections upstream. Bytes read meanwhile are gone, so leaving a
-//!   blackhole resets every connection that lived through it; clients reconnect.
+//!   does not connect new connections upstream. Closes do not pass either: if the server closes,
+//!   the client's connection stays open (and observed); if the client closes, that is reported
+//!   and the client gets its FIN, but the upstream socket is held open, silent. Bytes read
+//!   meanwhile are gone, so leaving a blackhole resets (RST) every connection and held socket
+//!   that lived through it; clients reconnect.
 //!
 //! Only IPv4 loopback addresses (127.0.0.0/8) are accepted, for the listener, the upstream, and
 //! the outgoing source address; anything else is refused before any socket is opened.
@@ -497,7 +501,14 @@ async fn connection(shared: Arc<Shared>, conn: u64, client: TcpStream, peer: Soc
                 Ok(Ok(server)) => {
                     shared.emit(conn, Instant::now(), Observed::UpstreamConnected);
                     let _ = server.set_nodelay(true);
-                    forward(&shared, conn, client, server, &mut control, &watcher).await
+                    let forwarded =
+                        forward(&shared, conn, client, server, &mut control, &watcher).await;
+                    if let Some(server) = forwarded.held_upstream {
+                        report_close(&shared, conn, &watcher, &forwarded.ending);
+                        hold_until_lifted(server, &mut control).await;
+                        return;
+                    }
+                    forwarded.ending
                 }
                 Ok(Err(error)) => {
                     shared.emit(
@@ -585,24 +596,24 @@ async fn read_side(
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = from.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
-        }
         let read_at = Instant::now();
-        let events = {
-            let mut watcher = lock(watcher);
-            if from_client {
-                watcher.client_bytes(&buf[..n])
-            } else {
-                watcher.server_bytes(&buf[..n])
-            }
-        };
-        emit_h2(shared, conn, read_at, events);
+        if n > 0 {
+            let events = {
+                let mut watcher = lock(watcher);
+                if from_client {
+                    watcher.client_bytes(&buf[..n])
+                } else {
+                    watcher.server_bytes(&buf[..n])
+                }
+            };
+            emit_h2(shared, conn, read_at, events);
+        }
+        // An empty chunk carries the FIN, so that it is delayed like the data before it.
         let chunk = Chunk {
             read_at,
             data: buf[..n].to_vec(),
         };
-        if to.send(chunk).await.is_err() {
+        if to.send(chunk).await.is_err() || n == 0 {
             return Ok(());
         }
     }
@@ -616,29 +627,39 @@ async fn write_side(
     while let Some(chunk) = chunks.recv().await {
         loop {
             let fault = faults.borrow_and_update().fault;
-            match fault {
-                LinkFault::Blackhole => break,
-                LinkFault::Delay { each_way } => {
-                    let due = chunk.read_at + each_way;
-                    if Instant::now() < due {
-                        tokio::select! {
-                            _ = tokio::time::sleep_until(due.into()) => {}
-                            // The fault changed while waiting: look again.
-                            _ = faults.changed() => continue,
-                        }
+            if let LinkFault::Delay { each_way } = fault {
+                let due = chunk.read_at + each_way;
+                if Instant::now() < due {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(due.into()) => {}
+                        // The fault changed while waiting: look again.
+                        _ = faults.changed() => continue,
                     }
-                    to.write_all(&chunk.data).await?;
-                    break;
-                }
-                LinkFault::Pass | LinkFault::Reset => {
-                    to.write_all(&chunk.data).await?;
-                    break;
                 }
             }
+            if fault == LinkFault::Blackhole {
+                if chunk.data.is_empty() {
+                    // Not even the FIN gets through; leaving the blackhole resets the
+                    // connection.
+                    std::future::pending::<()>().await;
+                }
+            } else if chunk.data.is_empty() {
+                // The other side finished sending: pass the half-close on.
+                return to.shutdown().await;
+            } else {
+                to.write_all(&chunk.data).await?;
+            }
+            break;
         }
     }
-    // The other side finished sending: pass the half-close on.
-    to.shutdown().await
+    Ok(())
+}
+
+/// How [`forward`] ended, and the upstream socket if it must be held (silently) until the
+/// blackhole it is in ends.
+struct Forwarded {
+    ending: Ending,
+    held_upstream: Option<TcpStream>,
 }
 
 async fn forward(
@@ -648,8 +669,13 @@ async fn forward(
     mut server: TcpStream,
     control: &mut ControlWatch,
     watcher: &Mutex<H2Watcher>,
-) -> Ending {
-    let ending = {
+) -> Forwarded {
+    let blackholed =
+        |faults: &watch::Sender<FaultState>| faults.borrow().fault == LinkFault::Blackhole;
+    // During a blackhole nothing may reach the other side, not even a close: the server
+    // closing keeps the client connection open (and watched); the client closing ends the
+    // connection but keeps the upstream socket open until the blackhole ends.
+    let (ending, hold_upstream) = {
         let (mut client_read, mut client_write) = client.split();
         let (mut server_read, mut server_write) = server.split();
         let (up_tx, up_rx) = mpsc::channel(QUEUE_CHUNKS);
@@ -669,46 +695,81 @@ async fn forward(
         };
         loop {
             if rc && rs && ws && wc {
-                break Ending {
-                    by: first_eof.unwrap_or(Side::Client),
-                    reason: "eof".into(),
-                    abortive: false,
-                };
+                break (
+                    Ending {
+                        by: first_eof.unwrap_or(Side::Client),
+                        reason: "eof".into(),
+                        abortive: false,
+                    },
+                    false,
+                );
             }
             tokio::select! {
                 r = &mut read_client, if !rc => {
                     rc = true;
+                    if blackholed(&shared.faults) {
+                        let reason = match r {
+                            Ok(()) => "eof during blackhole".to_owned(),
+                            Err(e) => format!("{e} (during blackhole)"),
+                        };
+                        break (Ending { by: Side::Client, reason, abortive: false }, true);
+                    }
                     match r {
                         Ok(()) => { first_eof.get_or_insert(Side::Client); }
-                        Err(e) => break error(Side::Client, e),
+                        Err(e) => break (error(Side::Client, e), false),
                     }
                 }
                 r = &mut read_server, if !rs => {
                     rs = true;
                     match r {
                         Ok(()) => { first_eof.get_or_insert(Side::Server); }
-                        Err(e) => break error(Side::Server, e),
+                        // The client must not notice; its side goes on until the blackhole ends.
+                        Err(_) if blackholed(&shared.faults) => {
+                            first_eof.get_or_insert(Side::Server);
+                        }
+                        Err(e) => break (error(Side::Server, e), false),
                     }
                 }
                 r = &mut write_server, if !ws => {
                     ws = true;
-                    if let Err(e) = r { break error(Side::Server, e) }
+                    if let Err(e) = r { break (error(Side::Server, e), false) }
                 }
                 r = &mut write_client, if !wc => {
                     wc = true;
-                    if let Err(e) = r { break error(Side::Client, e) }
+                    if let Err(e) = r { break (error(Side::Client, e), false) }
                 }
-                stop = control.next() => break Ending {
-                    by: Side::Proxy,
-                    reason: stop.reason().to_owned(),
-                    abortive: stop.abortive(),
-                },
+                stop = control.next() => break (
+                    Ending {
+                        by: Side::Proxy,
+                        reason: stop.reason().to_owned(),
+                        abortive: stop.abortive(),
+                    },
+                    false,
+                ),
             }
         }
     };
+    if hold_upstream {
+        drop(client);
+        return Forwarded {
+            ending,
+            held_upstream: Some(server),
+        };
+    }
     if ending.abortive {
         reset_close(client);
         reset_close(server);
     }
-    ending
+    Forwarded {
+        ending,
+        held_upstream: None,
+    }
+}
+
+/// Keeps a blackholed upstream socket open, forwarding nothing, until the blackhole ends.
+async fn hold_until_lifted(server: TcpStream, control: &mut ControlWatch) {
+    let stop = control.next().await;
+    if stop.abortive() {
+        reset_close(server);
+    }
 }

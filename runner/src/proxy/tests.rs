@@ -222,10 +222,20 @@ async fn delay_holds_each_direction() {
         assert!(took >= 2 * each_way, "round trip took {took:?}");
     }
 
-    proxy.set_fault(LinkFault::Pass);
-    let back = timeout(SOON, round_trip(&mut client, b"fast"))
+    // The FIN is held like data: the echo server's EOF comes back a round trip later.
+    let started = Instant::now();
+    client.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    timeout(SOON, client.read_to_end(&mut rest))
         .await
+        .unwrap()
         .unwrap();
+    let took = started.elapsed();
+    assert!(took >= 2 * each_way, "the close took {took:?}");
+
+    proxy.set_fault(LinkFault::Pass);
+    let mut fast = TcpStream::connect(proxy.local_addr()).await.unwrap();
+    let back = timeout(SOON, round_trip(&mut fast, b"fast")).await.unwrap();
     assert_eq!(back.unwrap(), b"fast");
     proxy.shutdown().await;
 }
@@ -283,6 +293,52 @@ async fn blackhole_forwards_nothing_until_lifted() {
     assert_eq!(rec.wait_closed(2).await.0, Side::Proxy);
     let mut after = TcpStream::connect(proxy.local_addr()).await.unwrap();
     assert_eq!(round_trip(&mut after, b"back").await.unwrap(), b"back");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn closes_do_not_cross_a_blackhole() {
+    let listener = TcpListener::bind(local(0)).await.unwrap();
+    let (proxy, rec) = start(config(listener.local_addr().unwrap(), false)).await;
+
+    // The server closes during the blackhole: the client hears nothing until it is lifted.
+    let mut client = TcpStream::connect(proxy.local_addr()).await.unwrap();
+    let (upstream, _) = timeout(SOON, listener.accept()).await.unwrap().unwrap();
+    rec.wait("upstream connected", |all| {
+        all.iter().any(|o| o.what == Observed::UpstreamConnected)
+    })
+    .await;
+    proxy.set_fault(LinkFault::Blackhole);
+    drop(upstream);
+    assert_silent(&mut client).await;
+    assert!(
+        !rec.of(1)
+            .iter()
+            .any(|o| matches!(o, Observed::ConnClosed { .. }))
+    );
+    proxy.set_fault(LinkFault::Pass);
+    assert_closed_soon(&mut client).await;
+    assert_eq!(rec.wait_closed(1).await.0, Side::Proxy);
+
+    // The client closes during the blackhole: reported, but the server hears nothing until it
+    // is lifted.
+    let client = TcpStream::connect(proxy.local_addr()).await.unwrap();
+    let (mut upstream, _) = timeout(SOON, listener.accept()).await.unwrap().unwrap();
+    rec.wait("upstream connected", |all| {
+        all.iter()
+            .any(|o| o.conn == 2 && o.what == Observed::UpstreamConnected)
+    })
+    .await;
+    proxy.set_fault(LinkFault::Blackhole);
+    drop(client);
+    let (by, reason) = rec.wait_closed(2).await;
+    assert_eq!(
+        (by, reason.as_str()),
+        (Side::Client, "eof during blackhole")
+    );
+    assert_silent(&mut upstream).await;
+    proxy.set_fault(LinkFault::Pass);
+    assert_closed_soon(&mut upstream).await;
     proxy.shutdown().await;
 }
 
