@@ -685,3 +685,57 @@ async fn grpc_requests_are_seen_as_streams() {
     assert!(failed.is_err());
     proxy.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_reset_is_not_missed_when_the_fault_changes_right_back() {
+    let (echo, _echo) = echo_server().await;
+    let (proxy, rec) = start(config(echo, false)).await;
+    let mut client = TcpStream::connect(proxy.local_addr()).await.unwrap();
+    assert_eq!(round_trip(&mut client, b"up").await.unwrap(), b"up");
+    proxy.set_fault(LinkFault::Reset);
+    proxy.set_fault(LinkFault::Pass);
+    assert_closed_soon(&mut client).await;
+    assert_eq!(
+        rec.wait_closed(1).await,
+        (Side::Proxy, "reset fault".into())
+    );
+    proxy.shutdown().await;
+}
+
+#[test]
+fn observations_are_plain_data() {
+    let at = Instant::now();
+    let whats = [
+        Observed::ConnAccepted { peer: local(4242) },
+        Observed::UpstreamConnected,
+        Observed::UpstreamFailed {
+            error: "connection refused".into(),
+        },
+        Observed::ConnClosed {
+            by: Side::Server,
+            reason: "eof".into(),
+        },
+        Observed::StreamOpened { stream: 3 },
+        Observed::StreamClosed {
+            stream: 3,
+            by: StreamEnd::ClientReset,
+        },
+    ];
+    for what in whats {
+        let (when, plain) = Observation {
+            link: "a->b".into(),
+            at,
+            conn: 7,
+            what,
+        }
+        .into_parts();
+        assert_eq!(when, at);
+        let json = serde_json::to_string(&plain).unwrap();
+        assert_eq!(serde_json::from_str::<ObservedAt>(&json).unwrap(), plain);
+    }
+    let fault = LinkFault::Delay {
+        each_way: Duration::from_millis(5),
+    };
+    let json = serde_json::to_string(&fault).unwrap();
+    assert_eq!(serde_json::from_str::<LinkFault>(&json).unwrap(), fault);
+}
