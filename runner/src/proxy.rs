@@ -518,12 +518,17 @@ async fn connection(shared: Arc<Shared>, conn: u64, client: TcpStream, peer: Soc
                             error: error.to_string(),
                         },
                     );
-                    // Like a refused connection, as far as the client can tell.
-                    reset_close(client);
-                    Ending {
-                        by: Side::Proxy,
-                        reason: format!("upstream connect failed: {error}"),
-                        abortive: true,
+                    if control.fault() == LinkFault::Blackhole {
+                        // A blackhole began while connecting: the client must not hear of it.
+                        blackholed(&shared, conn, client, &mut control, &watcher).await
+                    } else {
+                        // Like a refused connection, as far as the client can tell.
+                        reset_close(client);
+                        Ending {
+                            by: Side::Proxy,
+                            reason: format!("upstream connect failed: {error}"),
+                            abortive: true,
+                        }
                     }
                 }
                 Err(stop) => {
