@@ -18,6 +18,7 @@ pub mod driver;
 pub mod faults;
 pub mod history;
 pub mod netns;
+pub mod proxy;
 pub mod supervisor;
 
 use std::process::ExitCode;
