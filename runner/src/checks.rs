@@ -8,6 +8,7 @@
 mod backoff;
 mod convergence;
 mod errors;
+mod linearizability;
 mod lost_writes;
 mod reconnect;
 mod watch;
@@ -17,6 +18,10 @@ use std::collections::BTreeMap;
 pub use backoff::{RetryFilter, backoff, retry_count};
 pub use convergence::replicas_converge;
 pub use errors::error_clarity;
+pub use linearizability::{
+    Completion, KeyVerdict, LinearizabilityLimits, LinearizabilityReport, Overall, RegisterF,
+    RegisterOp, Violation, check_linearizability,
+};
 pub use lost_writes::no_lost_writes;
 pub use reconnect::{ReconnectTo, reconnect_time};
 pub use watch::watch_continuity;
