@@ -112,8 +112,22 @@ pub struct RegisterOp {
     pub complete_ms: Option<f64>,
     pub completion: Completion,
     /// For an ok Read: the value read (`Some(None)` = key absent; `None` = not recorded, and the
-    /// read is then ignored). Ignored otherwise.
+    /// read is then ignored). Ignored otherwise. In JSON: `"read": null` is absent, a missing
+    /// field is not recorded (plain `Option<Option<_>>` would read `null` back as not recorded).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present_field"
+    )]
     pub read: Option<Option<String>>,
+}
+
+/// A field that is present (even as `null`) is `Some`; `#[serde(default)]` makes a missing one
+/// `None`.
+fn present_field<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
 }
 
 /// How much work the checker may do before answering [`KeyVerdict::Unknown`].
@@ -121,7 +135,8 @@ pub struct RegisterOp {
 pub struct LinearizabilityLimits {
     /// Wall-clock budget for the whole check (all keys and window minimization).
     pub max_time: Duration,
-    /// Most configurations (linearized set, value) one search may cache.
+    /// Most configurations (linearized set, value) one search may cache. Each costs about
+    /// 16 + n/8 bytes for a key with n operations (2,000,000 on a 2,000-op key: ~0.5 GB).
     pub max_states: usize,
 }
 
@@ -172,7 +187,7 @@ pub enum Overall<'a> {
 pub struct LinearizabilityReport {
     /// Every key that appears in the input, in key order.
     pub per_key: BTreeMap<String, KeyVerdict>,
-    /// Operations that constrain the search (ok and info writes/CASes, ok reads).
+    /// Operations searched (ok and info writes/CASes, ok reads) on the keys that were checked.
     pub ops_checked: usize,
     /// Operations dropped because they carry no constraint (fail, info reads, unrecorded reads).
     pub ops_ignored: usize,
@@ -272,7 +287,6 @@ pub fn check_linearizability(
 
     for (&key, key_ops) in &by_key {
         let (search_ops, ignored) = prepare(key_ops);
-        ops_checked += search_ops.len();
         ops_ignored += ignored;
         if let Some(on) = out_of_time_on {
             let reason = format!(
@@ -282,6 +296,7 @@ pub fn check_linearizability(
             per_key.insert(key.to_string(), KeyVerdict::Unknown { reason });
             continue;
         }
+        ops_checked += search_ops.len();
         let (outcome, explored) = search(&search_ops, limits.max_states, deadline);
         configurations += explored;
         let verdict = match outcome {
@@ -911,6 +926,9 @@ fn relaxed_history(ops: &[SearchOp], universe: &[usize], kept: &[usize]) -> Vec<
         .collect()
 }
 
+/// Most operations an explanation lists (an unshrunk window can be the whole key's history).
+const LISTED_OPS: usize = 40;
+
 /// The explanation of a violation: what the window's operations are, and the contradictions the
 /// checker can name (reads of values nobody wrote, or older than a write completed before them).
 fn explain(key: &str, window: &[&RegisterOp], key_ops: &[&RegisterOp], minimal: bool) -> String {
@@ -920,8 +938,11 @@ fn explain(key: &str, window: &[&RegisterOp], key_ops: &[&RegisterOp], minimal: 
          any time after their invocation, or never:",
         window.len()
     );
-    for op in window {
+    for op in window.iter().take(LISTED_OPS) {
         let _ = write!(out, "\n  {}", describe(op));
+    }
+    if window.len() > LISTED_OPS {
+        let _ = write!(out, "\n  ... and {} more", window.len() - LISTED_OPS);
     }
     for op in window {
         if op.completion != Completion::Ok || op.complete_ms.is_none() {
@@ -1747,5 +1768,48 @@ mod tests {
                 report.summary()
             );
         }
+    }
+
+    #[test]
+    fn ops_round_trip_through_json() {
+        let ops = vec![
+            read(1, "c1", None, 0.0, 1.5),
+            info(cas(2, "c2", Some("a"), "b", 2.0, 3.0)),
+            never_completed(write(3, "c3", "c", 4.0, 0.0)),
+        ];
+        let json = serde_json::to_string(&ops).unwrap();
+        assert!(json.contains(r#""completion":"info""#), "{json}");
+        assert!(json.contains(r#""read":null"#), "{json}");
+        let back: Vec<RegisterOp> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, ops);
+    }
+
+    #[test]
+    fn unshrunk_window_lists_at_most_40_ops() {
+        let mut ops: Vec<RegisterOp> = (0..100)
+            .map(|i| read(i, "c1", None, i as f64, i as f64 + 0.5))
+            .collect();
+        ops.push(read(100, "c1", Some("ghost"), 200.0, 201.0));
+        let limits = LinearizabilityLimits {
+            max_time: Duration::ZERO,
+            ..LinearizabilityLimits::default()
+        };
+        // Zero time still refutes this small key (the clock is read every 1024 steps) but
+        // leaves no time to shrink.
+        let report = check_linearizability(&ops, &limits);
+        let Overall::Violation(violation) = report.verdict() else {
+            panic!("{}", report.summary());
+        };
+        assert_eq!(violation.window.len(), 101);
+        assert!(
+            violation.explanation.contains("... and 61 more"),
+            "{}",
+            violation.explanation
+        );
+        assert!(
+            violation.explanation.contains("may not be minimal"),
+            "{}",
+            violation.explanation
+        );
     }
 }
