@@ -25,6 +25,10 @@
 //!   cached (a bitset plus the value, keyed by an incremental Zobrist hash) and never explored
 //!   twice, which turns the exponential search into one bounded by the number of distinct
 //!   configurations.
+//! - Operations with unknown outcome would double those configurations each, so before a search
+//!   two rewrites that change no verdict tame them: one whose value nothing observes is left out,
+//!   and the only writer of a value some completed op observes must have taken effect before
+//!   that op completed, so it gets that completion (see `simplify_pending`).
 //!
 //! # Semantics of outcomes
 //!
@@ -940,6 +944,8 @@ fn relaxed_history(universe: &[SearchOp], kept: &[usize]) -> Vec<SearchOp> {
 
 /// Most operations an explanation lists (an unshrunk window can be the whole key's history).
 const LISTED_OPS: usize = 40;
+/// Most contradictions an explanation names.
+const LISTED_HINTS: usize = 10;
 
 /// The explanation of a violation: what the window's operations are, and the contradictions the
 /// checker can name (reads of values nobody wrote, or older than a write completed before them).
@@ -956,16 +962,15 @@ fn explain(key: &str, window: &[&RegisterOp], key_ops: &[&RegisterOp], minimal: 
     if window.len() > LISTED_OPS {
         let _ = write!(out, "\n  ... and {} more", window.len() - LISTED_OPS);
     }
-    for op in window {
-        if op.completion != Completion::Ok || op.complete_ms.is_none() {
-            continue;
-        }
-        let (RegisterF::Read, Some(seen)) = (&op.f, &op.read) else {
-            continue;
-        };
-        if let Some(hint) = explain_read(op, seen.as_deref(), window, key_ops) {
-            let _ = write!(out, "\n{hint}");
-        }
+    let hints = window
+        .iter()
+        .filter(|op| op.completion == Completion::Ok && op.complete_ms.is_some())
+        .filter_map(|op| match (&op.f, &op.read) {
+            (RegisterF::Read, Some(seen)) => explain_read(op, seen.as_deref(), window, key_ops),
+            _ => None,
+        });
+    for hint in hints.take(LISTED_HINTS) {
+        let _ = write!(out, "\n{hint}");
     }
     if !minimal {
         out.push_str("\n(the time budget ran out while shrinking: the window may not be minimal)");
@@ -973,6 +978,9 @@ fn explain(key: &str, window: &[&RegisterOp], key_ops: &[&RegisterOp], minimal: 
     out
 }
 
+/// A contradiction an ok read of the window is part of, when the recorded times alone prove
+/// it: the value was never (successfully) written, or an op of the window shows the register
+/// held another value after every write of the value read had completed, before the read began.
 fn explain_read(
     read: &RegisterOp,
     seen: Option<&str>,
