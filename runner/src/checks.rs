@@ -8,6 +8,7 @@
 mod backoff;
 mod convergence;
 mod errors;
+mod linearizability;
 mod lost_writes;
 mod node_exits;
 mod reconnect;
@@ -18,6 +19,10 @@ use std::collections::BTreeMap;
 pub use backoff::{RetryFilter, backoff, retry_count};
 pub use convergence::replicas_converge;
 pub use errors::error_clarity;
+pub use linearizability::{
+    Completion, KeyVerdict, LinearizabilityLimits, LinearizabilityReport, Overall, RegisterF,
+    RegisterOp, Violation, check_linearizability,
+};
 pub use lost_writes::{MIN_WRITES_AFTER_FAULT, no_lost_writes};
 pub use node_exits::no_unexpected_exits;
 pub use reconnect::{ReconnectTo, reconnect_time};
