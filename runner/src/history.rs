@@ -8,6 +8,7 @@
 //! retry events) are converted with [`History::wall_to_ms`].
 
 use std::fs::File;
+use std::net::SocketAddr;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -150,6 +151,8 @@ pub enum EventKind {
     Watch(WatchRecord),
     /// The status of every node of a cluster, sampled together.
     Status(StatusRecord),
+    /// What a link proxy saw: connections and gRPC requests (HTTP/2 streams) opening and ending.
+    Link(LinkRecord),
     /// Free text for the evidence (a step began, a wait ended, ...).
     Note { text: String },
 }
@@ -415,6 +418,69 @@ pub enum WatchEventRecord {
     },
 }
 
+/// What an in-path proxy (`proxy`) saw on one link, stamped when the proxy read the bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkRecord {
+    /// `<from>><to>`, e.g. `client-1>chainfire-2` or `chainfire-1>chainfire-3` (peer link).
+    pub link: String,
+    /// The client (driver) name, or the node name of a peer link's source.
+    pub from: String,
+    /// The node the link leads to.
+    pub to: String,
+    /// Connection number on this link, from 1.
+    pub conn: u64,
+    pub what: Observed,
+}
+
+/// One observation of a link proxy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "seen", rename_all = "snake_case")]
+pub enum Observed {
+    ConnAccepted {
+        peer: SocketAddr,
+    },
+    UpstreamConnected,
+    UpstreamFailed {
+        error: String,
+    },
+    ConnClosed {
+        by: Side,
+        reason: String,
+    },
+    /// The client sent HEADERS on a new stream id: a new gRPC request.
+    StreamOpened {
+        stream: u32,
+    },
+    StreamClosed {
+        stream: u32,
+        by: StreamEnd,
+    },
+}
+
+/// Who ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Client,
+    Server,
+    /// A fault, the upstream being unreachable, or the proxy shutting down.
+    Proxy,
+}
+
+/// How a stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamEnd {
+    /// RST_STREAM from the client (e.g. it gave up on a deadline).
+    ClientReset,
+    /// RST_STREAM from the server.
+    ServerReset,
+    /// The server sent END_STREAM: the response (trailers) is complete.
+    ServerEndStream,
+    /// The connection closed with the stream still open.
+    ConnectionClosed,
+}
+
 /// The status of every node of a cluster at one moment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusRecord {
@@ -659,6 +725,13 @@ pub fn watch_events(
 ) -> impl Iterator<Item = (f64, &WatchEventRecord)> {
     events.iter().filter_map(move |e| match &e.kind {
         EventKind::Watch(w) if w.watch_id == watch_id => Some((e.t_ms, &w.event)),
+        _ => None,
+    })
+}
+
+pub fn links(events: &[Event]) -> impl Iterator<Item = (f64, &LinkRecord)> {
+    events.iter().filter_map(|e| match &e.kind {
+        EventKind::Link(l) => Some((e.t_ms, l)),
         _ => None,
     })
 }

@@ -111,50 +111,7 @@ impl Observation {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Observed {
-    ConnAccepted {
-        peer: SocketAddr,
-    },
-    UpstreamConnected,
-    UpstreamFailed {
-        error: String,
-    },
-    ConnClosed {
-        by: Side,
-        reason: String,
-    },
-    /// The client sent HEADERS on a new stream id: a new gRPC request.
-    StreamOpened {
-        stream: u32,
-    },
-    StreamClosed {
-        stream: u32,
-        by: StreamEnd,
-    },
-}
-
-/// Who ended a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Side {
-    Client,
-    Server,
-    /// A fault, the upstream being unreachable, or the proxy shutting down.
-    Proxy,
-}
-
-/// How a stream ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum StreamEnd {
-    /// RST_STREAM from the client (e.g. it gave up on a deadline).
-    ClientReset,
-    /// RST_STREAM from the server.
-    ServerReset,
-    /// The server sent END_STREAM: the response (trailers) is complete.
-    ServerEndStream,
-    /// The connection closed with the stream still open.
-    ConnectionClosed,
-}
+pub use crate::history::{Observed, Side, StreamEnd};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
