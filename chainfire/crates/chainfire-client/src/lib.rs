@@ -22,7 +22,10 @@
 //! `ClientError::Exhausted` means unknown: applied once or not at all (read the key to find
 //! out; a write cut off by a lost quorum may still be applied when the quorum returns). A
 //! call's retries end within `op_deadline`, so only a cluster taking more than the dedup window
-//! of other writes in that time could see a duplicate.
+//! of other writes in that time could see a duplicate. Finer than the variant:
+//! [`ClientError::maybe_applied`] is false when every attempt was definitely not applied and
+//! true when any attempt may have been (the table is [`engine::effect_of`]); a `Rejected` call
+//! whose earlier attempt timed out may still have been applied.
 //!
 //! # Watches
 //! [`Client::watch_raw`] is the plain stream, which ends when its server goes away (the design

@@ -91,6 +91,13 @@ pub enum RaftOpError {
         leader: Option<u64>,
         term: u64,
     },
+    /// This node was leader when the request was proposed and lost leadership before it
+    /// committed: the entry may still commit under the new leader (or be dropped).
+    #[error(
+        "leadership lost while proposing (leader now {}); the write may still be applied: retry with the same request_id",
+        LeaderName(*leader)
+    )]
+    LeadershipLost { leader: Option<u64> },
     #[error("node is shutting down")]
     ShuttingDown,
     #[error("raft failed: {0}")]
@@ -151,7 +158,20 @@ impl Cluster {
     }
 
     /// Proposes a command and waits until it is committed on a quorum and applied here.
+    ///
+    /// A node that is not the leader refuses before handing anything to openraft, so
+    /// [`RaftOpError::NotLeader`] always means "not proposed". openraft's own "forward to
+    /// leader" after this check may come for an entry it already appended (and a new leader
+    /// then overwrote), so it is [`RaftOpError::LeadershipLost`]: outcome unknown.
     pub async fn propose(&self, request: Request) -> Result<Response, RaftOpError> {
+        let (state, leader) = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            (m.state, m.current_leader)
+        };
+        if !state.is_leader() {
+            return Err(self.not_leader(leader));
+        }
         let result = tokio::time::timeout(self.op_timeout, self.raft.client_write(request)).await;
         match result {
             Err(_elapsed) => Err(self.timeout(
@@ -160,7 +180,9 @@ impl Cluster {
             )),
             Ok(Ok(written)) => Ok(written.data),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(self.not_leader(f.leader_id))
+                Err(RaftOpError::LeadershipLost {
+                    leader: f.leader_id,
+                })
             }
             Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
                 Err(RaftOpError::Fatal(e.to_string()))
@@ -247,6 +269,16 @@ mod tests {
             "no quorum: linearizable read not confirmed (leader 1, term 2): only node 1 of 3 voters answered"
         );
         assert_eq!(node_list(&[1, 3]), "nodes 1, 3");
+    }
+
+    #[test]
+    fn leadership_lost_says_the_write_may_still_apply() {
+        let e = RaftOpError::LeadershipLost { leader: Some(3) };
+        assert_eq!(
+            e.to_string(),
+            "leadership lost while proposing (leader now 3); the write may still be applied: retry with the same request_id"
+        );
+        assert!(!e.to_string().starts_with(chainfire_api::NOT_LEADER_MESSAGE));
     }
 
     #[test]

@@ -215,7 +215,7 @@ async fn revoke_expired(cluster: &Cluster, id: u64) -> bool {
             tracing::warn!(lease = id, response = ?other, "unexpected result revoking an expired lease");
             true
         }
-        Err(RaftOpError::NotLeader { .. }) => false,
+        Err(RaftOpError::NotLeader { .. } | RaftOpError::LeadershipLost { .. }) => false,
         Err(e) => {
             tracing::warn!(lease = id, error = %e, "revoking expired lease failed; retrying next tick");
             true

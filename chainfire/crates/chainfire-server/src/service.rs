@@ -50,6 +50,7 @@ pub fn raft_status(error: RaftOpError) -> Status {
         }
         RaftOpError::Timeout { .. }
         | RaftOpError::QuorumNotEnough { .. }
+        | RaftOpError::LeadershipLost { .. }
         | RaftOpError::ShuttingDown => Status::unavailable(message),
         RaftOpError::Fatal(_) => Status::internal(message),
     }
@@ -509,6 +510,10 @@ mod tests {
         );
         assert_eq!(
             raft_status(RaftOpError::ShuttingDown).code(),
+            tonic::Code::Unavailable
+        );
+        assert_eq!(
+            raft_status(RaftOpError::LeadershipLost { leader: Some(2) }).code(),
             tonic::Code::Unavailable
         );
         assert_eq!(

@@ -85,11 +85,30 @@ impl FlareDbService {
     }
 
     /// Replicates `request` and waits (bounded) for a majority to commit it.
+    ///
+    /// A store that is not the leader refuses before handing anything to openraft, so "not
+    /// leader" always means "not proposed". openraft's own "forward to leader" after this
+    /// check may come for an entry it already appended (and a new leader then overwrote), so
+    /// it is UNAVAILABLE with the outcome unknown.
     async fn write(&self, op: &str, request: types::Request) -> Result<types::Response, Status> {
+        let (state, leader) = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow();
+            (m.state, m.current_leader)
+        };
+        if !state.is_leader() {
+            return Err(self.not_leader(leader));
+        }
         match tokio::time::timeout(self.write_timeout, self.raft.client_write(request)).await {
             Ok(Ok(written)) => Ok(written.data),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
-                Err(self.not_leader(forward.leader_id))
+                Err(Status::unavailable(format!(
+                    "{op}: store {} lost leadership while proposing (leader now {}); outcome unknown",
+                    self.id,
+                    forward
+                        .leader_id
+                        .map_or_else(|| "unknown".to_string(), |id| id.to_string())
+                )))
             }
             Ok(Err(e)) => Err(Status::unavailable(format!(
                 "{op} failed on store {}: {e}",

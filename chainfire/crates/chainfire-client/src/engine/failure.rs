@@ -72,19 +72,19 @@ pub enum Effect {
 /// |---|---|---|---|
 /// | not sent (no endpoint, unusable endpoint, connect refused/failed) | any | `None` | no byte of the request left the client |
 /// | no answer (local per-attempt timeout, reset / broken connection, h2 error) | any | `Unknown` | the server may have received and proposed it |
-/// | answered | FAILED_PRECONDITION starting with the "not leader" message | `None` | both servers answer it when openraft refuses the proposal on a non-leader, before anything is appended |
+/// | answered | FAILED_PRECONDITION starting with the "not leader" message | `None` | both servers answer it only from their own leadership check, before proposing |
 /// | answered | INVALID_ARGUMENT | `None` | request checks (empty key, ttl, missing compare) run before proposing; the state machine's own refusals change nothing |
 /// | answered | NOT_FOUND, ALREADY_EXISTS | `None` | ChainFire's lease lookups and the state machine's lease refusals: nothing changed |
 /// | answered | OUT_OF_RANGE | `None` | a watch or read from a compacted revision: no write |
 /// | answered | UNIMPLEMENTED | `None` | the server has no such method |
-/// | answered | UNAVAILABLE (e.g. "no quorum: write not committed", shutting down) | `Unknown` | proposed, not committed in time: it may still commit |
+/// | answered | UNAVAILABLE (e.g. "no quorum: write not committed", leadership lost while proposing, shutting down) | `Unknown` | proposed, not committed in time: it may still commit |
 /// | answered | DEADLINE_EXCEEDED, CANCELLED | `Unknown` | the server gave up waiting, possibly after proposing |
 /// | answered | INTERNAL, UNKNOWN, ABORTED, other FAILED_PRECONDITION, anything else | `Unknown` | not recognised: assume the worst |
 ///
-/// Caveat: openraft 0.9 also answers "not leader" (ForwardToLeader) to a proposal whose
-/// log entry a new leader overwrote; Raft lets such an entry commit only if another node that
-/// holds it wins an election before the new leader's entry replaces it, which needs more than
-/// three voters in the common case; the clusters here have three.
+/// "Not leader" is safe to call `None` because both servers check leadership themselves before
+/// handing a write to openraft and answer "not leader" only then. openraft 0.9 also says
+/// "forward to leader" for an entry it had appended when a new leader overwrote it; the servers
+/// answer that one UNAVAILABLE ("leadership lost while proposing"): `Unknown`.
 pub fn effect_of(
     point: FailurePoint,
     code: Option<Code>,
