@@ -9,6 +9,7 @@ mod backoff;
 mod convergence;
 mod errors;
 mod linearizability;
+mod linearizable;
 mod lost_writes;
 mod node_exits;
 mod reconnect;
@@ -23,6 +24,7 @@ pub use linearizability::{
     Completion, KeyVerdict, LinearizabilityLimits, LinearizabilityReport, Overall, RegisterF,
     RegisterOp, Violation, check_linearizability,
 };
+pub use linearizable::{MIN_OPS_AFTER_FAULT, linearizable, register_ops};
 pub use lost_writes::{MIN_WRITES_AFTER_FAULT, no_lost_writes};
 pub use node_exits::no_unexpected_exits;
 pub use reconnect::{ReconnectTo, reconnect_time};

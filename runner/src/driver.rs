@@ -27,6 +27,9 @@ use crate::history::{
 };
 use crate::supervisor::Service;
 
+mod register;
+pub use register::{REGISTER_TAG, RegisterSpec};
+
 tokio::task_local! {
     /// The operation the current task is running: (op id, retries seen so far).
     static CURRENT_OP: (u64, Arc<AtomicU32>);

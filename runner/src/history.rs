@@ -8,8 +8,8 @@
 //! retry events) are converted with [`History::wall_to_ms`].
 
 use std::fs::File;
-use std::net::SocketAddr;
 use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

@@ -65,7 +65,6 @@
 //! minimal.
 
 // Not wired to the runner's history yet: only the tests call it in this crate so far.
-#![cfg_attr(not(test), allow(dead_code))]
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;

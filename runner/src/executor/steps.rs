@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::judge::{ReadExpectation, judge_op, observe_broken_watch, op_numbers};
 use super::verdict::Judged;
 use crate::checks::{self, CheckResult, ReconnectTo, RetryFilter};
-use crate::driver::{Driver, DriverConfig, LoadHandle, LoadSpec, WatchHandle};
+use crate::driver::{Driver, DriverConfig, LoadHandle, LoadSpec, RegisterSpec, WatchHandle};
 use crate::faults::{FaultError, FaultKind, Faults};
 use crate::history::{
     Event, EventKind, History, LogMatchRecord, OpRecord, WatchMode as HistWatchMode,
@@ -17,7 +17,7 @@ use crate::history::{
 use crate::matrix::Service as MatrixService;
 use crate::scenario::{
     Expect, NodeRef, ProbeOp, ReconnectUntil, Scenario, Step, StopSignal, WatchExpectation,
-    WatchMode,
+    WatchMode, Workload,
 };
 use crate::supervisor::{Service, Supervisor, Target};
 
@@ -354,15 +354,34 @@ impl<'a> Runner<'a> {
                     .key_prefix
                     .clone()
                     .unwrap_or_else(|| format!("load/{}", s.name));
-                let handle = driver.start_load(LoadSpec::new(s.rate_per_sec, prefix));
+                let (handle, what) = match s.workload {
+                    Workload::Writes => (
+                        driver.start_load(LoadSpec::new(s.rate_per_sec, prefix)),
+                        format!("{} puts/s", s.rate_per_sec),
+                    ),
+                    Workload::Register => {
+                        let mut spec = RegisterSpec::new(
+                            s.rate_per_sec,
+                            prefix,
+                            self.supervisor.config().seed,
+                        );
+                        spec.clients = s.clients.unwrap_or(spec.clients);
+                        spec.keys = s.keys.unwrap_or(spec.keys);
+                        let what = format!(
+                            "register workload: {} processes, {} keys, {} ops/s",
+                            spec.clients, spec.keys, s.rate_per_sec
+                        );
+                        (driver.start_register(spec), what)
+                    }
+                };
                 self.loads.insert(s.name.clone(), handle);
-                StepResult::pass(format!("{} puts/s", s.rate_per_sec))
+                StepResult::pass(what)
             }
             Step::LoadStop(r) => match self.loads.remove(&r.name) {
                 Some(handle) => {
                     let summary = handle.stop().await;
                     StepResult::pass(format!(
-                        "{} puts started, {} ok, {} failed, {} ticks skipped (too many in flight)",
+                        "{} operations started, {} ok, {} failed or unknown, {} ticks skipped (too many in flight)",
                         summary.started, summary.ok, summary.errors, summary.skipped
                     ))
                     .with_numbers(BTreeMap::from([
@@ -569,6 +588,13 @@ impl<'a> Runner<'a> {
                     .unwrap_or(checks::MIN_WRITES_AFTER_FAULT);
                 StepResult::from_check(checks::no_lost_writes(&events, floor))
             }
+            Step::CheckLinearizable(s) => {
+                let service = self.service_of(s.service)?;
+                let events = self.events_of(service);
+                let floor = s.min_ops_after_fault.unwrap_or(checks::MIN_OPS_AFTER_FAULT);
+                let budget = Duration::from_millis(s.max_time_ms.unwrap_or(10_000));
+                StepResult::from_check(checks::linearizable(&events, floor, budget))
+            }
             Step::CheckConverged(s) => {
                 let service = self.service_of(s.service)?;
                 self.supervisor.wait_converged(service, bound).await;
@@ -717,6 +743,7 @@ impl<'a> Runner<'a> {
             .into_iter()
             .filter(|e| match &e.kind {
                 EventKind::Op(o) => o.client.starts_with(prefix),
+                EventKind::Invoke(i) => i.client.starts_with(prefix),
                 _ => true,
             })
             .collect()

@@ -92,6 +92,7 @@ impl fmt::Display for Step {
                 write!(f, "repeat {op} until ok within {} ms", s.within_ms)
             }
             Step::CheckNoLostWrites(_) => write!(f, "check: no acknowledged write lost"),
+            Step::CheckLinearizable(_) => write!(f, "check: every operation linearizable"),
             Step::CheckConverged(s) => {
                 write!(f, "check: replicas converge within {} ms", s.within_ms)
             }

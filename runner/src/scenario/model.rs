@@ -289,6 +289,9 @@ pub enum Step {
     // --- checks
     /// Every acknowledged write is read back (or was superseded by a later acknowledged write).
     CheckNoLostWrites(CheckNoLostWritesStep),
+    /// Every operation of the service's history (register workload, loads, reads) is
+    /// linearizable, key by key (Wing & Gong / Lowe, as Knossos and Porcupine check).
+    CheckLinearizable(CheckLinearizableStep),
     /// All running nodes reach the same state digest.
     CheckConverged(CheckConvergedStep),
     /// A named operation's retry attempts follow the backoff schedule.
@@ -456,9 +459,34 @@ pub struct LoadStartStep {
     /// Writes per second (each write a new value; acknowledged ones join the no-lost-writes check).
     #[schemars(range(min = 0.1, max = 1000.0))]
     pub rate_per_sec: f64,
-    /// Keys written are `<key_prefix>/<client>/<n>`, each once (default `load/<name>`).
+    /// Keys written are `<key_prefix>/<client>/<n>`, each once (default `load/<name>`); for the
+    /// register workload, `<key_prefix>/<i>`.
     #[serde(default)]
     pub key_prefix: Option<String>,
+    /// `writes` (default): one put per tick, each on a new key, for the no-lost-writes check.
+    /// `register`: `clients` sequential processes reading, writing and compare-and-swapping
+    /// `keys` keys, `rate_per_sec` operations per second in all, for `check_linearizable`.
+    #[serde(default)]
+    pub workload: Workload,
+    /// Register workload: concurrent client processes (default 5).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 64))]
+    pub clients: Option<usize>,
+    /// Register workload: size of the key space (default 8).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1000))]
+    pub keys: Option<usize>,
+}
+
+/// What a background load does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Workload {
+    /// Puts of new keys at a rate.
+    #[default]
+    Writes,
+    /// Concurrent reads, writes and compare-and-swaps on a small key space.
+    Register,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -579,6 +607,23 @@ pub struct WaitUntilOkStep {
     /// Pause between tries (default 200 ms).
     #[serde(default)]
     pub interval_ms: Option<u64>,
+    #[serde(default)]
+    pub cells: Vec<CellId>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckLinearizableStep {
+    #[serde(default)]
+    pub service: Option<Service>,
+    /// Evidence floor: operations that must have completed `ok` after the first fault took
+    /// effect (default 100).
+    #[serde(default)]
+    pub min_ops_after_fault: Option<usize>,
+    /// The checker's time budget (default 10000); running out is "unknown", a failure.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 600000))]
+    pub max_time_ms: Option<u64>,
     #[serde(default)]
     pub cells: Vec<CellId>,
 }
@@ -716,6 +761,7 @@ impl Step {
             Step::WaitForLog(_) => "wait_for_log",
             Step::WaitUntilOk(_) => "wait_until_ok",
             Step::CheckNoLostWrites(_) => "check_no_lost_writes",
+            Step::CheckLinearizable(_) => "check_linearizable",
             Step::CheckConverged(_) => "check_converged",
             Step::CheckBackoff(_) => "check_backoff",
             Step::CheckReconnect(_) => "check_reconnect",
@@ -760,6 +806,7 @@ impl Step {
         matches!(
             self,
             Step::CheckNoLostWrites(_)
+                | Step::CheckLinearizable(_)
                 | Step::CheckConverged(_)
                 | Step::CheckBackoff(_)
                 | Step::CheckReconnect(_)
@@ -789,6 +836,7 @@ impl Step {
             | Step::LoadStop(_)
             | Step::Sleep(_)
             | Step::CheckNoLostWrites(_)
+            | Step::CheckLinearizable(_)
             | Step::CheckConverged(_)
             | Step::CheckBackoff(_)
             | Step::CheckReconnect(_)
@@ -807,6 +855,7 @@ impl Step {
             Step::WaitForLog(s) => &s.cells,
             Step::WaitUntilOk(s) => &s.cells,
             Step::CheckNoLostWrites(s) => &s.cells,
+            Step::CheckLinearizable(s) => &s.cells,
             Step::CheckConverged(s) => &s.cells,
             Step::CheckBackoff(s) => &s.cells,
             Step::CheckReconnect(s) => &s.cells,
@@ -838,6 +887,7 @@ impl Step {
             Step::WaitForLog(s) => s.service,
             Step::WaitUntilOk(s) => s.service,
             Step::CheckNoLostWrites(s) => s.service,
+            Step::CheckLinearizable(s) => s.service,
             Step::CheckConverged(s) => s.service,
             Step::WatchStop(_)
             | Step::LoadStop(_)
@@ -902,6 +952,7 @@ impl Step {
             Step::WaitForLog(s) => Some(s.within_ms),
             Step::WaitUntilOk(s) => Some(s.within_ms),
             Step::CheckNoLostWrites(s) => s.within_ms,
+            Step::CheckLinearizable(s) => s.max_time_ms.map(|t| t + 5000),
             Step::CheckConverged(s) => Some(s.within_ms),
             Step::CheckClearError(s) => Some(s.within_ms),
             _ => None,

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_saphyr::Location;
 
 use super::load::ScenarioFile;
-use super::model::{ClusterSpec, NodeConfig, Outcome, ReconnectUntil, RetryConfig, Scenario, Step};
+use super::model::{
+    ClusterSpec, NodeConfig, Outcome, ReconnectUntil, RetryConfig, Scenario, Step, Workload,
+};
 use super::problem::{Problem, Problems};
 use super::target::{NodeRef, is_name};
 use crate::matrix::{CellStatus, Matrix, Service, is_slug};
@@ -395,6 +397,26 @@ impl Validator<'_> {
                     msgs.push(format!("load `{}` is started twice", s.name));
                 }
                 d.loads_running.insert(s.name.clone());
+                match s.workload {
+                    Workload::Writes if s.clients.is_some() || s.keys.is_some() => msgs.push(
+                        "`clients` and `keys` are for `workload: register`; a writes load puts each key once".into(),
+                    ),
+                    Workload::Register => {
+                        if s.clients.is_some_and(|c| !(1..=64).contains(&c)) {
+                            msgs.push(format!(
+                                "clients must be in 1..=64, got {}",
+                                s.clients.unwrap_or_default()
+                            ));
+                        }
+                        if s.keys.is_some_and(|k| !(1..=1000).contains(&k)) {
+                            msgs.push(format!(
+                                "keys must be in 1..=1000, got {}",
+                                s.keys.unwrap_or_default()
+                            ));
+                        }
+                    }
+                    Workload::Writes => {}
+                }
                 if !(s.rate_per_sec > 0.0 && s.rate_per_sec <= MAX_LOAD_RATE) {
                     msgs.push(format!(
                         "rate_per_sec must be in (0, {MAX_LOAD_RATE}], got {}",
@@ -515,6 +537,32 @@ cells:
     }
 
     const CF3: &str = "clusters:\n  chainfire: {nodes: 3}\n";
+
+    #[test]
+    fn register_workload_options_are_checked() {
+        let writes_with_clients = problems(&format!(
+            "{CF3}steps:\n  - load_start: {{name: l, rate_per_sec: 5, clients: 3}}\n  - kill: {{node: leader}}\n  - check_linearizable: {{}}\n"
+        ));
+        assert!(
+            writes_with_clients.contains("are for `workload: register`"),
+            "{writes_with_clients}"
+        );
+        let too_many = problems(&format!(
+            "{CF3}steps:\n  - load_start: {{name: l, rate_per_sec: 5, workload: register, clients: 100, keys: 0}}\n  - kill: {{node: leader}}\n  - check_linearizable: {{}}\n"
+        ));
+        assert!(
+            too_many.contains("clients must be in 1..=64, got 100"),
+            "{too_many}"
+        );
+        assert!(
+            too_many.contains("keys must be in 1..=1000, got 0"),
+            "{too_many}"
+        );
+        let fine = problems(&format!(
+            "{CF3}steps:\n  - load_start: {{name: l, rate_per_sec: 5, workload: register, clients: 3, keys: 4}}\n  - kill: {{node: leader}}\n  - load_stop: {{name: l}}\n  - check_linearizable: {{}}\n"
+        ));
+        assert_eq!(fine, "0 problems found");
+    }
 
     #[test]
     fn a_test_cell_without_a_fault_or_a_check_is_refused() {
