@@ -54,6 +54,7 @@ impl Client {
             config.call.connect_timeout,
             keep_alive,
             config.local_address,
+            config.call.address_map.clone(),
         )?;
         Ok(Client {
             inner: Arc::new(Inner { config, router }),

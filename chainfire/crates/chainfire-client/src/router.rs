@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chainfire_api::pb::{self, kv_client::KvClient};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::engine::{Route, normalize_endpoint};
+use crate::engine::{AddressMap, Route, normalize_endpoint};
 use crate::error::ClientError;
 
 struct State {
@@ -36,6 +36,8 @@ pub(crate) struct Router {
     connect_timeout: Duration,
     keep_alive: Duration,
     local_address: Option<IpAddr>,
+    /// How server-named addresses (hints, member lists) are dialled from here.
+    address_map: AddressMap,
     state: Mutex<State>,
 }
 
@@ -45,6 +47,7 @@ impl Router {
         connect_timeout: Duration,
         keep_alive: Duration,
         local_address: Option<IpAddr>,
+        address_map: AddressMap,
     ) -> Result<Self, ClientError> {
         let endpoints: Vec<String> = endpoints.iter().map(|e| normalize_endpoint(e)).collect();
         let router = Self {
@@ -52,6 +55,7 @@ impl Router {
             connect_timeout,
             keep_alive,
             local_address,
+            address_map,
             state: Mutex::new(State {
                 current: 0,
                 channels: HashMap::new(),
@@ -142,7 +146,7 @@ impl Router {
         state.failed.remove(endpoint);
         for m in &status.members {
             if m.id != 0 && !m.client_addr.is_empty() {
-                let addr = normalize_endpoint(&m.client_addr);
+                let addr = self.address_map.translate(&m.client_addr);
                 // A configured endpoint that already answered for this id is the better name
                 // (the member list may carry a wildcard or another alias).
                 let known = state.endpoint_of.get(&m.id).cloned();
@@ -182,7 +186,7 @@ impl Router {
             return None;
         }
         state.leader.0 = leader_id;
-        if let Some(addr) = leader_addr {
+        if let Some(addr) = leader_addr.map(|a| self.address_map.translate(a)) {
             let configured = state
                 .endpoint_of
                 .get(&leader_id)
@@ -241,7 +245,14 @@ mod tests {
 
     fn router(eps: &[&str]) -> Router {
         let eps: Vec<String> = eps.iter().map(|s| s.to_string()).collect();
-        Router::new(&eps, Duration::from_secs(1), Duration::from_secs(2), None).unwrap()
+        Router::new(
+            &eps,
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            None,
+            AddressMap::default(),
+        )
+        .unwrap()
     }
 
     fn header(node: u64, leader: u64, term: u64) -> pb::ResponseHeader {
@@ -300,5 +311,23 @@ mod tests {
         // Known id without address and no mapping: no redirect.
         assert_eq!(r.on_not_leader("a:1", 7, None), None);
         assert_eq!(r.pick(Route::Leader), "b:2");
+    }
+
+    #[tokio::test]
+    async fn server_named_addresses_are_dialled_through_the_address_map() {
+        let map = AddressMap::new([("127.0.1.3:2381".to_owned(), "127.0.0.1:40003".to_owned())]);
+        let r = Router::new(
+            &["127.0.0.1:40001".to_owned()],
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            None,
+            map,
+        )
+        .unwrap();
+        assert_eq!(
+            r.on_not_leader("127.0.0.1:40001", 3, Some("127.0.1.3:2381")),
+            Some("127.0.0.1:40003".into())
+        );
+        assert_eq!(r.pick(Route::Leader), "127.0.0.1:40003");
     }
 }

@@ -175,7 +175,7 @@ impl Client {
         Ok(Client {
             inner: Arc::new(Inner {
                 pool: Pool::new(config.call.connect_timeout),
-                routing: Routing::new(endpoints),
+                routing: Routing::new(endpoints, config.call.address_map.clone()),
                 config,
                 pd,
             }),

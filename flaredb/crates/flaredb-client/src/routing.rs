@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use chainfire_client::engine::Route;
+use chainfire_client::engine::{AddressMap, Route};
 
 #[derive(Debug, Default)]
 struct State {
@@ -15,11 +15,13 @@ struct State {
 
 #[derive(Debug, Default)]
 pub(crate) struct Routing {
+    /// How store addresses named by hints and PD are dialled from here.
+    address_map: AddressMap,
     state: Mutex<State>,
 }
 
 impl Routing {
-    pub fn new(endpoints: Vec<String>) -> Self {
+    pub fn new(endpoints: Vec<String>, address_map: AddressMap) -> Self {
         let mut deduped: Vec<String> = Vec::new();
         for e in endpoints {
             if !deduped.contains(&e) {
@@ -27,6 +29,7 @@ impl Routing {
             }
         }
         Self {
+            address_map,
             state: Mutex::new(State {
                 endpoints: deduped,
                 ..State::default()
@@ -48,6 +51,8 @@ impl Routing {
 
     /// Adds a store address learned from a hint or PD.
     pub fn learn(&self, endpoint: &str) {
+        let endpoint = self.address_map.translate(endpoint);
+        let endpoint = endpoint.as_str();
         let mut state = self.state();
         if !state.endpoints.iter().any(|e| e == endpoint) {
             state.endpoints.push(endpoint.to_owned());
@@ -56,7 +61,7 @@ impl Routing {
 
     pub fn set_leader(&self, endpoint: &str) {
         self.learn(endpoint);
-        self.state().leader = Some(endpoint.to_owned());
+        self.state().leader = Some(self.address_map.translate(endpoint));
     }
 
     /// The store for the next attempt, if any is known.
@@ -87,10 +92,11 @@ impl Routing {
 
     /// After "not leader" from `endpoint`: the store to follow to, if the hint names one.
     pub fn on_not_leader(&self, endpoint: &str, hint: Option<&str>) -> Option<String> {
-        match hint.filter(|h| *h != endpoint) {
+        let hint = hint.map(|h| self.address_map.translate(h));
+        match hint.filter(|h| h != endpoint) {
             Some(leader) => {
-                self.set_leader(leader);
-                Some(leader.to_owned())
+                self.set_leader(&leader);
+                Some(leader)
             }
             None => {
                 self.on_failure(endpoint);
@@ -106,7 +112,10 @@ mod tests {
 
     #[test]
     fn leader_route_prefers_the_leader_and_falls_back_to_rotation() {
-        let r = Routing::new(vec!["a:1".into(), "b:2".into(), "c:3".into(), "a:1".into()]);
+        let r = Routing::new(
+            vec!["a:1".into(), "b:2".into(), "c:3".into(), "a:1".into()],
+            AddressMap::default(),
+        );
         assert_eq!(r.endpoints().len(), 3);
         assert_eq!(r.pick(Route::Leader).as_deref(), Some("a:1"));
         assert_eq!(r.on_not_leader("a:1", Some("c:3")).as_deref(), Some("c:3"));
@@ -122,7 +131,7 @@ mod tests {
 
     #[test]
     fn hints_without_an_address_rotate_and_new_addresses_are_learned() {
-        let r = Routing::new(vec!["a:1".into(), "b:2".into()]);
+        let r = Routing::new(vec!["a:1".into(), "b:2".into()], AddressMap::default());
         assert_eq!(r.on_not_leader("a:1", None), None);
         assert_eq!(r.pick(Route::Leader).as_deref(), Some("b:2"));
         assert_eq!(
@@ -132,6 +141,26 @@ mod tests {
         );
         r.set_leader("z:9");
         assert!(r.endpoints().contains(&"z:9".to_string()));
-        assert_eq!(Routing::new(Vec::new()).pick(Route::Any), None);
+        assert_eq!(
+            Routing::new(Vec::new(), AddressMap::default()).pick(Route::Any),
+            None
+        );
+    }
+
+    #[test]
+    fn hinted_and_learned_addresses_are_dialled_through_the_map() {
+        let map = AddressMap::new([("127.0.2.2:5001".to_owned(), "127.0.0.1:41000".to_owned())]);
+        let r = Routing::new(vec!["127.0.0.1:40000".into()], map);
+        assert_eq!(
+            r.on_not_leader("127.0.0.1:40000", Some("127.0.2.2:5001"))
+                .as_deref(),
+            Some("127.0.0.1:41000")
+        );
+        assert_eq!(r.leader().as_deref(), Some("127.0.0.1:41000"));
+        r.learn("127.0.2.3:5002");
+        assert_eq!(
+            r.endpoints(),
+            ["127.0.0.1:40000", "127.0.0.1:41000", "127.0.2.3:5002"]
+        );
     }
 }

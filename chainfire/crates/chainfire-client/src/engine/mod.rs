@@ -26,7 +26,7 @@ pub use failure::{
 };
 pub use log::RetryLog;
 pub use outcome::{CallInfo, FailedOp, GaveUp, RetryEvent, RetryObserver};
-pub use settings::CallSettings;
+pub use settings::{AddressMap, CallSettings};
 
 /// What the exported macros expand to; not part of the API.
 #[doc(hidden)]

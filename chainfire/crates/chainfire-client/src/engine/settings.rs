@@ -1,6 +1,7 @@
 //! How hard one call tries, shared by both clients' configs: the retry policy, the time bounds
 //! of a connection, an attempt and a whole call, the redirect budget, and the retry observer.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,36 @@ pub struct CallSettings {
     pub max_redirects: usize,
     /// Sees every retry (see [`RetryEvent`]).
     pub retry_observer: Option<RetryObserver>,
+    /// How addresses the servers name (leader hints, member lists, PD records) are reached
+    /// from here: for a client behind an address translation or an in-path proxy.
+    pub address_map: AddressMap,
+}
+
+/// Server-named address -> the address this client dials instead (both `HOST:PORT`).
+/// Addresses not in the map are dialled as named.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressMap(HashMap<String, String>);
+
+impl AddressMap {
+    pub fn new(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self(
+            pairs
+                .into_iter()
+                .map(|(from, to)| {
+                    (
+                        super::normalize_endpoint(&from),
+                        super::normalize_endpoint(&to),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// The address to dial for `named` (normalized).
+    pub fn translate(&self, named: &str) -> String {
+        let named = super::normalize_endpoint(named);
+        self.0.get(&named).cloned().unwrap_or(named)
+    }
 }
 
 impl Default for CallSettings {
@@ -38,6 +69,7 @@ impl Default for CallSettings {
             op_deadline: Duration::from_secs(45),
             max_redirects: 3,
             retry_observer: None,
+            address_map: AddressMap::default(),
         }
     }
 }
@@ -74,6 +106,7 @@ impl fmt::Debug for CallSettings {
             .field("op_deadline", &self.op_deadline)
             .field("max_redirects", &self.max_redirects)
             .field("retry_observer", &self.retry_observer.is_some())
+            .field("address_map", &self.address_map)
             .finish()
     }
 }
@@ -110,6 +143,15 @@ macro_rules! call_settings_builders {
         /// "Not leader" hops per call that cost no backoff.
         pub fn with_max_redirects(mut self, max: usize) -> Self {
             self.call.max_redirects = max;
+            self
+        }
+
+        /// Dial `to` wherever a server names `from` (leader hints, member lists, PD records).
+        pub fn with_address_map(
+            mut self,
+            pairs: impl IntoIterator<Item = (String, String)>,
+        ) -> Self {
+            self.call.address_map = $crate::engine::AddressMap::new(pairs);
             self
         }
 
@@ -166,6 +208,24 @@ mod tests {
         assert_eq!(c.call.max_redirects, 9);
         let debug = format!("{:?}", c.call);
         assert!(debug.contains("retry_observer: true"), "{debug}");
+    }
+
+    #[test]
+    fn the_address_map_translates_named_addresses_only() {
+        let c = Config::default()
+            .with_address_map([("127.0.1.2:2380".to_owned(), "127.0.0.1:40001".to_owned())]);
+        assert_eq!(
+            c.call.address_map.translate("127.0.1.2:2380"),
+            "127.0.0.1:40001"
+        );
+        assert_eq!(
+            c.call.address_map.translate("http://127.0.1.2:2380"),
+            "127.0.0.1:40001"
+        );
+        assert_eq!(
+            c.call.address_map.translate("127.0.1.3:2381"),
+            "127.0.1.3:2381"
+        );
     }
 
     #[test]
