@@ -47,6 +47,8 @@ pub struct DriverConfig {
     pub retry: RetryPolicy,
     /// The runner's hard bound on one operation (including all the client's retries).
     pub op_timeout: Duration,
+    /// Server-named address -> the address the client dials (its link proxies).
+    pub address_map: Vec<(String, String)>,
 }
 
 impl DriverConfig {
@@ -58,6 +60,7 @@ impl DriverConfig {
             pd_endpoints: Vec::new(),
             retry: RetryPolicy::default(),
             op_timeout: Duration::from_secs(60),
+            address_map: Vec::new(),
         }
     }
 }
@@ -370,6 +373,7 @@ impl Driver {
             Service::ChainFire => {
                 let client_config = chainfire_client::ClientConfig::new(config.endpoints.clone())
                     .with_retry(config.retry)
+                    .with_address_map(config.address_map.clone())
                     .with_retry_observer(observer);
                 ServiceClient::ChainFire(
                     chainfire_client::Client::connect(client_config)
@@ -381,6 +385,7 @@ impl Driver {
                 let client_config = flaredb_client::ClientConfig::new(config.endpoints.clone())
                     .with_pd_endpoints(config.pd_endpoints.clone())
                     .with_retry(config.retry)
+                    .with_address_map(config.address_map.clone())
                     .with_retry_observer(observer);
                 ServiceClient::FlareDb(
                     flaredb_client::Client::connect(client_config)

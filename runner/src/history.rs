@@ -616,6 +616,13 @@ impl History {
         self.inner.started.elapsed().as_secs_f64() * 1000.0
     }
 
+    /// Converts a monotonic instant to history milliseconds (0 if before the start).
+    pub fn instant_to_ms(&self, at: Instant) -> f64 {
+        at.saturating_duration_since(self.inner.started)
+            .as_secs_f64()
+            * 1000.0
+    }
+
     /// Converts a wall-clock time to history milliseconds (negative if before the start).
     pub fn wall_to_ms(&self, t: SystemTime) -> f64 {
         match t.duration_since(self.inner.started_wall) {

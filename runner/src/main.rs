@@ -17,6 +17,7 @@ pub mod checks;
 pub mod driver;
 pub mod faults;
 pub mod history;
+pub mod links;
 pub mod netns;
 pub mod proxy;
 pub mod supervisor;

@@ -14,6 +14,7 @@ use crate::faults::{FaultError, FaultKind, Faults};
 use crate::history::{
     Event, EventKind, History, LogMatchRecord, OpRecord, WatchMode as HistWatchMode,
 };
+use crate::links::Links;
 use crate::matrix::Service as MatrixService;
 use crate::scenario::{
     Expect, NodeRef, ProbeOp, ReconnectUntil, Scenario, Step, StopSignal, WatchExpectation,
@@ -96,6 +97,10 @@ pub struct Runner<'a> {
     named: BTreeMap<String, Named>,
     watches: BTreeMap<String, OpenWatch>,
     loads: BTreeMap<String, LoadHandle>,
+    /// Each background load's own client (its writes are read back with the others').
+    load_drivers: BTreeMap<String, (Service, Driver)>,
+    /// Every client's link proxies.
+    links: Links,
     partitioned: Vec<(Service, usize)>,
 }
 
@@ -106,6 +111,7 @@ impl<'a> Runner<'a> {
         supervisor: Supervisor,
         faults: Faults,
     ) -> Self {
+        let history_for_links = history.clone();
         Runner {
             scenario,
             history,
@@ -117,17 +123,44 @@ impl<'a> Runner<'a> {
             named: BTreeMap::new(),
             watches: BTreeMap::new(),
             loads: BTreeMap::new(),
+            load_drivers: BTreeMap::new(),
+            links: Links::new(history_for_links),
             partitioned: Vec::new(),
         }
     }
 
-    fn driver_config(&self, client: String, endpoints: Vec<String>) -> DriverConfig {
-        let mut config = DriverConfig::new(client, endpoints);
+    /// A new client named `name` of `service`, reaching `only` (one node) or the whole
+    /// cluster through link proxies of its own.
+    async fn new_driver(
+        &self,
+        service: Service,
+        name: String,
+        only: Option<usize>,
+    ) -> Result<Driver, String> {
+        let cluster = self.supervisor.nodes(service);
+        let targets: Vec<_> = cluster
+            .iter()
+            .filter(|n| only.is_none_or(|i| n.index == i))
+            .cloned()
+            .collect();
+        let links = self
+            .links
+            .for_client(&name, &cluster, &targets)
+            .await
+            .map_err(|e| format!("cannot start the link proxies of client {name}: {e}"))?;
+        let mut config = DriverConfig::new(name, links.endpoints);
+        config.address_map = links.address_map;
         config.retry = self.scenario.client.retry_policy();
         if let Some(ms) = self.scenario.client.op_timeout_ms {
             config.op_timeout = Duration::from_millis(ms);
         }
-        config
+        if service == Service::FlareDb {
+            // Like a real FlareDB client: it may ask PD (ChainFire) where the leader is.
+            config.pd_endpoints = self.supervisor.client_endpoints(Service::ChainFire);
+        }
+        Driver::connect(service, config, self.history.clone())
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Makes the cluster client of every started service.
@@ -136,17 +169,9 @@ impl<'a> Runner<'a> {
             let Some(service) = engine_service(svc) else {
                 continue;
             };
-            let mut config = self.driver_config(
-                service.as_str().to_owned(),
-                self.supervisor.client_endpoints(service),
-            );
-            if service == Service::FlareDb {
-                // Like a real FlareDB client: it may ask PD (ChainFire) where the leader is.
-                config.pd_endpoints = self.supervisor.client_endpoints(Service::ChainFire);
-            }
-            let driver = Driver::connect(service, config, self.history.clone())
-                .await
-                .map_err(|e| e.to_string())?;
+            let driver = self
+                .new_driver(service, service.as_str().to_owned(), None)
+                .await?;
             self.drivers.insert(service, driver);
         }
         Ok(())
@@ -212,17 +237,14 @@ impl<'a> Runner<'a> {
         if let Some(d) = self.node_drivers.get(&(service, index)) {
             return Ok(d.clone());
         }
-        let info = self
-            .supervisor
-            .node(service, index)
-            .map_err(|e| StepResult::error(e.to_string()))?;
-        let config = self.driver_config(
-            format!("{}-node{index}", service.as_str()),
-            vec![info.endpoint()],
-        );
-        let driver = Driver::connect(service, config, self.history.clone())
+        let driver = self
+            .new_driver(
+                service,
+                format!("{}-node{index}", service.as_str()),
+                Some(index),
+            )
             .await
-            .map_err(|e| StepResult::error(e.to_string()))?;
+            .map_err(StepResult::error)?;
         self.node_drivers.insert((service, index), driver.clone());
         Ok(driver)
     }
@@ -349,7 +371,15 @@ impl<'a> Runner<'a> {
                 None => StepResult::error(format!("watch `{}` is not open", r.name)),
             },
             Step::LoadStart(s) => {
-                let driver = self.client_for(s.service, None).await?;
+                // A load has a client (and links) of its own, so its traffic never mixes with
+                // the scenario client's at the proxies.
+                let service = self.service_of(s.service)?;
+                let driver = self
+                    .new_driver(service, format!("{}/{}", service.as_str(), s.name), None)
+                    .await
+                    .map_err(StepResult::error)?;
+                self.load_drivers
+                    .insert(s.name.clone(), (service, driver.clone()));
                 let prefix = s
                     .key_prefix
                     .clone()
@@ -578,6 +608,12 @@ impl<'a> Runner<'a> {
                         .filter(|((svc, _), _)| *svc == service)
                         .map(|(_, d)| d.clone()),
                 );
+                drivers.extend(
+                    self.load_drivers
+                        .values()
+                        .filter(|(svc, _)| *svc == service)
+                        .map(|(_, d)| d.clone()),
+                );
                 for d in drivers {
                     let remaining = bound.saturating_sub(started.elapsed());
                     d.read_back(remaining).await;
@@ -799,7 +835,8 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Stops every load and watch still running (their results stay in the history).
+    /// Stops every load and watch still running (their results stay in the history), then
+    /// the link proxies.
     pub async fn stop_background(&mut self) {
         for (_, load) in std::mem::take(&mut self.loads) {
             load.stop().await;
@@ -809,5 +846,9 @@ impl<'a> Runner<'a> {
                 handle.stop().await;
             }
         }
+        self.drivers.clear();
+        self.node_drivers.clear();
+        self.load_drivers.clear();
+        self.links.shutdown().await;
     }
 }

@@ -1,0 +1,160 @@
+//! The runner's clients reach every node through an in-path proxy of their own ([`proxy`]),
+//! so the time between a client's attempts is observed where the client has no say, and link
+//! faults (latency, resets, a blackhole) can be put on one client's path.
+//!
+//! Client `k` of a scenario reaches node `i` of a service through `127.<10+k>.<s>.<i>` at the
+//! node's own client port (`s` is 1 for ChainFire, 2 for FlareDB), so an address in a client's
+//! error still says which node it meant. The client is told to dial the proxy wherever a
+//! server names the node (`with_address_map`), so leader hints do not bypass it. Every
+//! observation goes into the history as a `link` event, stamped with the history's clock.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use crate::history::{EventKind, History, LinkRecord};
+use crate::proxy::{LinkFault, LinkProxy, ObservationSink, ProxyConfig, ProxyError};
+use crate::supervisor::{NodeInfo, Service};
+
+/// The proxied view of a cluster one client gets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientLinks {
+    /// The proxy address of each node given, in the order given.
+    pub endpoints: Vec<String>,
+    /// Node address -> proxy address, for every node of the cluster.
+    pub address_map: Vec<(String, String)>,
+}
+
+/// Every link proxy of one scenario run.
+#[derive(Clone)]
+pub struct Links {
+    history: History,
+    proxies: Arc<Mutex<BTreeMap<(String, String), Arc<LinkProxy>>>>,
+    /// Client name -> its number (from 1), in order of first use.
+    numbers: Arc<Mutex<BTreeMap<String, u8>>>,
+}
+
+fn service_octet(service: Service) -> u8 {
+    match service {
+        Service::ChainFire => 1,
+        Service::FlareDb => 2,
+    }
+}
+
+/// Where client number `client` (from 1) reaches `node`.
+pub fn proxy_addr(client: u8, node: &NodeInfo) -> SocketAddr {
+    SocketAddr::new(
+        IpAddr::V4(Ipv4Addr::new(
+            127,
+            10u8.saturating_add(client),
+            service_octet(node.service),
+            node.index as u8,
+        )),
+        node.client_addr.port(),
+    )
+}
+
+impl Links {
+    pub fn new(history: History) -> Self {
+        Links {
+            history,
+            proxies: Arc::new(Mutex::new(BTreeMap::new())),
+            numbers: Arc::new(Mutex::new(BTreeMap::new())),
+        }
+    }
+
+    fn sink(&self, from: &str, to: &str) -> ObservationSink {
+        let history = self.history.clone();
+        let (from, to) = (from.to_owned(), to.to_owned());
+        Arc::new(move |obs| {
+            let (at, seen) = obs.into_parts();
+            history.record_at(
+                history.instant_to_ms(at),
+                EventKind::Link(LinkRecord {
+                    link: seen.link,
+                    from: from.clone(),
+                    to: to.clone(),
+                    conn: seen.conn,
+                    what: seen.what,
+                }),
+            );
+        })
+    }
+
+    /// Starts (once) the proxies client `name` uses to reach `cluster`, and returns the proxy
+    /// endpoints of `targets` and the address map for the whole cluster.
+    pub async fn for_client(
+        &self,
+        name: &str,
+        cluster: &[NodeInfo],
+        targets: &[NodeInfo],
+    ) -> Result<ClientLinks, ProxyError> {
+        let number = {
+            let mut numbers = self.numbers.lock().unwrap_or_else(|e| e.into_inner());
+            let next = numbers.len() as u8 + 1;
+            *numbers.entry(name.to_owned()).or_insert(next)
+        };
+        let mut address_map = Vec::new();
+        let mut by_node = BTreeMap::new();
+        for node in cluster {
+            let key = (name.to_owned(), node.name.clone());
+            let existing = self.lock().get(&key).cloned();
+            let proxy = match existing {
+                Some(p) => p,
+                None => {
+                    let config = ProxyConfig {
+                        link: format!("{name}>{}", node.name),
+                        listen: proxy_addr(number, node),
+                        upstream: node.client_addr,
+                        upstream_bind: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                        observe_http2: true,
+                    };
+                    let proxy =
+                        Arc::new(LinkProxy::start(config, self.sink(name, &node.name)).await?);
+                    self.lock().insert(key, proxy.clone());
+                    proxy
+                }
+            };
+            let addr = proxy.local_addr().to_string();
+            address_map.push((node.endpoint(), addr.clone()));
+            by_node.insert(node.name.clone(), addr);
+        }
+        let endpoints = targets
+            .iter()
+            .filter_map(|n| by_node.get(&n.name).cloned())
+            .collect();
+        Ok(ClientLinks {
+            endpoints,
+            address_map,
+        })
+    }
+
+    /// Puts `fault` on every client's link to `node_name`; returns how many links changed.
+    pub fn set_fault_to(&self, node_name: &str, fault: LinkFault) -> usize {
+        let proxies: Vec<Arc<LinkProxy>> = self
+            .lock()
+            .iter()
+            .filter(|((_, to), _)| to == node_name)
+            .map(|(_, p)| p.clone())
+            .collect();
+        for p in &proxies {
+            p.set_fault(fault);
+        }
+        proxies.len()
+    }
+
+    /// Stops every proxy (their tasks end; connections close).
+    pub async fn shutdown(&self) {
+        let proxies: Vec<Arc<LinkProxy>> =
+            std::mem::take(&mut *self.lock()).into_values().collect();
+        for p in proxies {
+            if let Ok(p) = Arc::try_unwrap(p) {
+                p.shutdown().await;
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), Arc<LinkProxy>>> {
+        self.proxies.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
