@@ -25,11 +25,14 @@ pub struct ClientLinks {
     pub address_map: Vec<(String, String)>,
 }
 
+/// The proxies by (client name, node name).
+type ProxyTable = BTreeMap<(String, String), Arc<LinkProxy>>;
+
 /// Every link proxy of one scenario run.
 #[derive(Clone)]
 pub struct Links {
     history: History,
-    proxies: Arc<Mutex<BTreeMap<(String, String), Arc<LinkProxy>>>>,
+    proxies: Arc<Mutex<ProxyTable>>,
     /// Client name -> its number (from 1), in order of first use.
     numbers: Arc<Mutex<BTreeMap<String, u8>>>,
 }
@@ -154,7 +157,7 @@ impl Links {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(String, String), Arc<LinkProxy>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ProxyTable> {
         self.proxies.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
