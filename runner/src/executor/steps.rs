@@ -64,9 +64,19 @@ impl StepResult {
 #[derive(Debug, Clone, Default)]
 struct Named {
     start_ms: f64,
-    end_ms: f64,
     op: Option<OpRecord>,
     log: Option<LogMatchRecord>,
+}
+
+impl Named {
+    /// The one instant every later step measures "since this step" from (`wait_for_log
+    /// since:`, `check_reconnect from:`): its start, on the history's clock. A fault can take
+    /// effect any time inside its step (a heal removes rule after rule), so what it causes may
+    /// happen before the step ends; measuring from the end would make a fast recovery look
+    /// like one that came before its cause.
+    fn since_ms(&self) -> f64 {
+        self.start_ms
+    }
 }
 
 struct OpenWatch {
@@ -257,16 +267,8 @@ impl<'a> Runner<'a> {
         log: Option<LogMatchRecord>,
     ) {
         if let Some(name) = name {
-            let end_ms = self.history.now_ms();
-            self.named.insert(
-                name.to_owned(),
-                Named {
-                    start_ms,
-                    end_ms,
-                    op,
-                    log,
-                },
-            );
+            self.named
+                .insert(name.to_owned(), Named { start_ms, op, log });
         }
     }
 
@@ -541,7 +543,11 @@ impl<'a> Runner<'a> {
                     None => None,
                 };
                 let since = match &s.since {
-                    Some(name) => self.named.get(name).map(|n| n.start_ms).unwrap_or(start_ms),
+                    Some(name) => self
+                        .named
+                        .get(name)
+                        .map(Named::since_ms)
+                        .unwrap_or(start_ms),
                     None => start_ms,
                 };
                 match self
@@ -688,7 +694,7 @@ impl<'a> Runner<'a> {
                 };
                 let check = checks::reconnect_time(
                     &self.history.events(),
-                    from.end_ms,
+                    from.since_ms(),
                     &to,
                     Duration::from_millis(s.max_ms),
                 );
