@@ -12,6 +12,7 @@ mod linearizability;
 mod linearizable;
 mod lost_writes;
 mod node_exits;
+mod pd_registration;
 mod reconnect;
 mod watch;
 
@@ -27,6 +28,7 @@ pub use linearizability::{
 pub use linearizable::{MIN_OPS_AFTER_FAULT, linearizable, register_ops};
 pub use lost_writes::{MIN_WRITES_AFTER_FAULT, no_lost_writes};
 pub use node_exits::no_unexpected_exits;
+pub use pd_registration::pd_registration;
 pub use reconnect::{ReconnectTo, reconnect_time};
 pub use watch::watch_continuity;
 

@@ -22,8 +22,8 @@ use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::history::{
-    CasExpected, EventKind, History, InvokeRecord, OpKind, OpRecord, Outcome, RetryRecord,
-    WatchEventRecord, WatchMode, WatchRecord,
+    CasExpected, EventKind, History, InvokeRecord, OpKind, OpRecord, Outcome, PdEntry,
+    PdSampleRecord, RetryRecord, WatchEventRecord, WatchMode, WatchRecord,
 };
 use crate::supervisor::Service;
 
@@ -430,6 +430,38 @@ impl Driver {
     /// with `tag`.
     pub async fn perform_as(&self, req: &OpRequest, tag: &str, client_name: &str) -> OpRecord {
         self.run(req, Some(tag), client_name).await
+    }
+
+    /// FlareDB's registrations as this ChainFire client reads them (a linearizable range over
+    /// `prefix`), for the PD-side checks. Not an operation of the history: a sample of it.
+    pub async fn pd_sample(&self, prefix: &str) -> PdSampleRecord {
+        let failed = |error: String| PdSampleRecord {
+            revision: 0,
+            records: Vec::new(),
+            error: Some(error),
+        };
+        let ServiceClient::ChainFire(c) = &self.inner.client else {
+            return failed("PD is ChainFire: this is not a ChainFire client".into());
+        };
+        let read = c.range(chainfire_client::RangeOptions::prefix(prefix));
+        match tokio::time::timeout(self.inner.config.op_timeout, read).await {
+            Ok(Ok(r)) => PdSampleRecord {
+                revision: r.revision,
+                records: r
+                    .kvs
+                    .iter()
+                    .map(|kv| PdEntry {
+                        key: lossy(&kv.key),
+                        value: lossy(&kv.value),
+                        mod_revision: kv.mod_revision,
+                        lease: kv.lease,
+                    })
+                    .collect(),
+                error: None,
+            },
+            Ok(Err(e)) => failed(e.to_string()),
+            Err(_) => failed("no answer within the runner's bound".into()),
+        }
     }
 
     /// Every key this driver wrote (or tried to), sorted.

@@ -153,6 +153,8 @@ pub enum EventKind {
     Status(StatusRecord),
     /// What a link proxy saw: connections and gRPC requests (HTTP/2 streams) opening and ending.
     Link(LinkRecord),
+    /// FlareDB's registrations as ChainFire (its PD) holds them, read from ChainFire.
+    PdSample(PdSampleRecord),
     /// Free text for the evidence (a step began, a wait ended, ...).
     Note { text: String },
 }
@@ -416,6 +418,27 @@ pub enum WatchEventRecord {
         reconnects: u64,
         last_revision: u64,
     },
+}
+
+/// The keys under FlareDB's store prefix in ChainFire at one moment (a linearizable range).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PdSampleRecord {
+    /// ChainFire's revision when it answered (0 when the read failed).
+    pub revision: u64,
+    pub records: Vec<PdEntry>,
+    /// Why the read failed (PD unreachable, no quorum); `records` is then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One registration key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PdEntry {
+    pub key: String,
+    pub value: String,
+    pub mod_revision: u64,
+    /// The lease the key is bound to (0: none).
+    pub lease: u64,
 }
 
 /// What an in-path proxy (`proxy`) saw on one link, stamped when the proxy read the bytes.
@@ -739,6 +762,13 @@ pub fn watch_events(
 pub fn links(events: &[Event]) -> impl Iterator<Item = (f64, &LinkRecord)> {
     events.iter().filter_map(|e| match &e.kind {
         EventKind::Link(l) => Some((e.t_ms, l)),
+        _ => None,
+    })
+}
+
+pub fn pd_samples(events: &[Event]) -> impl Iterator<Item = (f64, &PdSampleRecord)> {
+    events.iter().filter_map(|e| match &e.kind {
+        EventKind::PdSample(p) => Some((e.t_ms, p)),
         _ => None,
     })
 }

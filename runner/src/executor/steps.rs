@@ -84,6 +84,35 @@ struct OpenWatch {
     handle: Option<WatchHandle>,
 }
 
+/// How often FlareDB's registrations in ChainFire are sampled.
+const PD_SAMPLE_PERIOD: Duration = Duration::from_millis(250);
+
+/// Samples `/flaredb/stores/` through `driver` every [`PD_SAMPLE_PERIOD`] into the history.
+fn start_pd_sampler(
+    driver: Driver,
+    history: History,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(PD_SAMPLE_PERIOD);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut stop_rx => break,
+                _ = tick.tick() => {}
+            }
+            let sample = driver
+                .pd_sample(flaredb_client::registry::STORES_PREFIX)
+                .await;
+            history.record(EventKind::PdSample(sample));
+        }
+    });
+    (stop_tx, task)
+}
+
 /// Maps a scenario's service to the supervisor's (only services with clusters get here).
 pub fn engine_service(s: MatrixService) -> Option<Service> {
     match s {
@@ -111,6 +140,11 @@ pub struct Runner<'a> {
     load_drivers: BTreeMap<String, (Service, Driver)>,
     /// Every client's link proxies.
     links: Links,
+    /// Samples FlareDB's registrations in ChainFire while both run (for `check_pd_registration`).
+    pd_sampler: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
     partitioned: Vec<(Service, usize)>,
 }
 
@@ -135,6 +169,7 @@ impl<'a> Runner<'a> {
             loads: BTreeMap::new(),
             load_drivers: BTreeMap::new(),
             links: Links::new(history_for_links),
+            pd_sampler: None,
             partitioned: Vec::new(),
         }
     }
@@ -183,6 +218,14 @@ impl<'a> Runner<'a> {
                 .new_driver(service, service.as_str().to_owned(), None)
                 .await?;
             self.drivers.insert(service, driver);
+        }
+        if self.drivers.contains_key(&Service::ChainFire)
+            && self.drivers.contains_key(&Service::FlareDb)
+        {
+            let sampler = self
+                .new_driver(Service::ChainFire, "chainfire/pd-sampler".into(), None)
+                .await?;
+            self.pd_sampler = Some(start_pd_sampler(sampler, self.history.clone()));
         }
         Ok(())
     }
@@ -637,6 +680,40 @@ impl<'a> Runner<'a> {
                 let budget = Duration::from_millis(s.max_time_ms.unwrap_or(10_000));
                 StepResult::from_check(checks::linearizable(&events, floor, budget))
             }
+            Step::CheckPdRegistration(s) => {
+                if self.pd_sampler.is_none() {
+                    return Err(StepResult::error(
+                        "check_pd_registration needs a ChainFire and a FlareDB cluster",
+                    ));
+                }
+                let since = self.named_step(&s.since)?.since_ms();
+                let stores: Vec<u64> = self
+                    .supervisor
+                    .nodes(Service::FlareDb)
+                    .iter()
+                    .map(|n| n.index as u64)
+                    .collect();
+                let (within, hold) = (s.within_ms as f64, s.hold_ms as f64);
+                let check = |events: &[Event]| {
+                    checks::pd_registration(
+                        events,
+                        flaredb_client::registry::STORES_PREFIX,
+                        &stores,
+                        since,
+                        within,
+                        hold,
+                    )
+                };
+                // Passes as soon as the evidence is complete; otherwise judged once the whole
+                // window (and one more sample period) has passed.
+                loop {
+                    let result = check(&self.history.events());
+                    if result.passed || self.history.now_ms() > since + within + hold + 1000.0 {
+                        break StepResult::from_check(result);
+                    }
+                    tokio::time::sleep(PD_SAMPLE_PERIOD).await;
+                }
+            }
             Step::CheckConverged(s) => {
                 let service = self.service_of(s.service)?;
                 self.supervisor.wait_converged(service, bound).await;
@@ -851,6 +928,10 @@ impl<'a> Runner<'a> {
             if let Some(handle) = watch.handle.take() {
                 handle.stop().await;
             }
+        }
+        if let Some((stop, task)) = self.pd_sampler.take() {
+            let _ = stop.send(());
+            let _ = task.await;
         }
         self.drivers.clear();
         self.node_drivers.clear();

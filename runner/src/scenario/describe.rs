@@ -93,6 +93,11 @@ impl fmt::Display for Step {
             }
             Step::CheckNoLostWrites(_) => write!(f, "check: no acknowledged write lost"),
             Step::CheckLinearizable(_) => write!(f, "check: every operation linearizable"),
+            Step::CheckPdRegistration(s) => write!(
+                f,
+                "check: every store registered in PD again within {} ms of `{}`, kept {} ms",
+                s.within_ms, s.since, s.hold_ms
+            ),
             Step::CheckConverged(s) => {
                 write!(f, "check: replicas converge within {} ms", s.within_ms)
             }

@@ -292,6 +292,9 @@ pub enum Step {
     /// Every operation of the service's history (register workload, loads, reads) is
     /// linearizable, key by key (Wing & Gong / Lowe, as Knossos and Porcupine check).
     CheckLinearizable(CheckLinearizableStep),
+    /// FlareDB's reconnection to PD, read from ChainFire: every store registered again after a
+    /// named fault, and kept its registration (heartbeats) for `hold_ms`.
+    CheckPdRegistration(CheckPdRegistrationStep),
     /// All running nodes reach the same state digest.
     CheckConverged(CheckConvergedStep),
     /// A named operation's retry attempts follow the backoff schedule.
@@ -630,6 +633,20 @@ pub struct CheckLinearizableStep {
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct CheckPdRegistrationStep {
+    /// The fault the stores must recover from (a named earlier step).
+    pub since: String,
+    /// Every store must be registered again within this time of the fault.
+    pub within_ms: u64,
+    /// ... and keep its registration this long after (longer than the stores' lease TTL, so a
+    /// store that stopped its heartbeats loses it).
+    pub hold_ms: u64,
+    #[serde(default)]
+    pub cells: Vec<CellId>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CheckNoLostWritesStep {
     #[serde(default)]
     pub service: Option<Service>,
@@ -762,6 +779,7 @@ impl Step {
             Step::WaitUntilOk(_) => "wait_until_ok",
             Step::CheckNoLostWrites(_) => "check_no_lost_writes",
             Step::CheckLinearizable(_) => "check_linearizable",
+            Step::CheckPdRegistration(_) => "check_pd_registration",
             Step::CheckConverged(_) => "check_converged",
             Step::CheckBackoff(_) => "check_backoff",
             Step::CheckReconnect(_) => "check_reconnect",
@@ -807,6 +825,7 @@ impl Step {
             self,
             Step::CheckNoLostWrites(_)
                 | Step::CheckLinearizable(_)
+                | Step::CheckPdRegistration(_)
                 | Step::CheckConverged(_)
                 | Step::CheckBackoff(_)
                 | Step::CheckReconnect(_)
@@ -837,6 +856,7 @@ impl Step {
             | Step::Sleep(_)
             | Step::CheckNoLostWrites(_)
             | Step::CheckLinearizable(_)
+            | Step::CheckPdRegistration(_)
             | Step::CheckConverged(_)
             | Step::CheckBackoff(_)
             | Step::CheckReconnect(_)
@@ -856,6 +876,7 @@ impl Step {
             Step::WaitUntilOk(s) => &s.cells,
             Step::CheckNoLostWrites(s) => &s.cells,
             Step::CheckLinearizable(s) => &s.cells,
+            Step::CheckPdRegistration(s) => &s.cells,
             Step::CheckConverged(s) => &s.cells,
             Step::CheckBackoff(s) => &s.cells,
             Step::CheckReconnect(s) => &s.cells,
@@ -888,6 +909,7 @@ impl Step {
             Step::WaitUntilOk(s) => s.service,
             Step::CheckNoLostWrites(s) => s.service,
             Step::CheckLinearizable(s) => s.service,
+            Step::CheckPdRegistration(_) => Some(Service::FlareDb),
             Step::CheckConverged(s) => s.service,
             Step::WatchStop(_)
             | Step::LoadStop(_)
@@ -953,6 +975,7 @@ impl Step {
             Step::WaitUntilOk(s) => Some(s.within_ms),
             Step::CheckNoLostWrites(s) => s.within_ms,
             Step::CheckLinearizable(s) => s.max_time_ms.map(|t| t + 5000),
+            Step::CheckPdRegistration(s) => Some(s.within_ms.saturating_add(s.hold_ms)),
             Step::CheckConverged(s) => Some(s.within_ms),
             Step::CheckClearError(s) => Some(s.within_ms),
             _ => None,

@@ -455,6 +455,14 @@ impl Validator<'_> {
                 }
             }
             Step::CheckClearError(s) => op_name(d, &s.op, msgs),
+            Step::CheckPdRegistration(s) => {
+                if !d.step_names.contains_key(&s.since) {
+                    msgs.push(format!("`since: {}` names no earlier step", s.since));
+                }
+                if s.within_ms == 0 || s.hold_ms == 0 {
+                    msgs.push("within_ms and hold_ms must be positive".into());
+                }
+            }
             Step::CheckReconnect(s) => {
                 if !d.step_names.contains_key(&s.from) {
                     msgs.push(format!("`from: {}` names no earlier step", s.from));
