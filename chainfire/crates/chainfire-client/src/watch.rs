@@ -381,6 +381,13 @@ impl Resumer {
             // Ask again for the last revision: other keys may share it (see `Delivered`).
             last => last,
         };
+        // Failpoint `watch::resume_one_late`: a reconnecting watch that resumes from the last
+        // delivered revision + 2 instead of + 1, silently skipping one revision.
+        #[cfg(feature = "failpoints")]
+        let start = match self.delivered.last_revision {
+            0 => start,
+            last => fail::eval("watch::resume_one_late", |_| last + 2).unwrap_or(start),
+        };
         let (stream, info) = self
             .client
             .open_watch(&self.options, start, &self.policy)
