@@ -43,7 +43,12 @@ fn main() -> ExitCode {
             print!("{}", scenario::schema_json());
             exit::PASSED
         }
-        Command::Worker(args) => executor::worker::main(args),
+        Command::Worker(args) => {
+            // Broken variants for the suite's own tests: FAILPOINTS for the runner's clients.
+            #[cfg(feature = "failpoints")]
+            let _failpoints = fail::FailScenario::setup();
+            executor::worker::main(args)
+        }
     })
 }
 

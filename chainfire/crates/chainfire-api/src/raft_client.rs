@@ -272,6 +272,14 @@ fn peer_backoff(
     target: u64,
     policy: RetryPolicy,
 ) -> impl Iterator<Item = Duration> + Send + 'static {
+    // Failpoint `raft_client::flat_peer_backoff`: a peer transport whose backoff never grows
+    // (every retry waits the initial delay), whatever the policy's multiplier says.
+    #[cfg(feature = "failpoints")]
+    let policy = fail::eval("raft_client::flat_peer_backoff", |_| RetryPolicy {
+        multiplier: 1.0,
+        ..policy
+    })
+    .unwrap_or(policy);
     let retries = policy.backoff();
     let probes = std::iter::repeat_with(move || policy.jittered(policy.initial_delay));
     retries

@@ -161,6 +161,11 @@ impl Iterator for JitteredBackoff {
             return None;
         }
         let base = self.policy.base_delay(self.next_retry);
+        #[cfg(feature = "failpoints")]
+        if let Some(broken) = failpoints::broken_delay(&self.policy, self.next_retry) {
+            self.next_retry += 1;
+            return Some(broken);
+        }
         self.next_retry += 1;
         Some(self.policy.jittered(base))
     }
@@ -179,6 +184,46 @@ fn rand_unit() -> f64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let bits = RandomState::new().hash_one(COUNTER.fetch_add(1, Ordering::Relaxed));
     (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Broken variants of the policy itself (the `failpoints` feature): every user of
+/// [`RetryPolicy::backoff`] (both clients and the Raft peer transport) sleeps the wrong delays,
+/// while [`RetryPolicy::delay_bounds`] keeps describing the promised schedule, so a check that
+/// compares what happened with the promise sees the difference.
+#[cfg(feature = "failpoints")]
+mod failpoints {
+    use std::time::Duration;
+
+    use super::RetryPolicy;
+
+    /// The delay before retry `retry` when one of the policy's failpoints is on.
+    pub(super) fn broken_delay(policy: &RetryPolicy, retry: usize) -> Option<Duration> {
+        // `retry_policy::multiplier_one`: the delays never grow (multiplier 1.0 instead of the
+        // policy's), a retry storm at the first delay.
+        fail::fail_point!("retry_policy::multiplier_one", |_| Some(
+            policy.jittered(policy.initial_delay)
+        ));
+        // `retry_policy::first_delay_100ms`: the schedule starts at 100 ms instead of the
+        // policy's initial delay (and grows from there).
+        fail::fail_point!("retry_policy::first_delay_100ms", |_| {
+            let broken = RetryPolicy {
+                initial_delay: Duration::from_millis(100),
+                ..*policy
+            };
+            Some(broken.jittered(broken.base_delay(retry)))
+        });
+        // `retry_policy::ignore_cap`: the delays keep growing past `max_delay` (no cap, jitter
+        // not clamped).
+        fail::fail_point!("retry_policy::ignore_cap", |_| {
+            let secs = policy.initial_delay.as_secs_f64() * policy.multiplier.powi(retry as i32);
+            let uncapped = RetryPolicy {
+                max_delay: Duration::MAX,
+                ..*policy
+            };
+            Some(uncapped.jittered(Duration::from_secs_f64(secs.min(1e9))))
+        });
+        None
+    }
 }
 
 /// Serializes durations as whole milliseconds, the unit scenario files and flags use.

@@ -382,6 +382,17 @@ impl Resumer {
             // Ask again for the last revision: other keys may share it (see `Delivered`).
             last => last,
         };
+        // Failpoint `watch::resume_one_late` (argument: revisions to skip, default 1): a
+        // reconnecting watch that resumes from the last delivered revision + 2 instead of + 1,
+        // silently skipping one revision (or more).
+        #[cfg(feature = "failpoints")]
+        let start = match self.delivered.last_revision {
+            0 => start,
+            last => fail::eval("watch::resume_one_late", |arg| {
+                last + 1 + arg.and_then(|n| n.trim().parse().ok()).unwrap_or(1)
+            })
+            .unwrap_or(start),
+        };
         let (stream, info) = self
             .client
             .open_watch(&self.options, start, &self.policy)

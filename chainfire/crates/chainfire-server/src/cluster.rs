@@ -172,6 +172,20 @@ impl Cluster {
         if !state.is_leader() {
             return Err(self.not_leader(leader));
         }
+        // Failpoint `kv::ack_before_commit`: a node that answers a put as done at once and
+        // proposes it in the background, so an acknowledged write may never commit.
+        #[cfg(feature = "failpoints")]
+        if matches!(request.op, crate::kv::Operation::Put { .. })
+            && fail::eval("kv::ack_before_commit", |_| ()).is_some()
+        {
+            let raft = self.raft.clone();
+            tokio::spawn(async move { raft.client_write(request).await });
+            let revision = self.store.meta().map_or(0, |m| m.revision) + 1;
+            return Ok(Response::Put {
+                revision,
+                prev: None,
+            });
+        }
         let result = tokio::time::timeout(self.op_timeout, self.raft.client_write(request)).await;
         match result {
             Err(_elapsed) => Err(self.timeout(
@@ -194,6 +208,9 @@ impl Cluster {
     /// Confirms with a quorum that this node still leads and waits until everything committed
     /// before now is applied here, so a following local read is linearizable.
     pub async fn ensure_linearizable(&self) -> Result<(), RaftOpError> {
+        // Failpoint `kv::stale_follower_reads`: a node (a follower, or a deposed leader) that
+        // serves linearizable reads from its local state without confirming leadership.
+        fail::fail_point!("kv::stale_follower_reads", |_| Ok(()));
         let result = tokio::time::timeout(self.op_timeout, self.raft.ensure_linearizable()).await;
         match result {
             Err(_elapsed) => {

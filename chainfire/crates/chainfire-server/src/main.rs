@@ -34,6 +34,12 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(e),
     };
+    // Broken variants for the suite's own tests: the FAILPOINTS environment variable.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = {
+        let _ = chainfire_server::state_machine::failpoints::NODE_ID.set(config.id);
+        ::fail::FailScenario::setup()
+    };
     let directives = config.log_level.filter_directives();
     if let Err(e) = chainfire_api::process::init_tracing(&directives, config.log_file.as_deref()) {
         return fail(e);

@@ -121,6 +121,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 },
             })
             .collect();
+        #[cfg(feature = "failpoints")]
+        let items = failpoints::drop_one_write(items);
         let Some(last) = items.last().map(|item| item.log_id) else {
             return Ok(Vec::new());
         };
@@ -179,6 +181,46 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta,
             snapshot: Box::new(Cursor::new(data)),
         }))
+    }
+}
+
+/// Broken variants of the state machine (the `failpoints` feature only).
+#[cfg(feature = "failpoints")]
+pub mod failpoints {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::kv::Operation;
+    use crate::store::{ApplyItem, ApplyPayload};
+
+    /// This node's id, set by `main` when failpoints are compiled in.
+    pub static NODE_ID: OnceLock<u64> = OnceLock::new();
+    static DROPPED: AtomicBool = AtomicBool::new(false);
+
+    /// Failpoint `state_machine::drop_one_write` (argument: a node id): that node, as a
+    /// follower, silently skips applying the first put it receives (applies a blank entry in its
+    /// place), so its state differs from the other replicas' from then on.
+    pub(super) fn drop_one_write(mut items: Vec<ApplyItem>) -> Vec<ApplyItem> {
+        let Some(&me) = NODE_ID.get() else {
+            return items;
+        };
+        let Some(target) = fail::eval("state_machine::drop_one_write", |arg| arg) else {
+            return items;
+        };
+        if target.and_then(|t| t.trim().parse().ok()) != Some(me) || DROPPED.load(Ordering::SeqCst)
+        {
+            return items;
+        }
+        let put = items.iter_mut().find(|item| {
+            item.log_id.leader_id.node_id != me
+                && matches!(&item.payload, ApplyPayload::Request(r) if matches!(r.op, Operation::Put { .. }))
+        });
+        if let Some(item) = put {
+            tracing::debug!(log_id = %item.log_id, "failpoint state_machine::drop_one_write: skipping a put");
+            item.payload = ApplyPayload::Blank;
+            DROPPED.store(true, Ordering::SeqCst);
+        }
+        items
     }
 }
 

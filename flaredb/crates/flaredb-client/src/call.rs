@@ -57,7 +57,11 @@ impl Endpoints for Inner {
     }
 
     fn on_failure(&self, endpoint: &str, failure: &Failure) {
-        if failure.kind == FailureKind::Transport {
+        #[cfg(feature = "failpoints")]
+        let kept = failure.kind == FailureKind::Transport && self.pool.keep_dead(endpoint);
+        #[cfg(not(feature = "failpoints"))]
+        let kept = false;
+        if failure.kind == FailureKind::Transport && !kept {
             self.pool.evict(endpoint, &failure.cause);
         }
         self.routing.on_failure(endpoint);

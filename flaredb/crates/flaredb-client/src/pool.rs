@@ -76,6 +76,20 @@ impl Pool {
         }
     }
 
+    /// Failpoint `pool::keep_dead_connection` (the calls' path, not status probes): a pool that
+    /// keeps handing out a connection that broke instead of opening a new one. A tonic channel
+    /// would reconnect by itself, so the kept connection is one that can never connect again
+    /// (nothing listens on port 9). Returns whether the failpoint is on.
+    #[cfg(feature = "failpoints")]
+    pub fn keep_dead(&self, endpoint: &str) -> bool {
+        let on = fail::eval("pool::keep_dead_connection", |_| ()).is_some();
+        if on {
+            let dead = Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+            self.channels().insert(endpoint.to_owned(), dead);
+        }
+        on
+    }
+
     pub fn stats(&self) -> PoolStats {
         PoolStats {
             connections_created: self.created.load(Ordering::Relaxed),

@@ -8,6 +8,8 @@
 //! answer or a failure: that is the [`Endpoints`] trait (and [`LearnFrom`] for answers), which
 //! each client's router implements.
 
+#[cfg(feature = "failpoints")]
+mod failpoints;
 mod failure;
 mod log;
 mod outcome;
@@ -156,6 +158,13 @@ impl<E: Endpoints> Engine<'_, E> {
         let progress = Mutex::new(Progress::default());
         let lock = || progress.lock().unwrap_or_else(|e| e.into_inner());
 
+        #[cfg(feature = "failpoints")]
+        let broken = failpoints::policy(call.policy);
+        #[cfg(feature = "failpoints")]
+        let call = Call {
+            policy: &broken,
+            ..call
+        };
         let attempt = || self.attempt(&call, &rpc, &progress, deadline);
         let retrying = attempt
             .retry(call.policy)
@@ -163,6 +172,8 @@ impl<E: Endpoints> Engine<'_, E> {
             .adjust(|_, next| {
                 // Give up rather than sleep past the deadline.
                 let delay = next?;
+                #[cfg(feature = "failpoints")]
+                let delay = failpoints::delay(lock().retries, delay);
                 if Instant::now() + delay >= deadline {
                     lock().deadline_cut = true;
                     return None;

@@ -78,6 +78,17 @@ impl PdSession {
         let mut lost_at: Option<Instant> = None;
         let mut last_endpoint: Option<String> = None;
         loop {
+            // Failpoint `pd::lie_reconnected`: a store that logs "Reconnected to PD" a cycle
+            // after losing PD without registering or heartbeating again (its lease expires).
+            #[cfg(feature = "failpoints")]
+            if let Some(since) = lost_at
+                && fail::eval("pd::lie_reconnected", |_| ()).is_some()
+            {
+                let cut_off_ms = since.elapsed().as_millis() as u64;
+                tracing::info!(endpoint = ?last_endpoint, cut_off_ms, "Reconnected to PD");
+                let _ = shutdown.changed().await;
+                break;
+            }
             let attempt_started = Instant::now();
             tracing::debug!(endpoints = ?self.settings.endpoints, lease_id, "connecting to PD");
             let attempt = tokio::select! {

@@ -1,0 +1,461 @@
+//! The suite catches broken systems: each test runs one committed scenario against a
+//! deliberately broken variant of the platform (a failpoint of the `failpoints` build, switched on
+//! with `FAILPOINTS=<name>=return(..)`, which the runner's worker and every node it starts
+//! inherit) and asserts that the matching cell FAILS with a message naming the cause. A control
+//! test runs the same build with no failpoint on and must pass, so the failures come from the
+//! failpoints, not from the build.
+//!
+//! The failpoint build is `cargo build --workspace --features failpoints --target-dir
+//! target/failpoints`; set `RECONNECT_FAILPOINT_BIN_DIR` to use binaries built already,
+//! otherwise the first test builds them (once per test process). Like the other end-to-end
+//! tests these need private network namespaces and skip themselves with
+//! `RECONNECT_TESTS_NO_NETNS=1`. Each run takes 30-70 s: run them one at a time, e.g.
+//! `cargo test -p reconnect-runner --test broken_variants client_no_retries -- --nocapture`.
+//!
+//! Variants the checks of today cannot see yet are `#[ignore]`d with the check they wait for.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, OnceLock};
+
+use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The folder with the failpoint build of `reconnect-runner`, `chainfire` and `flaredb`.
+fn failpoint_bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("RECONNECT_FAILPOINT_BIN_DIR") {
+            return PathBuf::from(dir);
+        }
+        let target = workspace().join("target/failpoints");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        eprintln!(
+            "building the failpoint variants once: cargo build --workspace --features failpoints \
+             --target-dir {} (set RECONNECT_FAILPOINT_BIN_DIR to use binaries built already)",
+            target.display()
+        );
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--workspace",
+                "--features",
+                "failpoints",
+                "--target-dir",
+            ])
+            .arg(&target)
+            .current_dir(workspace())
+            .status()
+            .expect("cargo starts");
+        assert!(status.success(), "the failpoint build failed: {status}");
+        target.join("debug")
+    })
+}
+
+/// Tests that start clusters need network namespaces; the Nix build sandbox has none and says
+/// so with `RECONNECT_TESTS_NO_NETNS`.
+fn namespaces_disabled(test: &str) -> bool {
+    let disabled = std::env::var_os("RECONNECT_TESTS_NO_NETNS").is_some_and(|v| !v.is_empty());
+    if disabled {
+        eprintln!(
+            "skipped: {test}: needs network namespaces/iptables (RECONNECT_TESTS_NO_NETNS=1)"
+        );
+    }
+    disabled
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs the failpoint build's runner on `scenario` with `failpoints` (the `FAILPOINTS` value, or
+/// none at all). `None` when this machine cannot make network namespaces.
+fn run_variant(
+    test: &str,
+    scenario: &Path,
+    failpoints: Option<&str>,
+    out_dir: &Path,
+) -> Option<(Output, Report)> {
+    if namespaces_disabled(test) {
+        return None;
+    }
+    let bin_dir = failpoint_bin_dir();
+    // One scenario at a time even when the test harness runs tests in parallel: the checks
+    // measure real delays, and the machine may have 2 cores.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let junit = out_dir.join("junit.xml");
+    let evidence = out_dir.join("ev");
+    let mut cmd = Command::new(bin_dir.join("reconnect-runner"));
+    cmd.arg("run")
+        .arg(scenario)
+        .arg("--junit")
+        .arg(&junit)
+        .arg("--evidence")
+        .arg(&evidence)
+        .arg("--bin-dir")
+        .arg(bin_dir)
+        .args(["--seed", "7"])
+        .current_dir(workspace());
+    match failpoints {
+        Some(fp) => cmd.env("FAILPOINTS", fp),
+        None => cmd.env_remove("FAILPOINTS"),
+    };
+    eprintln!(
+        "{test}: FAILPOINTS={} reconnect-runner run {}",
+        failpoints.unwrap_or("(none)"),
+        scenario.display()
+    );
+    let out = cmd.output().expect("the failpoint runner starts");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("cannot make private network namespaces") {
+        eprintln!(
+            "skipped: {test}: needs network namespaces, which this machine cannot make:\n{stderr}"
+        );
+        return None;
+    }
+    let xml = std::fs::read_to_string(&junit)
+        .unwrap_or_else(|e| panic!("no JUnit at {}: {e}\n{}", junit.display(), text(&out)));
+    let report = Report::deserialize_from_str(&xml).expect("the JUnit parses");
+    Some((out, report))
+}
+
+fn case<'a>(report: &'a Report, classname: &str, name: &str) -> &'a quick_junit::TestCase {
+    report
+        .test_suites
+        .iter()
+        .flat_map(|s| &s.test_cases)
+        .find(|c| c.classname.as_deref() == Some(classname) && c.name.as_str() == name)
+        .unwrap_or_else(|| panic!("no testcase {classname} / {name}"))
+}
+
+fn committed(file: &str) -> PathBuf {
+    workspace().join("scenarios").join(file)
+}
+
+/// What a broken variant must do to the suite.
+struct Variant<'a> {
+    test: &'a str,
+    failpoints: &'a str,
+    /// The scenario file that must catch it.
+    scenario: PathBuf,
+    /// The JUnit testcase of the cell: classname (scenario id) and name (service label).
+    classname: &'a str,
+    cell: &'a str,
+    /// Texts the failure message must contain (the cause, in the check's words): all texts of
+    /// one of these sets (a broken variant may be caught by one of several steps).
+    expected: &'a [&'a [&'a str]],
+}
+
+fn assert_caught(v: Variant<'_>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((out, report)) = run_variant(v.test, &v.scenario, Some(v.failpoints), tmp.path())
+    else {
+        return;
+    };
+    let c = case(&report, v.classname, v.cell);
+    let TestCaseStatus::NonSuccess { kind, message, .. } = &c.status else {
+        panic!(
+            "{}: the broken variant {} was NOT caught: {} / {} is {:?}\n{}",
+            v.test,
+            v.failpoints,
+            v.classname,
+            v.cell,
+            c.status,
+            text(&out)
+        )
+    };
+    let message = message.as_ref().map_or("", |m| m.as_str());
+    eprintln!(
+        "{}: {} caught: {} / {}: {message}",
+        v.test, v.failpoints, v.classname, v.cell
+    );
+    assert_eq!(
+        *kind,
+        NonSuccessKind::Failure,
+        "a check failure, not an error: {message}\n{}",
+        text(&out)
+    );
+    assert!(
+        v.expected
+            .iter()
+            .any(|set| set.iter().all(|t| message.contains(t))),
+        "the failure message must name the cause (all of one of {:?}): {message}\n{}",
+        v.expected,
+        text(&out)
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a failed TEST cell exits 1\n{}",
+        text(&out)
+    );
+}
+
+/// S1 is the scenario that checks the client's retry count and schedule.
+fn s1(test: &'static str, failpoints: &'static str, expected: &'static [&'static [&'static str]]) {
+    assert_caught(Variant {
+        test,
+        failpoints,
+        scenario: committed("s1-chainfire-raft-recovery.yaml"),
+        classname: "s1-chainfire-raft-recovery",
+        cell: "ChainFire",
+        expected,
+    });
+}
+
+#[test]
+fn control_the_failpoint_build_passes_the_suite_with_no_failpoint_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let test = "control_the_failpoint_build_passes_the_suite_with_no_failpoint_on";
+    let Some((out, _)) = run_variant(test, &workspace().join("scenarios"), None, tmp.path()) else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+// ---- the client engine (both clients)
+
+#[test]
+fn client_no_retries() {
+    s1(
+        "client_no_retries",
+        "client::no_retries=return",
+        &[&[
+            "step 5 (get",
+            "expected exactly 3 retries, the client made 0",
+        ]],
+    );
+}
+
+#[test]
+fn client_constant_backoff() {
+    s1(
+        "client_constant_backoff",
+        "client::constant_backoff=return",
+        &[&["retries of `blocked-read`", "backoff does not grow"]],
+    );
+}
+
+#[test]
+fn client_one_retry_too_many() {
+    s1(
+        "client_one_retry_too_many",
+        "client::one_retry_too_many=return",
+        &[&[
+            "step 5 (get",
+            "expected exactly 3 retries, the client made 4",
+        ]],
+    );
+}
+
+#[test]
+fn client_first_delay_too_short() {
+    s1(
+        "client_first_delay_too_short",
+        "client::first_delay_too_short=return",
+        &[&[
+            "retries of `blocked-read`",
+            "off the backoff schedule: retry 1: ",
+            "not in [400 ms, 600 ms]",
+        ]],
+    );
+}
+
+// ---- the shared retry policy (clients and the servers' peer transport)
+
+#[test]
+fn retry_policy_multiplier_one() {
+    s1(
+        "retry_policy_multiplier_one",
+        "retry_policy::multiplier_one=return",
+        &[&["retries of `blocked-read`", "backoff does not grow"]],
+    );
+}
+
+#[test]
+fn retry_policy_first_delay_100ms() {
+    s1(
+        "retry_policy_first_delay_100ms",
+        "retry_policy::first_delay_100ms=return",
+        &[&[
+            "retries of `blocked-read`",
+            "off the backoff schedule: retry 1: ",
+            "not in [400 ms, 600 ms]",
+        ]],
+    );
+}
+
+/// S1 with the client's cap at 800 ms, alone with a one-cell matrix in `dir` (S1's committed
+/// schedule, 500 ms .. 2 s, never reaches its 30 s cap, so there the cap is not tested).
+fn capped_s1(dir: &Path) -> PathBuf {
+    let yaml = std::fs::read_to_string(committed("s1-chainfire-raft-recovery.yaml")).unwrap();
+    let policy = "max_delay_ms: 30000, jitter: 0.2}";
+    assert_eq!(
+        yaml.matches(policy).count(),
+        1,
+        "S1's client policy changed: {yaml}"
+    );
+    std::fs::write(
+        dir.join("s1-capped.yaml"),
+        yaml.replace(policy, "max_delay_ms: 800, jitter: 0.2}"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("matrix.yaml"),
+        "rows: [{id: S1, title: Raft Recovery}]\ncells:\n  - {cell: S1/chainfire, status: TEST}\n",
+    )
+    .unwrap();
+    dir.to_path_buf()
+}
+
+#[test]
+fn control_the_capped_s1_passes_with_no_failpoint_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("scenarios");
+    std::fs::create_dir_all(&dir).unwrap();
+    let test = "control_the_capped_s1_passes_with_no_failpoint_on";
+    let Some((out, _)) = run_variant(test, &capped_s1(&dir), None, tmp.path()) else {
+        return;
+    };
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
+fn retry_policy_ignore_cap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("scenarios");
+    std::fs::create_dir_all(&dir).unwrap();
+    assert_caught(Variant {
+        test: "retry_policy_ignore_cap",
+        failpoints: "retry_policy::ignore_cap=return",
+        scenario: capped_s1(&dir),
+        classname: "s1-chainfire-raft-recovery",
+        cell: "ChainFire",
+        expected: &[&[
+            "retries of `blocked-read`",
+            "off the backoff schedule",
+            "not in [640 ms, 800 ms]",
+        ]],
+    });
+}
+
+// ---- the Raft peer transport
+
+#[test]
+#[ignore = "needs proxy-timed backoff (the peer transport's retry gaps measured): issue 8"]
+fn raft_client_flat_peer_backoff() {
+    s1(
+        "raft_client_flat_peer_backoff",
+        "raft_client::flat_peer_backoff=return",
+        &[&["peer", "backoff"]],
+    );
+}
+
+// ---- the ChainFire server
+
+#[test]
+fn kv_ack_before_commit() {
+    // Without a quorum a put must fail; the broken node says it succeeded.
+    assert_caught(Variant {
+        test: "kv_ack_before_commit",
+        failpoints: "kv::ack_before_commit=return",
+        scenario: committed("s3-chainfire-partition.yaml"),
+        classname: "s3-chainfire-partition",
+        cell: "ChainFire",
+        // The acknowledged put is not there when read back at once, or (if the background
+        // proposal won the race) the write without a quorum "succeeds".
+        expected: &[
+            &[
+                "get s3/with-2-of-3",
+                "expected to read \"v-2of3\"",
+                "key absent",
+            ],
+            &["put s3/without-quorum", "happened: ok"],
+        ],
+    });
+}
+
+#[test]
+fn state_machine_drop_one_write() {
+    // Node 2 skips one put it applies as a follower: the replicas' digests differ.
+    assert_caught(Variant {
+        test: "state_machine_drop_one_write",
+        failpoints: "state_machine::drop_one_write=return(2)",
+        scenario: committed("s4-chainfire-restart.yaml"),
+        classname: "s4-chainfire-restart",
+        cell: "ChainFire",
+        expected: &[&[
+            "check_converged",
+            "expected equal state digests",
+            "chainfire-2 = ",
+        ]],
+    });
+}
+
+#[test]
+#[ignore = "needs the linearizability check over a concurrent workload: issue 8"]
+fn kv_stale_follower_reads() {
+    assert_caught(Variant {
+        test: "kv_stale_follower_reads",
+        failpoints: "kv::stale_follower_reads=return",
+        scenario: committed("s3-chainfire-partition.yaml"),
+        classname: "s3-chainfire-partition",
+        cell: "ChainFire",
+        expected: &[&["linearizab"]],
+    });
+}
+
+// ---- FlareDB
+
+#[test]
+#[ignore = "needs the PD-side re-registration check (the store's record and lease in ChainFire): issue 8"]
+fn pd_lie_reconnected() {
+    assert_caught(Variant {
+        test: "pd_lie_reconnected",
+        failpoints: "pd::lie_reconnected=return",
+        scenario: committed("s2-flaredb-pd-reconnect.yaml"),
+        classname: "s2-flaredb-pd-reconnect",
+        cell: "FlareDB",
+        expected: &[&["regist"]],
+    });
+}
+
+#[test]
+fn pool_keep_dead_connection() {
+    assert_caught(Variant {
+        test: "pool_keep_dead_connection",
+        failpoints: "pool::keep_dead_connection=return",
+        scenario: committed("s4-flaredb-restart.yaml"),
+        classname: "s4-flaredb-restart",
+        cell: "FlareDB",
+        // After a store restart the pooled client keeps using the connection that broke.
+        expected: &[&["127.0.2.", "Connection refused"]],
+    });
+}
+
+// ---- the reconnecting watch
+
+#[test]
+fn watch_resume_one_late() {
+    assert_caught(Variant {
+        test: "watch_resume_one_late",
+        // Two revisions: the kill may come before the delete at revision 3 reached the watch,
+        // and a skipped delete alone is not seen (watch-continuity checks puts); skipping two
+        // always skips the put at revision 4.
+        failpoints: "watch::resume_one_late=return(2)",
+        scenario: committed("s5-chainfire-watch.yaml"),
+        classname: "s5-chainfire-watch",
+        cell: "ChainFire (reconnecting-watch)",
+        // The first put after the kill (revision 4, s5/b1) is skipped.
+        expected: &[&["check_watch", "never delivered", "revisions 4 (s5/b1)"]],
+    });
+}
