@@ -28,7 +28,7 @@ use crate::history::{
 use crate::supervisor::Service;
 
 mod register;
-pub use register::{REGISTER_TAG, RegisterSpec};
+pub use register::{REGISTER_TAG, RegisterSpec, start_register};
 
 tokio::task_local! {
     /// The operation the current task is running: (op id, retries seen so far).

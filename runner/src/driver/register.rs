@@ -2,11 +2,14 @@
 //! compare-and-swapping a small key space through the faults, so the linearizability checker
 //! has concurrent operations on the same keys to judge (one write per key proves little).
 //!
+//! Each process has a client of its own bound to one node (process k to node k mod n, as
+//! Jepsen binds its clients), so reads are sent to every node, not only to the leader: a node
+//! that answers from stale state is met by some process. It still follows "not leader" hints.
 //! Each process runs one operation at a time (a process is sequential, as Jepsen's are), picks a
 //! key at random, and reads it, writes a value never written before (`<process>-<n>`), or
 //! compare-and-swaps from the value it last saw on that key (absent when it saw none). A process
 //! whose operation ended `info` may still have it in flight, so it continues under a new name
-//! (`register-3` becomes `register-3.1`), as Jepsen does with crashed processes. The pace is
+//! (`p3` becomes `p3.1`), as Jepsen does with crashed processes. The pace is
 //! `rate_per_sec` operations started per second over all processes; a process whose operation is
 //! slow simply starts its next one later.
 
@@ -80,99 +83,99 @@ fn next_request(
     }
 }
 
-impl Driver {
-    /// Starts the register workload; `LoadHandle::stop` stops it and waits for the operations
-    /// in flight (each bounded by the driver's op timeout).
-    pub fn start_register(&self, spec: RegisterSpec) -> LoadHandle {
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let driver = self.clone();
-        let task = tokio::spawn(async move {
-            let (quit_tx, quit_rx) = tokio::sync::watch::channel(false);
-            let spec = Arc::new(spec);
-            let clients = spec.clients.max(1);
-            // Each process starts one op per `period`; the processes are staggered evenly.
-            let period = Duration::from_secs_f64(clients as f64 / spec.rate_per_sec.max(0.001));
-            let mut processes = tokio::task::JoinSet::new();
-            for p in 0..clients {
-                let driver = driver.clone();
-                let spec = spec.clone();
-                let mut quit = quit_rx.clone();
-                processes.spawn(async move {
-                    let mut rng = StdRng::seed_from_u64(
-                        spec.seed ^ (p as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                    );
-                    let mut summary = LoadSummary::default();
-                    let base = format!("{}/register-{}", driver.config().client, p + 1);
-                    let mut name = base.clone();
-                    let mut generation = 0;
-                    let mut seen: BTreeMap<String, Option<String>> = BTreeMap::new();
-                    let stagger = period.mul_f64(p as f64 / clients as f64);
-                    let mut next = tokio::time::Instant::now() + stagger;
-                    let mut seq = 0u64;
-                    loop {
-                        tokio::select! {
-                            _ = quit.wait_for(|q| *q) => break,
-                            _ = tokio::time::sleep_until(next) => {}
+/// Starts the register workload, process k on `drivers[k % len]`; `LoadHandle::stop` stops it
+/// and waits for the operations in flight (each bounded by its driver's op timeout).
+pub fn start_register(drivers: Vec<Driver>, spec: RegisterSpec) -> LoadHandle {
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let (quit_tx, quit_rx) = tokio::sync::watch::channel(false);
+        let spec = Arc::new(spec);
+        let clients = spec.clients.max(1);
+        // Each process starts one op per `period`; the processes are staggered evenly.
+        let period = Duration::from_secs_f64(clients as f64 / spec.rate_per_sec.max(0.001));
+        let mut processes = tokio::task::JoinSet::new();
+        for p in 0..clients {
+            let Some(driver) = drivers.get(p % drivers.len().max(1)).cloned() else {
+                break;
+            };
+            let spec = spec.clone();
+            let mut quit = quit_rx.clone();
+            processes.spawn(async move {
+                let mut rng = StdRng::seed_from_u64(
+                    spec.seed ^ (p as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                );
+                let mut summary = LoadSummary::default();
+                let base = format!("{}/{}", driver.config().client, p + 1);
+                let mut name = base.clone();
+                let mut generation = 0;
+                let mut seen: BTreeMap<String, Option<String>> = BTreeMap::new();
+                let stagger = period.mul_f64(p as f64 / clients as f64);
+                let mut next = tokio::time::Instant::now() + stagger;
+                let mut seq = 0u64;
+                loop {
+                    tokio::select! {
+                        _ = quit.wait_for(|q| *q) => break,
+                        _ = tokio::time::sleep_until(next) => {}
+                    }
+                    next += period;
+                    seq += 1;
+                    summary.started += 1;
+                    let req = next_request(&mut rng, &spec, &name, seq, &seen);
+                    let record = driver.perform_as(&req, REGISTER_TAG, &name).await;
+                    match record.outcome {
+                        Outcome::Ok => {
+                            summary.ok += 1;
+                            // What this process now knows the key holds.
+                            let now = match record.op {
+                                OpKind::Get => record.value.clone(),
+                                _ => req.value.clone(),
+                            };
+                            seen.insert(req.key.clone(), now);
                         }
-                        next += period;
-                        seq += 1;
-                        summary.started += 1;
-                        let req = next_request(&mut rng, &spec, &name, seq, &seen);
-                        let record = driver.perform_as(&req, REGISTER_TAG, &name).await;
-                        match record.outcome {
-                            Outcome::Ok => {
-                                summary.ok += 1;
-                                // What this process now knows the key holds.
-                                let now = match record.op {
-                                    OpKind::Get => record.value.clone(),
-                                    _ => req.value.clone(),
-                                };
-                                seen.insert(req.key.clone(), now);
-                            }
-                            Outcome::Fail => summary.errors += 1,
-                            Outcome::Info => {
-                                summary.errors += 1;
-                                // Its operation may still be in flight: carry on as a new process.
-                                generation += 1;
-                                name = format!("{base}.{generation}");
-                                seen.remove(&req.key);
-                            }
-                        }
-                        // A slow op does not make the process fire a burst afterwards.
-                        let now = tokio::time::Instant::now();
-                        if next < now {
-                            next = now;
+                        Outcome::Fail => summary.errors += 1,
+                        Outcome::Info => {
+                            summary.errors += 1;
+                            // Its operation may still be in flight: carry on as a new process.
+                            generation += 1;
+                            name = format!("{base}.{generation}");
+                            seen.remove(&req.key);
                         }
                     }
-                    summary
-                });
-            }
-            let _ = stop_rx.await;
-            let _ = quit_tx.send(true);
-            let mut total = LoadSummary::default();
-            while let Some(done) = processes.join_next().await {
-                match done {
-                    Ok(s) => {
-                        total.started += s.started;
-                        total.ok += s.ok;
-                        total.errors += s.errors;
+                    // A slow op does not make the process fire a burst afterwards.
+                    let now = tokio::time::Instant::now();
+                    if next < now {
+                        next = now;
                     }
-                    // A harness bug must show, not silently shrink the workload.
-                    Err(e) => {
-                        total.errors += 1;
-                        driver
-                            .inner
+                }
+                summary
+            });
+        }
+        let _ = stop_rx.await;
+        let _ = quit_tx.send(true);
+        let mut total = LoadSummary::default();
+        while let Some(done) = processes.join_next().await {
+            match done {
+                Ok(s) => {
+                    total.started += s.started;
+                    total.ok += s.ok;
+                    total.errors += s.errors;
+                }
+                // A harness bug must show, not silently shrink the workload.
+                Err(e) => {
+                    total.errors += 1;
+                    if let Some(d) = drivers.first() {
+                        d.inner
                             .history
                             .note(format!("register workload process failed: {e}"));
                     }
                 }
             }
-            total
-        });
-        LoadHandle {
-            stop: stop_tx,
-            task,
         }
+        total
+    });
+    LoadHandle {
+        stop: stop_tx,
+        task,
     }
 }
 

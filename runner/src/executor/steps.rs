@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use super::judge::{ReadExpectation, judge_op, observe_broken_watch, op_numbers};
 use super::verdict::Judged;
 use crate::checks::{self, CheckResult, ReconnectTo, RetryFilter};
-use crate::driver::{Driver, DriverConfig, LoadHandle, LoadSpec, RegisterSpec, WatchHandle};
+use crate::driver::{
+    Driver, DriverConfig, LoadHandle, LoadSpec, RegisterSpec, WatchHandle, start_register,
+};
 use crate::faults::{FaultError, FaultKind, Faults};
 use crate::history::{
     Event, EventKind, History, LogMatchRecord, OpRecord, WatchMode as HistWatchMode,
@@ -419,21 +421,24 @@ impl<'a> Runner<'a> {
                 // A load has a client (and links) of its own, so its traffic never mixes with
                 // the scenario client's at the proxies.
                 let service = self.service_of(s.service)?;
-                let driver = self
-                    .new_driver(service, format!("{}/{}", service.as_str(), s.name), None)
-                    .await
-                    .map_err(StepResult::error)?;
-                self.load_drivers
-                    .insert(s.name.clone(), (service, driver.clone()));
+                let name = format!("{}/{}", service.as_str(), s.name);
                 let prefix = s
                     .key_prefix
                     .clone()
                     .unwrap_or_else(|| format!("load/{}", s.name));
                 let (handle, what) = match s.workload {
-                    Workload::Writes => (
-                        driver.start_load(LoadSpec::new(s.rate_per_sec, prefix)),
-                        format!("{} puts/s", s.rate_per_sec),
-                    ),
+                    Workload::Writes => {
+                        let driver = self
+                            .new_driver(service, name, None)
+                            .await
+                            .map_err(StepResult::error)?;
+                        self.load_drivers
+                            .insert(s.name.clone(), (service, driver.clone()));
+                        (
+                            driver.start_load(LoadSpec::new(s.rate_per_sec, prefix)),
+                            format!("{} puts/s", s.rate_per_sec),
+                        )
+                    }
                     Workload::Register => {
                         let mut spec = RegisterSpec::new(
                             s.rate_per_sec,
@@ -442,11 +447,26 @@ impl<'a> Runner<'a> {
                         );
                         spec.clients = s.clients.unwrap_or(spec.clients);
                         spec.keys = s.keys.unwrap_or(spec.keys);
+                        // One client per process, bound to node k mod n (hints still followed).
+                        let nodes = self.supervisor.nodes(service);
+                        let mut drivers = Vec::new();
+                        for k in 0..spec.clients {
+                            let node = nodes[k % nodes.len().max(1)].index;
+                            let driver = self
+                                .new_driver(service, format!("{name}/p{}", k + 1), Some(node))
+                                .await
+                                .map_err(StepResult::error)?;
+                            self.load_drivers.insert(
+                                format!("{}/p{}", s.name, k + 1),
+                                (service, driver.clone()),
+                            );
+                            drivers.push(driver);
+                        }
                         let what = format!(
                             "register workload: {} processes, {} keys, {} ops/s",
                             spec.clients, spec.keys, s.rate_per_sec
                         );
-                        (driver.start_register(spec), what)
+                        (start_register(drivers, spec), what)
                     }
                 };
                 self.loads.insert(s.name.clone(), handle);
