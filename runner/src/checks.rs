@@ -5,20 +5,19 @@
 //! A check without evidence fails: no acknowledged write, no retry, no status sample, no
 //! operation after the fault all mean "nothing was verified", never "passed".
 
-mod backoff;
 mod convergence;
 mod errors;
 mod linearizability;
 mod linearizable;
 mod lost_writes;
 mod node_exits;
+mod observed_backoff;
 mod pd_registration;
 mod reconnect;
 mod watch;
 
 use std::collections::BTreeMap;
 
-pub use backoff::{RetryFilter, backoff, retry_count};
 pub use convergence::replicas_converge;
 pub use errors::error_clarity;
 pub use linearizability::{
@@ -28,6 +27,7 @@ pub use linearizability::{
 pub use linearizable::{MIN_OPS_AFTER_FAULT, linearizable, register_ops};
 pub use lost_writes::{MIN_WRITES_AFTER_FAULT, no_lost_writes};
 pub use node_exits::no_unexpected_exits;
+pub use observed_backoff::{BackoffPromise, observed_backoff, observed_backoff_of_op};
 pub use pd_registration::pd_registration;
 pub use reconnect::{ReconnectTo, reconnect_time};
 pub use watch::watch_continuity;

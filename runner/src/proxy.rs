@@ -450,14 +450,49 @@ async fn connection(shared: Arc<Shared>, conn: u64, client: TcpStream, peer: Soc
         }
         LinkFault::Blackhole => blackholed(&shared, conn, client, &mut control, &watcher).await,
         LinkFault::Pass | LinkFault::Delay { .. } => {
-            let connected = tokio::select! {
-                connected = connect_upstream(&shared.config) => Ok(connected),
-                stop = control.next() => Err(stop),
+            // While the upstream connect is pending (a blocked port drops the SYN: it can hang
+            // for minutes), the client is still read and watched: its requests and, above all,
+            // the moment it gives up and closes are part of what is observed. What it sent is
+            // held and written upstream first once connected.
+            let mut client = client;
+            let mut early: Vec<u8> = Vec::new();
+            let mut buf = vec![0u8; 16 * 1024];
+            let connecting = connect_upstream(&shared.config);
+            tokio::pin!(connecting);
+            let connected = loop {
+                tokio::select! {
+                    connected = &mut connecting => break Ok(connected),
+                    stop = control.next() => break Err(Pending::Control(stop)),
+                    read = client.read(&mut buf), if early.len() < EARLY_BYTES_MAX => match read {
+                        Ok(0) => break Err(Pending::ClientGone("eof".to_owned(), false)),
+                        Ok(n) => {
+                            let at = Instant::now();
+                            let events = lock(&watcher).client_bytes(&buf[..n]);
+                            emit_h2(&shared, conn, at, events);
+                            early.extend_from_slice(&buf[..n]);
+                        }
+                        Err(error) => break Err(Pending::ClientGone(error.to_string(), true)),
+                    },
+                }
             };
             match connected {
-                Ok(Ok(server)) => {
+                Ok(Ok(mut server)) => {
                     shared.emit(conn, Instant::now(), Observed::UpstreamConnected);
                     let _ = server.set_nodelay(true);
+                    if !early.is_empty() && server.write_all(&early).await.is_err() {
+                        report_close(
+                            &shared,
+                            conn,
+                            &watcher,
+                            &Ending {
+                                by: Side::Server,
+                                reason: "upstream closed before the held bytes were written".into(),
+                                abortive: true,
+                            },
+                        );
+                        reset_close(client);
+                        return;
+                    }
                     let forwarded =
                         forward(&shared, conn, client, server, &mut control, &watcher).await;
                     if let Some(server) = forwarded.held_upstream {
@@ -488,7 +523,7 @@ async fn connection(shared: Arc<Shared>, conn: u64, client: TcpStream, peer: Soc
                         }
                     }
                 }
-                Err(stop) => {
+                Err(Pending::Control(stop)) => {
                     if stop.abortive() {
                         reset_close(client);
                     }
@@ -498,10 +533,25 @@ async fn connection(shared: Arc<Shared>, conn: u64, client: TcpStream, peer: Soc
                         abortive: stop.abortive(),
                     }
                 }
+                Err(Pending::ClientGone(reason, abortive)) => Ending {
+                    by: Side::Client,
+                    reason: format!("{reason} (before the upstream connect completed)"),
+                    abortive,
+                },
             }
         }
     };
     report_close(&shared, conn, &watcher, &ending);
+}
+
+/// Most bytes held from a client while its upstream connect is pending (reading pauses then).
+const EARLY_BYTES_MAX: usize = 256 * 1024;
+
+/// Why a pending upstream connect was given up.
+enum Pending {
+    Control(Control),
+    /// The client closed (reason, abortive) before the upstream connect completed.
+    ClientGone(String, bool),
 }
 
 /// A connection accepted during a blackhole: read (and observe) the client, forward nothing, no

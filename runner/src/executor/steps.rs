@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::judge::{ReadExpectation, judge_op, observe_broken_watch, op_numbers};
 use super::verdict::Judged;
-use crate::checks::{self, CheckResult, ReconnectTo, RetryFilter};
+use crate::checks::{self, BackoffPromise, CheckResult, ReconnectTo};
 use crate::driver::{
     Driver, DriverConfig, LoadHandle, LoadSpec, RegisterSpec, WatchHandle, start_register,
 };
@@ -19,8 +19,8 @@ use crate::history::{
 use crate::links::Links;
 use crate::matrix::Service as MatrixService;
 use crate::scenario::{
-    Expect, NodeRef, ProbeOp, ReconnectUntil, Scenario, Step, StopSignal, WatchExpectation,
-    WatchMode, Workload,
+    Expect, NodeRef, ProbeOp, ReconnectUntil, RetryConfig, Scenario, Step, StopSignal,
+    WatchExpectation, WatchMode, Workload,
 };
 use crate::supervisor::{Service, Supervisor, Target};
 
@@ -84,6 +84,20 @@ impl Named {
 struct OpenWatch {
     id: u64,
     handle: Option<WatchHandle>,
+}
+
+/// The promise a `check_backoff` holds the client to: the design note's, with the fields the
+/// step gives replaced (never the client's own configuration).
+fn promise_of(given: Option<&RetryConfig>) -> BackoffPromise {
+    let note = BackoffPromise::DESIGN_NOTE;
+    let Some(g) = given else { return note };
+    BackoffPromise {
+        max_retries: g.max_retries.unwrap_or(note.max_retries),
+        initial_ms: g.initial_delay_ms.map_or(note.initial_ms, |v| v as f64),
+        multiplier: g.multiplier.unwrap_or(note.multiplier),
+        cap_ms: g.max_delay_ms.map_or(note.cap_ms, |v| v as f64),
+        jitter: g.jitter.unwrap_or(note.jitter),
+    }
 }
 
 /// How often FlareDB's registrations in ChainFire are sampled.
@@ -184,6 +198,17 @@ impl<'a> Runner<'a> {
         name: String,
         only: Option<usize>,
     ) -> Result<Driver, String> {
+        self.new_driver_with(service, name, only, None).await
+    }
+
+    /// [`Self::new_driver`] with `retry` over the scenario's client policy.
+    async fn new_driver_with(
+        &self,
+        service: Service,
+        name: String,
+        only: Option<usize>,
+        retry: Option<&RetryConfig>,
+    ) -> Result<Driver, String> {
         let cluster = self.supervisor.nodes(service);
         let targets: Vec<_> = cluster
             .iter()
@@ -197,7 +222,17 @@ impl<'a> Runner<'a> {
             .map_err(|e| format!("cannot start the link proxies of client {name}: {e}"))?;
         let mut config = DriverConfig::new(name, links.endpoints);
         config.address_map = links.address_map;
-        config.retry = self.scenario.client.retry_policy();
+        config.retry = match retry {
+            Some(r) => self
+                .scenario
+                .client
+                .retry
+                .clone()
+                .unwrap_or_default()
+                .overlaid_with(r)
+                .policy(),
+            None => self.scenario.client.retry_policy(),
+        };
         if let Some(ms) = self.scenario.client.op_timeout_ms {
             config.op_timeout = Duration::from_millis(ms);
         }
@@ -304,6 +339,35 @@ impl<'a> Runner<'a> {
         Ok(driver)
     }
 
+    /// The client for one operation: a new one of its own when the step sets `client_retry`.
+    async fn client_for_op(
+        &mut self,
+        service: Option<MatrixService>,
+        node: Option<&NodeRef>,
+        retry: Option<&RetryConfig>,
+        op_name: &Option<String>,
+    ) -> Result<Driver, StepResult> {
+        let Some(retry) = retry else {
+            return self.client_for(service, node).await;
+        };
+        let service = self.service_of(service)?;
+        let only = match node {
+            Some(n) => Some(self.resolve(service, n).await?),
+            None => None,
+        };
+        let name = format!(
+            "{}-{}",
+            service.as_str(),
+            op_name.as_deref().unwrap_or("own-policy")
+        );
+        let driver = self
+            .new_driver_with(service, name.clone(), only, Some(retry))
+            .await
+            .map_err(StepResult::error)?;
+        self.load_drivers.insert(name, (service, driver.clone()));
+        Ok(driver)
+    }
+
     fn remember(
         &mut self,
         name: Option<&str>,
@@ -347,7 +411,9 @@ impl<'a> Runner<'a> {
         let start_ms = self.history.now_ms();
         Ok(match step {
             Step::Put(s) => {
-                let driver = self.client_for(s.service, s.node.as_ref()).await?;
+                let driver = self
+                    .client_for_op(s.service, s.node.as_ref(), s.client_retry.as_ref(), &s.name)
+                    .await?;
                 let record = driver.put(&s.key, &s.value).await;
                 self.op_result(
                     s.name.as_deref(),
@@ -359,7 +425,9 @@ impl<'a> Runner<'a> {
                 )
             }
             Step::Get(s) => {
-                let driver = self.client_for(s.service, s.node.as_ref()).await?;
+                let driver = self
+                    .client_for_op(s.service, s.node.as_ref(), s.client_retry.as_ref(), &s.name)
+                    .await?;
                 let record = driver.get(&s.key).await;
                 let read = ReadExpectation {
                     value: s.value.as_deref(),
@@ -741,39 +809,14 @@ impl<'a> Runner<'a> {
             }
             Step::CheckBackoff(s) => {
                 let op = self.named_op(&s.op)?;
-                let policy = s
-                    .policy
-                    .as_ref()
-                    .map(|p| {
-                        self.scenario
-                            .client
-                            .retry
-                            .clone()
-                            .unwrap_or_default()
-                            .overlaid_with(p)
-                            .policy()
-                    })
-                    .unwrap_or_else(|| self.scenario.client.retry_policy());
-                let events: Vec<Event> = self
-                    .history
-                    .events()
-                    .into_iter()
-                    .filter(|e| match &e.kind {
-                        EventKind::Retry(r) => r.op_id == Some(op.id),
-                        EventKind::Op(o) => o.id == op.id,
-                        _ => false,
-                    })
-                    .collect();
-                let schedule = checks::backoff(&events, &policy, &RetryFilter::default());
-                let min = s.min_retries.unwrap_or(1);
-                let max = policy.max_retries.try_into().unwrap_or(u32::MAX);
-                let count = checks::retry_count(&events, op.id, min, max);
-                let mut result = StepResult::from_check(schedule);
-                if !count.passed {
-                    result.judged = Judged::Fail;
-                    result.message = format!("{}; {}", count.message, result.message);
-                }
-                result
+                let promise = promise_of(s.promise.as_ref());
+                let min = s.min_retries.unwrap_or(1) as usize;
+                StepResult::from_check(checks::observed_backoff_of_op(
+                    &self.history.events(),
+                    op.id,
+                    &promise,
+                    (min, promise.max_retries),
+                ))
             }
             Step::CheckReconnect(s) => {
                 let from = self.named_step(&s.from)?;

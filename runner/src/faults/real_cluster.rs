@@ -293,16 +293,9 @@ async fn scenario(binary: PathBuf, evidence: PathBuf) {
     );
     let events = history.events();
     let clarity = checks::error_clarity(&events, failed.id, Duration::from_secs(60));
-    let only_c1 = checks::RetryFilter {
-        client: Some("c1".into()),
-        ops: vec!["put".into()],
-    };
-    let backoff = checks::backoff(&events, &driver.config().retry, &only_c1);
-    eprintln!(
-        "S1 {}: {}\nS1 {}: {} {:?}",
-        clarity.name, clarity.message, backoff.name, backoff.message, backoff.numbers
-    );
-    assert!(clarity.passed && backoff.passed);
+    // (The backoff itself is timed at link proxies by the suite's check_backoff.)
+    eprintln!("S1 {}: {}", clarity.name, clarity.message);
+    assert!(clarity.passed && failed.retries >= 1, "{failed:?}");
     faults
         .apply(CF, FaultKind::Unblock, &Target::Leader)
         .await

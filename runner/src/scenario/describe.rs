@@ -103,7 +103,7 @@ impl fmt::Display for Step {
             }
             Step::CheckBackoff(s) => write!(
                 f,
-                "check: retries of `{}` follow the backoff schedule",
+                "check: retries of `{}` at the proxies keep the promised backoff",
                 s.op
             ),
             Step::CheckReconnect(s) => {

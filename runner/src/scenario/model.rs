@@ -373,6 +373,10 @@ pub struct PutStep {
     /// Talk to this node only (default: all nodes, following the leader).
     #[serde(default)]
     pub node: Option<NodeRef>,
+    /// A client of its own for this operation, with this retry policy over the scenario's
+    /// client policy (e.g. more retries and a small cap, so the cap is reached).
+    #[serde(default)]
+    pub client_retry: Option<RetryConfig>,
     #[serde(default)]
     pub expect: Expect,
     /// The covered cells this step's verdict counts for (default: all).
@@ -396,6 +400,11 @@ pub struct GetStep {
     /// The key must not exist (when the read succeeds).
     #[serde(default)]
     pub absent: bool,
+    /// A client of its own for this operation, with this retry policy over the scenario's
+    /// client policy (e.g. more retries and a small cap, so the cap is reached).
+    #[serde(default)]
+    pub client_retry: Option<RetryConfig>,
+
     #[serde(default)]
     pub expect: Expect,
     #[serde(default)]
@@ -677,9 +686,11 @@ pub struct CheckConvergedStep {
 pub struct CheckBackoffStep {
     /// The named operation whose retries are checked.
     pub op: String,
-    /// The schedule to check against (default: the scenario's client retry policy).
+    /// The promise the client is held to, at its in-path proxies (default: the design note's:
+    /// 3 retries, x2.0, 500 ms to 30 s, ±20 % jitter; fields given here replace the note's). It
+    /// is never the client's own configuration: a client and its policy wrong together fail.
     #[serde(default)]
-    pub policy: Option<RetryConfig>,
+    pub promise: Option<RetryConfig>,
     /// The operation must have retried at least this often (default 1: a check of a schedule
     /// that never ran proves nothing).
     #[serde(default)]

@@ -442,10 +442,10 @@ impl Validator<'_> {
             }
             Step::CheckBackoff(s) => {
                 op_name(d, &s.op, msgs);
-                if let Some(p) = &s.policy
+                if let Some(p) = &s.promise
                     && let Err(e) = p.policy().validate()
                 {
-                    msgs.push(format!("policy: {e}"));
+                    msgs.push(format!("promise: {e}"));
                 }
                 if s.min_retries == Some(0) {
                     msgs.push(

@@ -1,0 +1,550 @@
+//! Backoff as the network saw it: the gaps between a client's attempts, measured by the client's
+//! in-path proxies (`link` events), against the design note's promise written here as
+//! constants. Neither the client's configured policy nor the delays it announces (`retry`
+//! events) play any part, so a client and its configuration that are wrong together still fail.
+//!
+//! Attempts: every gRPC request (HTTP/2 stream) the proxies saw the client open during the
+//! operation, from its opening to its end (client reset, server answer, connection closed), and
+//! every connection that closed without carrying a request. "Not leader" redirects are followed
+//! at once, so an attempt answered by the server and followed within [`HOP_MS`] by the next one
+//! belongs to the same try. Retry i is the i-th try after the first; its delay is the time from
+//! the end of the try before it to its start, and must lie in the promise's bounds for retry i
+//! (growth by the multiplier, ± jitter, capped), widened by [`EARLY_MS`] below and [`LATE_MS`]
+//! above. For an operation that gave up, its completion must follow its last try at once: a
+//! client that sleeps after its last attempt, or an attempt the proxy never saw, shows there.
+
+use crate::history::{Event, EventKind, Observed, Outcome, StreamEnd, links};
+
+use super::{CheckResult, ms};
+
+const NAME: &str = "observed-backoff";
+
+/// A redirect hop (answer, then the next attempt at once) is faster than this.
+pub const HOP_MS: f64 = 50.0;
+/// How much earlier than its lower bound a delay may be observed: the proxy stamps the end of
+/// an attempt when it reads the client's reset, a little after the client's clock started.
+pub const EARLY_MS: f64 = 5.0;
+/// How much later than its upper bound a delay may be observed: a new connection through the
+/// proxy and a busy 2-core scheduler.
+pub const LATE_MS: f64 = 250.0;
+/// How soon after its last try ends an operation that gave up must complete.
+pub const GIVE_UP_MS: f64 = 250.0;
+
+/// A backoff promise: `max_retries` retries; retry i (from 1) waits
+/// `min(initial_ms * multiplier^(i-1), cap_ms)`, ± `jitter`, never above the cap.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BackoffPromise {
+    pub max_retries: usize,
+    pub initial_ms: f64,
+    pub multiplier: f64,
+    pub cap_ms: f64,
+    pub jitter: f64,
+}
+
+impl BackoffPromise {
+    /// The design note's promise: 3 retries, x2.0, 500 ms to 30 s, with the ±20 % jitter the
+    /// platform documents.
+    pub const DESIGN_NOTE: BackoffPromise = BackoffPromise {
+        max_retries: 3,
+        initial_ms: 500.0,
+        multiplier: 2.0,
+        cap_ms: 30_000.0,
+        jitter: 0.2,
+    };
+
+    fn base_ms(&self, retry: usize) -> f64 {
+        (self.initial_ms * self.multiplier.powi(retry.saturating_sub(1) as i32)).min(self.cap_ms)
+    }
+
+    /// The promised delay of retry `retry` (from 1): lowest and highest.
+    pub fn delay_bounds_ms(&self, retry: usize) -> (f64, f64) {
+        let base = self.base_ms(retry);
+        (
+            (base * (1.0 - self.jitter)).min(self.cap_ms),
+            (base * (1.0 + self.jitter)).min(self.cap_ms),
+        )
+    }
+}
+
+/// One request (or bare connection) a client's proxy saw.
+#[derive(Debug, Clone, PartialEq)]
+struct Attempt {
+    start: f64,
+    end: Option<f64>,
+    answered: bool,
+}
+
+/// A client's attempts during `[from_ms, until_ms]`, in order.
+fn attempts(events: &[Event], client: &str, from_ms: f64, until_ms: f64) -> Vec<Attempt> {
+    // (node, conn) -> (accepted at, streams seen, closed at); (node, conn, stream) -> attempt
+    let mut conns: std::collections::BTreeMap<(String, u64), (f64, bool, Option<f64>)> =
+        Default::default();
+    let mut streams: std::collections::BTreeMap<(String, u64, u32), Attempt> = Default::default();
+    for (t, l) in links(events).filter(|(_, l)| l.from == client) {
+        let conn = (l.to.clone(), l.conn);
+        match &l.what {
+            Observed::ConnAccepted { .. } => {
+                conns.insert(conn, (t, false, None));
+            }
+            Observed::ConnClosed { .. } => {
+                if let Some(c) = conns.get_mut(&conn) {
+                    c.2.get_or_insert(t);
+                }
+            }
+            Observed::StreamOpened { stream } => {
+                if let Some(c) = conns.get_mut(&conn) {
+                    c.1 = true;
+                }
+                streams.insert(
+                    (l.to.clone(), l.conn, *stream),
+                    Attempt {
+                        start: t,
+                        end: None,
+                        answered: false,
+                    },
+                );
+            }
+            Observed::StreamClosed { stream, by } => {
+                if let Some(a) = streams.get_mut(&(l.to.clone(), l.conn, *stream))
+                    && a.end.is_none()
+                {
+                    a.end = Some(t);
+                    a.answered = matches!(by, StreamEnd::ServerEndStream);
+                }
+            }
+            Observed::UpstreamConnected | Observed::UpstreamFailed { .. } => {}
+        }
+    }
+    let mut all: Vec<Attempt> = streams.into_values().collect();
+    all.extend(
+        conns
+            .into_values()
+            .filter(|(_, had_stream, _)| !had_stream)
+            .map(|(start, _, end)| Attempt {
+                start,
+                end,
+                answered: false,
+            }),
+    );
+    all.retain(|a| a.start >= from_ms && a.start <= until_ms);
+    all.sort_by(|a, b| a.start.total_cmp(&b.start));
+    all
+}
+
+/// Tries: attempts with redirect hops folded in (start of the first, end of the last).
+fn tries(attempts: &[Attempt]) -> Vec<Attempt> {
+    let mut out: Vec<Attempt> = Vec::new();
+    for a in attempts {
+        match out.last_mut() {
+            Some(last) if last.answered && last.end.is_some_and(|e| a.start - e < HOP_MS) => {
+                last.end = a.end;
+                last.answered = a.answered;
+            }
+            _ => out.push(a.clone()),
+        }
+    }
+    out
+}
+
+/// Judges the observed attempts of `client` during `[from_ms, until_ms]` against `promise`.
+/// `retries` is the (min, max) number of retries that must be seen; `gave_up` says the
+/// operation ended without success at `until_ms`, so its last try must end right before.
+pub fn observed_backoff(
+    events: &[Event],
+    client: &str,
+    (from_ms, until_ms): (f64, f64),
+    promise: &BackoffPromise,
+    retries: (usize, usize),
+    gave_up: bool,
+) -> CheckResult {
+    let seen = attempts(events, client, from_ms - 1.0, until_ms + 1.0);
+    if seen.is_empty() {
+        return CheckResult::fail(
+            NAME,
+            format!(
+                "expected the proxies to see the attempts of client {client}, but no link observation was recorded for it between {} and {}",
+                ms(from_ms),
+                ms(until_ms)
+            ),
+        )
+        .with("observed_retries", 0.0);
+    }
+    let tries = tries(&seen);
+    let n = tries.len() - 1;
+    let mut delays = Vec::new();
+    let mut problems = Vec::new();
+    for i in 1..tries.len() {
+        match tries[i - 1].end {
+            Some(end) => delays.push(tries[i].start - end),
+            None => problems.push(format!("attempt {} was never seen to end at the proxy", i)),
+        }
+    }
+    let bounds: Vec<(f64, f64)> = (1..=delays.len())
+        .map(|i| promise.delay_bounds_ms(i))
+        .collect();
+    let listing = format!(
+        "observed delays {}; promised {}",
+        if delays.is_empty() {
+            "none".to_owned()
+        } else {
+            delays.iter().map(|d| ms(*d)).collect::<Vec<_>>().join(", ")
+        },
+        if bounds.is_empty() {
+            "-".to_owned()
+        } else {
+            bounds
+                .iter()
+                .map(|(lo, hi)| format!("[{}, {}]", ms(*lo), ms(*hi)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    if n < retries.0 {
+        problems.push(format!(
+            "too few retries observed: {n}, expected at least {}",
+            retries.0
+        ));
+    }
+    let allowed = retries.1.min(promise.max_retries);
+    if n > allowed {
+        problems.push(format!(
+            "retry storm: {n} retries observed, the promise allows {allowed}"
+        ));
+    }
+    for (i, (d, (lo, hi))) in delays.iter().zip(&bounds).enumerate() {
+        let retry = i + 1;
+        if *d < lo - EARLY_MS {
+            problems.push(if retry == 1 {
+                format!(
+                    "first delay too short: {} before retry 1, promised at least {}",
+                    ms(*d),
+                    ms(*lo)
+                )
+            } else {
+                format!(
+                    "retry storm: {} before retry {retry}, promised at least {}",
+                    ms(*d),
+                    ms(*lo)
+                )
+            });
+        } else if *d > hi + LATE_MS {
+            let capped = promise.initial_ms * promise.multiplier.powi(i as i32) >= promise.cap_ms;
+            problems.push(if capped || *d > promise.cap_ms + LATE_MS {
+                format!(
+                    "cap ignored: {} before retry {retry}, the cap is {}",
+                    ms(*d),
+                    ms(promise.cap_ms)
+                )
+            } else {
+                format!(
+                    "{} before retry {retry} is longer than promised (at most {})",
+                    ms(*d),
+                    ms(*hi)
+                )
+            });
+        }
+    }
+    let grows = |i: usize| promise.base_ms(i + 1) > promise.base_ms(i) * 1.2;
+    if delays.len() >= 2 && (1..delays.len()).any(|i| grows(i) && delays[i] <= delays[i - 1] * 1.15)
+    {
+        problems.push(format!(
+            "backoff does not grow: the promise multiplies each delay by {}",
+            promise.multiplier
+        ));
+    }
+    if gave_up
+        && let Some(end) = tries.last().and_then(|t| t.end)
+        && until_ms - end > GIVE_UP_MS
+    {
+        problems.push(format!(
+            "the client gave up {} after its last attempt ended: it slept after its last attempt, or an attempt was not seen at the proxy",
+            ms(until_ms - end)
+        ));
+    }
+    let result = if problems.is_empty() {
+        CheckResult::pass(
+            NAME,
+            format!(
+                "{n} retries seen at the proxies, as promised ({} retries, x{}, {} to {}, ±{:.0}%): {listing}",
+                promise.max_retries,
+                promise.multiplier,
+                ms(promise.initial_ms),
+                ms(promise.cap_ms),
+                promise.jitter * 100.0
+            ),
+        )
+    } else {
+        CheckResult::fail(
+            NAME,
+            format!(
+                "expected the promised backoff at the proxies; {}: {listing}",
+                problems.join("; ")
+            ),
+        )
+    };
+    result
+        .with("observed_retries", n as f64)
+        .with("observed_attempts", seen.len() as f64)
+        .with("first_delay_ms", delays.first().copied().unwrap_or(0.0))
+        .with("max_delay_ms", delays.iter().copied().fold(0.0, f64::max))
+}
+
+/// [`observed_backoff`] of one recorded operation: its client, from its invocation to its
+/// completion; an operation that did not succeed gave up.
+pub fn observed_backoff_of_op(
+    events: &[Event],
+    op_id: u64,
+    promise: &BackoffPromise,
+    retries: (usize, usize),
+) -> CheckResult {
+    let Some(op) = events.iter().find_map(|e| match &e.kind {
+        EventKind::Op(o) if o.id == op_id => Some(o),
+        _ => None,
+    }) else {
+        return CheckResult::fail(
+            NAME,
+            format!("operation #{op_id} has no completion in the history"),
+        );
+    };
+    observed_backoff(
+        events,
+        &op.client,
+        (op.start_ms, op.end_ms),
+        promise,
+        retries,
+        op.outcome != Outcome::Ok,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::fixtures::retry;
+    use crate::history::{LinkRecord, OpKind, OpRecord, Side};
+
+    const C: &str = "chainfire-node3";
+    const P: BackoffPromise = BackoffPromise::DESIGN_NOTE;
+
+    fn link(t: f64, conn: u64, what: Observed) -> Event {
+        Event {
+            t_ms: t,
+            kind: EventKind::Link(LinkRecord {
+                link: format!("{C}>chainfire-3"),
+                from: C.into(),
+                to: "chainfire-3".into(),
+                conn,
+                what,
+            }),
+        }
+    }
+
+    /// An attempt on its own connection from `start`, cut by the client at `start + 2000`.
+    fn timed_out_attempt(conn: u64, start: f64) -> Vec<Event> {
+        vec![
+            link(
+                start,
+                conn,
+                Observed::ConnAccepted {
+                    peer: "127.0.0.1:5000".parse().unwrap(),
+                },
+            ),
+            link(start + 0.2, conn, Observed::StreamOpened { stream: 1 }),
+            link(
+                start + 2000.0,
+                conn,
+                Observed::StreamClosed {
+                    stream: 1,
+                    by: StreamEnd::ClientReset,
+                },
+            ),
+            link(
+                start + 2002.0,
+                conn,
+                Observed::ConnClosed {
+                    by: Side::Client,
+                    reason: "eof".into(),
+                },
+            ),
+        ]
+    }
+
+    fn op(end: f64, ok: bool) -> Event {
+        Event {
+            t_ms: end,
+            kind: EventKind::Op(OpRecord {
+                id: 7,
+                client: C.into(),
+                op: OpKind::Get,
+                key: "k".into(),
+                value: None,
+                expected: None,
+                start_ms: 0.0,
+                end_ms: end,
+                endpoints: vec![],
+                node: None,
+                outcome: if ok { Outcome::Ok } else { Outcome::Fail },
+                error: None,
+                attempts: 0,
+                retries: 0,
+                revision: None,
+                tag: None,
+            }),
+        }
+    }
+
+    /// A client that times out each attempt after 2 s and sleeps `delays` between them.
+    fn history(delays: &[f64]) -> Vec<Event> {
+        let mut events = Vec::new();
+        let mut t = 1.0;
+        for (conn, d) in std::iter::once(0.0)
+            .chain(delays.iter().copied())
+            .enumerate()
+        {
+            t += d;
+            events.extend(timed_out_attempt(conn as u64 + 1, t));
+            t += 2000.0;
+        }
+        events.push(op(t + 3.0, false));
+        events
+    }
+
+    fn check(events: &[Event], retries: (usize, usize)) -> CheckResult {
+        observed_backoff_of_op(events, 7, &P, retries)
+    }
+
+    #[test]
+    fn the_promised_schedule_with_jitter_passes() {
+        let r = check(&history(&[510.0, 925.0, 2294.0]), (3, 3));
+        assert!(r.passed, "{}", r.message);
+        assert_eq!(r.numbers["observed_retries"], 3.0);
+        assert!(
+            r.message
+                .contains("observed delays 510 ms, 925 ms, 2294 ms"),
+            "{}",
+            r.message
+        );
+        assert!(
+            r.message
+                .contains("[400 ms, 600 ms], [800 ms, 1200 ms], [1600 ms, 2400 ms]"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn constant_backoff_does_not_grow() {
+        let r = check(&history(&[500.0, 520.0, 510.0]), (3, 3));
+        assert!(!r.passed);
+        assert!(r.message.contains("backoff does not grow"), "{}", r.message);
+    }
+
+    #[test]
+    fn one_retry_too_many_is_a_storm() {
+        let r = check(&history(&[500.0, 1000.0, 2000.0, 4000.0]), (3, 3));
+        assert!(!r.passed);
+        assert!(
+            r.message.contains("retry storm: 4 retries observed"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn a_short_first_delay_is_named() {
+        let r = check(&history(&[100.0, 1000.0, 2000.0]), (3, 3));
+        assert!(!r.passed);
+        assert!(
+            r.message.contains("first delay too short: 100 ms"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn a_client_that_ignores_its_cap_fails() {
+        let capped = BackoffPromise {
+            max_retries: 4,
+            cap_ms: 1000.0,
+            ..P
+        };
+        let good = observed_backoff_of_op(
+            &history(&[500.0, 1000.0, 1000.0, 990.0]),
+            7,
+            &capped,
+            (4, 4),
+        );
+        assert!(good.passed, "{}", good.message);
+        let r = observed_backoff_of_op(
+            &history(&[500.0, 1000.0, 2000.0, 4000.0]),
+            7,
+            &capped,
+            (4, 4),
+        );
+        assert!(!r.passed);
+        assert!(
+            r.message.contains("cap ignored: 2000 ms before retry 3"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn no_retry_or_no_observation_is_no_evidence() {
+        let r = check(&history(&[]), (3, 3));
+        assert!(!r.passed);
+        assert!(
+            r.message.contains("too few retries observed: 0"),
+            "{}",
+            r.message
+        );
+        let r = check(&[op(100.0, false)], (1, 3));
+        assert!(!r.passed);
+        assert!(r.message.contains("no link observation"), "{}", r.message);
+    }
+
+    #[test]
+    fn sleeping_after_the_last_attempt_is_caught() {
+        let mut events = history(&[500.0, 1000.0, 2000.0]);
+        let EventKind::Op(o) = &mut events.last_mut().unwrap().kind else {
+            unreachable!()
+        };
+        o.end_ms += 3000.0;
+        let r = check(&events, (3, 3));
+        assert!(!r.passed);
+        assert!(
+            r.message.contains("slept after its last attempt"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn redirect_hops_are_not_retries_and_announced_delays_do_not_count() {
+        // A follower answers "not leader" and the client goes to the leader at once: one try.
+        let mut events = vec![
+            link(1.0, 1, Observed::StreamOpened { stream: 1 }),
+            link(
+                2.0,
+                1,
+                Observed::StreamClosed {
+                    stream: 1,
+                    by: StreamEnd::ServerEndStream,
+                },
+            ),
+        ];
+        events.extend(timed_out_attempt(2, 3.0));
+        events.extend(timed_out_attempt(3, 2003.0 + 500.0));
+        // The client claims a perfect schedule it did not keep: the links show no delay at all.
+        events.push(retry(7, 1, 500.0, 2003.0));
+        events.extend(timed_out_attempt(4, 4503.0 + 1.0));
+        events.push(op(6510.0, false));
+        let r = check(&events, (2, 3));
+        assert!(!r.passed, "{}", r.message);
+        assert!(
+            r.message.contains("retry storm: 1 ms before retry 2"),
+            "{}",
+            r.message
+        );
+        assert_eq!(r.numbers["observed_retries"], 2.0);
+    }
+}
