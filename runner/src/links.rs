@@ -110,6 +110,7 @@ impl Links {
                         listen: proxy_addr(number, node),
                         upstream: node.client_addr,
                         upstream_bind: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                        bind_as_peer: false,
                         observe_http2: true,
                     };
                     let proxy =

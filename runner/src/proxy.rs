@@ -63,6 +63,10 @@ pub struct ProxyConfig {
     /// Source address of the outgoing connections (port chosen by the kernel), so that packet
     /// filter rules written for a node's address still apply. Must be IPv4 loopback.
     pub upstream_bind: Option<IpAddr>,
+    /// Bind each outgoing connection to the source address of the connection it carries
+    /// instead (a shared proxy in front of a Raft peer: node A's traffic still leaves from A's
+    /// address, so partition rules between node addresses hold). Loopback sources only.
+    pub bind_as_peer: bool,
     /// Watch HTTP/2 frames to report streams (gRPC requests).
     pub observe_http2: bool,
 }
@@ -422,8 +426,13 @@ fn emit_h2(shared: &Shared, conn: u64, at: Instant, events: Vec<H2Event>) {
     }
 }
 
-async fn connect_upstream(config: &ProxyConfig) -> io::Result<TcpStream> {
-    match config.upstream_bind {
+async fn connect_upstream(config: &ProxyConfig, peer: SocketAddr) -> io::Result<TcpStream> {
+    let source = if config.bind_as_peer && is_ipv4_loopback(peer.ip()) {
+        Some(peer.ip())
+    } else {
+        config.upstream_bind
+    };
+    match source {
         None => TcpStream::connect(config.upstream).await,
         Some(source) => {
             let socket = TcpSocket::new_v4()?;
@@ -457,7 +466,7 @@ async fn connection(shared: Arc<Shared>, conn: u64, client: TcpStream, peer: Soc
             let mut client = client;
             let mut early: Vec<u8> = Vec::new();
             let mut buf = vec![0u8; 16 * 1024];
-            let connecting = connect_upstream(&shared.config);
+            let connecting = connect_upstream(&shared.config, peer);
             tokio::pin!(connecting);
             let connected = loop {
                 tokio::select! {

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -40,9 +40,11 @@ pub use status::ProbeStatus;
 pub use teardown::install_teardown_handlers;
 
 use crate::history::{
-    EventKind, History, LogMatchRecord, NodeEvent, NodeRecord, NodeStatusRecord, StatusRecord,
+    EventKind, History, LinkRecord, LogMatchRecord, NodeEvent, NodeRecord, NodeStatusRecord,
+    Observed, StatusRecord,
 };
 use crate::netns::NetworkMode;
+use crate::proxy::{LinkProxy, ProxyConfig};
 
 pub use crate::history::Service;
 
@@ -306,6 +308,8 @@ struct Inner {
     history: History,
     prober: status::Prober,
     state: Mutex<State>,
+    /// The in-path proxies in front of every node's peer port (private namespaces only).
+    peer_proxies: Mutex<Vec<LinkProxy>>,
 }
 
 struct State {
@@ -342,6 +346,7 @@ impl Supervisor {
                     nodes: BTreeMap::new(),
                     rng,
                 }),
+                peer_proxies: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -401,11 +406,12 @@ impl Supervisor {
             what: format!("creating {}", nodes_dir.display()),
             source,
         })?;
+        let peer_addrs = self.start_peer_proxies(service, &plans).await?;
         let members = ClusterAddrs {
-            peers: plans
+            peers: peer_addrs
                 .iter()
                 .enumerate()
-                .map(|(i, p)| format!("{}={}", i + 1, p.peer))
+                .map(|(i, addr)| format!("{}={addr}", i + 1))
                 .collect::<Vec<_>>()
                 .join(","),
             clients: plans
@@ -455,6 +461,62 @@ impl Supervisor {
             result?;
         }
         Ok(())
+    }
+
+    /// The addresses the nodes of a cluster reach each other's peer port at. For ChainFire in a
+    /// private namespace that is an in-path proxy per node (`127.3.<1|2>.<i>` at the node's peer port)
+    /// that leaves from the connecting node's own address (so partitions still hold) and
+    /// records every connection and Raft RPC as `link` events `<from node>><to node>`: the peer
+    /// transport's retries can then be timed where it has no say. Otherwise, the nodes' own
+    /// addresses.
+    async fn start_peer_proxies(
+        &self,
+        service: Service,
+        plans: &[NodeAddresses],
+    ) -> Result<Vec<SocketAddr>, SupervisorError> {
+        // FlareDB insists its own --peer-addr is its --peers entry, so its peer links are not
+        // proxied; ChainFire's are (its Raft retries are the note's S1).
+        if self.inner.config.network != NetworkMode::PrivateNamespace
+            || service != Service::ChainFire
+        {
+            return Ok(plans.iter().map(|p| p.peer).collect());
+        }
+        let names: BTreeMap<IpAddr, String> = plans
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (IpAddr::V4(p.ip), format!("{service}-{}", i + 1)))
+            .collect();
+        let mut addrs = Vec::new();
+        for (i, plan) in plans.iter().enumerate() {
+            let to = format!("{service}-{}", i + 1);
+            let octet = match service {
+                Service::ChainFire => 1,
+                Service::FlareDb => 2,
+            };
+            let listen = SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::new(127, 3, octet, (i + 1) as u8)),
+                plan.peer.port(),
+            );
+            let config = ProxyConfig {
+                link: format!("peers>{to}"),
+                listen,
+                upstream: plan.peer,
+                upstream_bind: None,
+                bind_as_peer: true,
+                observe_http2: true,
+            };
+            let sink = peer_link_sink(self.inner.history.clone(), names.clone(), to.clone());
+            let proxy = LinkProxy::start(config, sink)
+                .await
+                .map_err(|e| SupervisorError::BadCluster(format!("peer proxy of {to}: {e}")))?;
+            addrs.push(proxy.local_addr());
+            self.inner
+                .peer_proxies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(proxy);
+        }
+        Ok(addrs)
     }
 
     /// Every node of `service`, in index order.
@@ -972,8 +1034,24 @@ impl Supervisor {
         sockets::check_sources(&connections, &ips)
     }
 
-    /// SIGKILLs every node that is still running and waits for each to be reaped.
+    /// SIGKILLs every node that is still running and waits for each to be reaped, then stops
+    /// the peer proxies.
     pub async fn shutdown(&self) -> TeardownReport {
+        let report = self.kill_nodes().await;
+        let proxies = std::mem::take(
+            &mut *self
+                .inner
+                .peer_proxies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for p in proxies {
+            p.shutdown().await;
+        }
+        report
+    }
+
+    async fn kill_nodes(&self) -> TeardownReport {
         let running: Vec<(String, NodeProcess)> = {
             let mut state = self.lock();
             state
@@ -1014,6 +1092,39 @@ impl Drop for Inner {
             }
         }
     }
+}
+
+/// Records a peer proxy's observations as `link` events from the connecting node (known by its
+/// source address) to `to`.
+fn peer_link_sink(
+    history: History,
+    names: BTreeMap<IpAddr, String>,
+    to: String,
+) -> crate::proxy::ObservationSink {
+    let from_of_conn: Mutex<BTreeMap<u64, String>> = Mutex::new(BTreeMap::new());
+    Arc::new(move |obs| {
+        let (at, seen) = obs.into_parts();
+        let mut conns = from_of_conn.lock().unwrap_or_else(|e| e.into_inner());
+        if let Observed::ConnAccepted { peer } = &seen.what {
+            let from = names
+                .get(&peer.ip())
+                .cloned()
+                .unwrap_or_else(|| peer.ip().to_string());
+            conns.insert(seen.conn, from);
+        }
+        let from = conns.get(&seen.conn).cloned().unwrap_or_default();
+        drop(conns);
+        history.record_at(
+            history.instant_to_ms(at),
+            EventKind::Link(LinkRecord {
+                link: format!("{from}>{to}"),
+                from,
+                to: to.clone(),
+                conn: seen.conn,
+                what: seen.what,
+            }),
+        );
+    })
 }
 
 /// The addresses every node of a cluster is told about.

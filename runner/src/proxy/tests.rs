@@ -84,6 +84,7 @@ fn config(upstream: SocketAddr, observe_http2: bool) -> ProxyConfig {
         listen: local(0),
         upstream,
         upstream_bind: None,
+        bind_as_peer: false,
         observe_http2,
     }
 }
@@ -450,6 +451,7 @@ async fn only_loopback_addresses_are_accepted() {
             "upstream_bind",
             ProxyConfig {
                 upstream_bind: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
+                bind_as_peer: false,
                 ..ok.clone()
             },
         ),
@@ -457,6 +459,7 @@ async fn only_loopback_addresses_are_accepted() {
             "upstream_bind",
             ProxyConfig {
                 upstream_bind: Some(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+                bind_as_peer: false,
                 ..ok.clone()
             },
         ),
