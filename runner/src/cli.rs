@@ -64,6 +64,12 @@ pub enum Command {
     Validate(SelectArgs),
     /// Print the JSON Schema of scenario files (committed as scenarios/scenario.schema.json).
     Schema,
+    /// Re-run the checks on saved evidence: each run folder's history.jsonl, judged by the
+    /// history checks of its scenario copy (check_linearizable, check_no_lost_writes, node
+    /// exits). Folders are searched two levels down (evidence root, scenario, run).
+    ///
+    /// Exit 0: every re-run check passed; 1: one failed; 2: no evidence, or unreadable.
+    Check(CheckArgs),
     /// Internal: one scenario run, started by `run` inside its own network namespace.
     #[command(name = "__worker", hide = true)]
     Worker(WorkerArgs),
@@ -90,6 +96,13 @@ pub struct WorkerArgs {
     pub chainfire_bin: Option<PathBuf>,
     #[arg(long)]
     pub flaredb_bin: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Evidence folders (a run's, a scenario's, or the whole evidence root).
+    #[arg(value_name = "EVIDENCE_DIR", default_value = "reconnect-results")]
+    pub dirs: Vec<PathBuf>,
 }
 
 /// Which scenario files and which matrix.

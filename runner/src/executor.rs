@@ -91,6 +91,14 @@ pub async fn run_scenario(file: &ScenarioFile, opts: &RunOptions) -> ScenarioRun
             return run;
         }
     };
+    // The scenario travels with its evidence, so `reconnect-runner check` can judge it later.
+    if let Err(e) = std::fs::copy(
+        &file.path,
+        opts.evidence_dir.join(crate::recheck::SCENARIO_COPY),
+    ) {
+        run.teardown
+            .push(format!("cannot copy the scenario into the evidence: {e}"));
+    }
     let mut config = SupervisorConfig::new(&opts.evidence_dir, opts.network, opts.binaries.clone());
     config.seed = opts.seed;
     let supervisor = Supervisor::new(config, history.clone());

@@ -766,6 +766,21 @@ pub fn links(events: &[Event]) -> impl Iterator<Item = (f64, &LinkRecord)> {
     })
 }
 
+/// The events of one service's run: its clients' operations (client names start with the
+/// service's name) and every event that is not an operation.
+pub fn of_service(events: &[Event], service: Service) -> Vec<Event> {
+    let prefix = service.as_str();
+    events
+        .iter()
+        .filter(|e| match &e.kind {
+            EventKind::Op(o) => o.client.starts_with(prefix),
+            EventKind::Invoke(i) => i.client.starts_with(prefix),
+            _ => true,
+        })
+        .cloned()
+        .collect()
+}
+
 pub fn pd_samples(events: &[Event]) -> impl Iterator<Item = (f64, &PdSampleRecord)> {
     events.iter().filter_map(|e| match &e.kind {
         EventKind::PdSample(p) => Some((e.t_ms, p)),

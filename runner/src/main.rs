@@ -10,6 +10,7 @@
 mod cli;
 mod executor;
 mod matrix;
+mod recheck;
 mod report;
 mod scenario;
 
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(&args),
         Command::List(args) => list(&args),
         Command::Validate(args) => validate(&args),
+        Command::Check(args) => recheck::main(&args.dirs),
         Command::Schema => {
             print!("{}", scenario::schema_json());
             exit::PASSED

@@ -72,6 +72,8 @@ struct Attempt {
     start: f64,
     end: Option<f64>,
     answered: bool,
+    /// The node and connection it went over.
+    conn: (String, u64),
 }
 
 /// A client's attempts during `[from_ms, until_ms]`, in order.
@@ -101,6 +103,7 @@ fn attempts(events: &[Event], client: &str, from_ms: f64, until_ms: f64) -> Vec<
                         start: t,
                         end: None,
                         answered: false,
+                        conn: conn.clone(),
                     },
                 );
             }
@@ -115,15 +118,38 @@ fn attempts(events: &[Event], client: &str, from_ms: f64, until_ms: f64) -> Vec<
             Observed::UpstreamConnected | Observed::UpstreamFailed { .. } => {}
         }
     }
+    // A connection opened before the window that dies inside it, idle when the window opened
+    // and carrying no request the proxy saw in the window, took the client's request down with
+    // it (the client wrote it into a connection whose server had just gone): an attempt that
+    // ended when it closed. (A long-lived stream that was open, a watch, is not an attempt.)
+    let dying: Vec<Attempt> = conns
+        .iter()
+        .filter(|(conn, (accepted, _, closed))| {
+            let on_conn = |(to, n, _): &(String, u64, u32)| (to, n) == (&conn.0, &conn.1);
+            *accepted < from_ms
+                && closed.is_some_and(|c| c >= from_ms && c <= until_ms)
+                && !streams.iter().any(|(k, a)| {
+                    on_conn(k) && (a.start >= from_ms || a.end.is_none_or(|e| e >= from_ms))
+                })
+        })
+        .map(|(conn, (_, _, closed))| Attempt {
+            start: from_ms,
+            end: *closed,
+            answered: false,
+            conn: conn.clone(),
+        })
+        .collect();
     let mut all: Vec<Attempt> = streams.into_values().collect();
+    all.extend(dying);
     all.extend(
         conns
-            .into_values()
-            .filter(|(_, had_stream, _)| !had_stream)
-            .map(|(start, _, end)| Attempt {
+            .into_iter()
+            .filter(|(_, (_, had_stream, _))| !had_stream)
+            .map(|(conn, (start, _, end))| Attempt {
                 start,
                 end,
                 answered: false,
+                conn,
             }),
     );
     all.retain(|a| a.start >= from_ms && a.start <= until_ms);
@@ -410,6 +436,39 @@ mod tests {
 
     fn check(events: &[Event], retries: (usize, usize)) -> CheckResult {
         observed_backoff_of_op(events, 7, &P, retries)
+    }
+
+    #[test]
+    fn a_connection_dying_under_the_first_attempt_counts_as_that_attempt() {
+        // The server died just as the call began: the request went down with the old
+        // connection (accepted long before), which the proxy saw close 1 ms into the call.
+        let mut events = vec![
+            link(
+                -5000.0,
+                9,
+                Observed::ConnAccepted {
+                    peer: "127.0.0.1:5000".parse().unwrap(),
+                },
+            ),
+            link(
+                1.0,
+                9,
+                Observed::ConnClosed {
+                    by: Side::Server,
+                    reason: "eof".into(),
+                },
+            ),
+        ];
+        let mut t = 1.0;
+        for (conn, d) in [500.0, 1000.0, 2000.0].into_iter().enumerate() {
+            t += d;
+            events.extend(timed_out_attempt(conn as u64 + 1, t));
+            t += 2000.0;
+        }
+        events.push(op(t + 3.0, false));
+        let r = check(&events, (3, 3));
+        assert!(r.passed, "{}", r.message);
+        assert_eq!(r.numbers["observed_retries"], 3.0);
     }
 
     #[test]

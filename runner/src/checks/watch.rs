@@ -63,7 +63,8 @@ pub fn watch_continuity(events: &[Event], watch_id: u64, settle: Duration) -> Ch
     let mut expected: BTreeMap<u64, (String, String)> = BTreeMap::new();
     // Every put anyone attempted: (key, value), acknowledged or not.
     let mut attempted: BTreeSet<(String, String)> = BTreeSet::new();
-    for op in ops(events).filter(|o| o.op == OpKind::Put && matches(&o.key)) {
+    // A successful compare-and-swap is a put to the watch.
+    for op in ops(events).filter(|o| matches!(o.op, OpKind::Put | OpKind::Cas) && matches(&o.key)) {
         let value = op.value.clone().unwrap_or_default();
         attempted.insert((op.key.clone(), value.clone()));
         let (true, Some(rev)) = (op.is_ok(), op.revision) else {

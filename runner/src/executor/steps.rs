@@ -83,6 +83,8 @@ impl Named {
 
 struct OpenWatch {
     id: u64,
+    /// The client (and so the link proxies) the watch runs on.
+    client: String,
     handle: Option<WatchHandle>,
 }
 
@@ -460,6 +462,7 @@ impl<'a> Runner<'a> {
                             s.name.clone(),
                             OpenWatch {
                                 id,
+                                client: driver.config().client.clone(),
                                 handle: Some(handle),
                             },
                         );
@@ -808,15 +811,42 @@ impl<'a> Runner<'a> {
                 StepResult::from_check(checks::replicas_converge(&self.history.events(), service))
             }
             Step::CheckBackoff(s) => {
-                let op = self.named_op(&s.op)?;
                 let promise = promise_of(s.promise.as_ref());
                 let min = s.min_retries.unwrap_or(1) as usize;
-                StepResult::from_check(checks::observed_backoff_of_op(
-                    &self.history.events(),
-                    op.id,
-                    &promise,
-                    (min, promise.max_retries),
-                ))
+                let events = self.history.events();
+                match (&s.op, &s.watch, &s.from) {
+                    (Some(op), _, _) => {
+                        let op = self.named_op(op)?;
+                        StepResult::from_check(checks::observed_backoff_of_op(
+                            &events,
+                            op.id,
+                            &promise,
+                            (min, promise.max_retries),
+                        ))
+                    }
+                    (None, Some(watch), Some(from)) => {
+                        let client = self
+                            .watches
+                            .get(watch)
+                            .map(|w| w.client.clone())
+                            .ok_or_else(|| StepResult::error(format!("no watch `{watch}`")))?;
+                        let since = self.named_step(from)?.since_ms();
+                        // The watch reopens until one attempt holds: that last one never ends.
+                        StepResult::from_check(checks::observed_backoff(
+                            &events,
+                            &client,
+                            (since, self.history.now_ms()),
+                            &promise,
+                            (min, promise.max_retries),
+                            false,
+                        ))
+                    }
+                    _ => {
+                        return Err(StepResult::error(
+                            "check_backoff needs `op`, or `watch` and `from`",
+                        ));
+                    }
+                }
             }
             Step::CheckReconnect(s) => {
                 let from = self.named_step(&s.from)?;
@@ -919,16 +949,7 @@ impl<'a> Runner<'a> {
 
     /// The history restricted to operations of this service's clients (other events kept).
     fn events_of(&self, service: Service) -> Vec<Event> {
-        let prefix = service.as_str();
-        self.history
-            .events()
-            .into_iter()
-            .filter(|e| match &e.kind {
-                EventKind::Op(o) => o.client.starts_with(prefix),
-                EventKind::Invoke(i) => i.client.starts_with(prefix),
-                _ => true,
-            })
-            .collect()
+        crate::history::of_service(&self.history.events(), service)
     }
 
     /// Applies a fault to the node `node` selects, remembers it (`as`, partitions) and returns

@@ -104,7 +104,7 @@ impl fmt::Display for Step {
             Step::CheckBackoff(s) => write!(
                 f,
                 "check: retries of `{}` at the proxies keep the promised backoff",
-                s.op
+                s.op.as_deref().or(s.watch.as_deref()).unwrap_or("?")
             ),
             Step::CheckReconnect(s) => {
                 let until = match &s.until {

@@ -684,8 +684,15 @@ pub struct CheckConvergedStep {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckBackoffStep {
-    /// The named operation whose retries are checked.
-    pub op: String,
+    /// The named operation whose retries are checked (or use `watch`).
+    #[serde(default)]
+    pub op: Option<String>,
+    /// Or a named watch: its reopen attempts from the start of the `from` step until now.
+    #[serde(default)]
+    pub watch: Option<String>,
+    /// With `watch`: the fault its outage starts with.
+    #[serde(default)]
+    pub from: Option<String>,
     /// The promise the client is held to, at its in-path proxies (default: the design note's:
     /// 3 retries, x2.0, 500 ms to 30 s, ±20 % jitter; fields given here replace the note's). It
     /// is never the client's own configuration: a client and its policy wrong together fail.

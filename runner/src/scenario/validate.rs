@@ -441,7 +441,20 @@ impl Validator<'_> {
                 msgs.push("interval_ms must be positive".into());
             }
             Step::CheckBackoff(s) => {
-                op_name(d, &s.op, msgs);
+                match (&s.op, &s.watch, &s.from) {
+                    (Some(op), None, None) => op_name(d, op, msgs),
+                    (None, Some(watch), Some(from)) => {
+                        if !d.watches_ever.contains(watch) {
+                            msgs.push(format!("no earlier watch is named `{watch}`"));
+                        }
+                        if !d.step_names.contains_key(from) {
+                            msgs.push(format!("`from: {from}` names no earlier step"));
+                        }
+                    }
+                    _ => msgs.push(
+                        "give `op` (a named operation), or `watch` and `from` (a named watch and the fault its outage starts with)".into(),
+                    ),
+                }
                 if let Some(p) = &s.promise
                     && let Err(e) = p.policy().validate()
                 {
