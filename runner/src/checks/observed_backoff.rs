@@ -140,7 +140,6 @@ fn attempts(events: &[Event], client: &str, from_ms: f64, until_ms: f64) -> Vec<
         })
         .collect();
     let mut all: Vec<Attempt> = streams.into_values().collect();
-    all.extend(dying);
     all.extend(
         conns
             .into_iter()
@@ -152,6 +151,17 @@ fn attempts(events: &[Event], client: &str, from_ms: f64, until_ms: f64) -> Vec<
                 conn,
             }),
     );
+    // ... unless the client went on at once: then the close was only noticed, nothing was lost
+    // with it (a client that lost a request backs off before the next one).
+    let dying: Vec<Attempt> = dying
+        .into_iter()
+        .filter(|d| {
+            let closed = d.end.unwrap_or(d.start);
+            !all.iter()
+                .any(|a| a.start >= closed - 1.0 && a.start - closed < HOP_MS)
+        })
+        .collect();
+    all.extend(dying);
     all.retain(|a| a.start >= from_ms && a.start <= until_ms);
     all.sort_by(|a, b| a.start.total_cmp(&b.start));
     all
@@ -469,6 +479,37 @@ mod tests {
         let r = check(&events, (3, 3));
         assert!(r.passed, "{}", r.message);
         assert_eq!(r.numbers["observed_retries"], 3.0);
+    }
+
+    #[test]
+    fn a_dead_connection_the_client_leaves_at_once_is_no_attempt() {
+        // The pool notices the old connection died and sends the request on a new one at once.
+        let mut events = vec![
+            link(
+                -5000.0,
+                9,
+                Observed::ConnAccepted {
+                    peer: "127.0.0.1:5000".parse().unwrap(),
+                },
+            ),
+            link(
+                1.0,
+                9,
+                Observed::ConnClosed {
+                    by: Side::Server,
+                    reason: "eof".into(),
+                },
+            ),
+        ];
+        let mut t = 2.0;
+        for (conn, d) in [0.0, 500.0, 1000.0, 2000.0].into_iter().enumerate() {
+            t += d;
+            events.extend(timed_out_attempt(conn as u64 + 1, t));
+            t += 2000.0;
+        }
+        events.push(op(t + 3.0, false));
+        let r = check(&events, (3, 3));
+        assert!(r.passed, "{}", r.message);
     }
 
     #[test]

@@ -105,6 +105,22 @@ where
     }
 }
 
+/// Whether this node leads now: `Err` carries the leader it knows of. Both servers ask before
+/// handing a write to openraft, so their "not leader" answer always means "not proposed" (an
+/// openraft "forward to leader" after this check may be for an entry already appended).
+pub fn check_leader<C>(raft: &Raft<C>) -> Result<(), Option<u64>>
+where
+    C: RaftTypeConfig<NodeId = u64>,
+{
+    let metrics = raft.metrics();
+    let m = metrics.borrow();
+    if m.state.is_leader() {
+        Ok(())
+    } else {
+        Err(m.current_leader)
+    }
+}
+
 /// Logs every change of term, leader or role at INFO ("leader changed: none -> 2 (term 3)")
 /// until the node shuts down: the election evidence the scenarios read.
 pub fn spawn_leader_change_logger<C>(raft: Raft<C>) -> tokio::task::JoinHandle<()>

@@ -164,14 +164,8 @@ impl Cluster {
     /// leader" after this check may come for an entry it already appended (and a new leader
     /// then overwrote), so it is [`RaftOpError::LeadershipLost`]: outcome unknown.
     pub async fn propose(&self, request: Request) -> Result<Response, RaftOpError> {
-        let (state, leader) = {
-            let metrics = self.raft.metrics();
-            let m = metrics.borrow();
-            (m.state, m.current_leader)
-        };
-        if !state.is_leader() {
-            return Err(self.not_leader(leader));
-        }
+        chainfire_api::raft_node::check_leader(&self.raft)
+            .map_err(|leader| self.not_leader(leader))?;
         // Failpoint `kv::ack_before_commit`: a node that answers a put as done at once and
         // proposes it in the background, so an acknowledged write may never commit.
         #[cfg(feature = "failpoints")]

@@ -91,14 +91,8 @@ impl FlareDbService {
     /// check may come for an entry it already appended (and a new leader then overwrote), so
     /// it is UNAVAILABLE with the outcome unknown.
     async fn write(&self, op: &str, request: types::Request) -> Result<types::Response, Status> {
-        let (state, leader) = {
-            let metrics = self.raft.metrics();
-            let m = metrics.borrow();
-            (m.state, m.current_leader)
-        };
-        if !state.is_leader() {
-            return Err(self.not_leader(leader));
-        }
+        chainfire_api::raft_node::check_leader(&self.raft)
+            .map_err(|leader| self.not_leader(leader))?;
         match tokio::time::timeout(self.write_timeout, self.raft.client_write(request)).await {
             Ok(Ok(written)) => Ok(written.data),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
