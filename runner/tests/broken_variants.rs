@@ -18,11 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
 
-use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
+mod common;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use common::{case, namespaces_disabled, text, workspace};
+use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
 
 /// The folder with the failpoint build of `reconnect-runner`, `chainfire` and `flaredb`.
 fn failpoint_bin_dir() -> &'static Path {
@@ -53,27 +52,6 @@ fn failpoint_bin_dir() -> &'static Path {
         assert!(status.success(), "the failpoint build failed: {status}");
         target.join("debug")
     })
-}
-
-/// Tests that start clusters need network namespaces; the Nix build sandbox has none and says
-/// so with `RECONNECT_TESTS_NO_NETNS`.
-fn namespaces_disabled(test: &str) -> bool {
-    let disabled = std::env::var_os("RECONNECT_TESTS_NO_NETNS").is_some_and(|v| !v.is_empty());
-    if disabled {
-        eprintln!(
-            "skipped: {test}: needs network namespaces/iptables (RECONNECT_TESTS_NO_NETNS=1)"
-        );
-    }
-    disabled
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Runs the failpoint build's runner on `scenario` with `failpoints` (the `FAILPOINTS` value, or
@@ -138,15 +116,6 @@ fn run_variant_with(
         .unwrap_or_else(|e| panic!("no JUnit at {}: {e}\n{}", junit.display(), text(&out)));
     let report = Report::deserialize_from_str(&xml).expect("the JUnit parses");
     Some((out, report))
-}
-
-fn case<'a>(report: &'a Report, classname: &str, name: &str) -> &'a quick_junit::TestCase {
-    report
-        .test_suites
-        .iter()
-        .flat_map(|s| &s.test_cases)
-        .find(|c| c.classname.as_deref() == Some(classname) && c.name.as_str() == name)
-        .unwrap_or_else(|| panic!("no testcase {classname} / {name}"))
 }
 
 fn committed(file: &str) -> PathBuf {

@@ -11,30 +11,17 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
+use common::{case, namespaces_disabled, text, workspace};
 use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
 
 const RUNNER: &str = env!("CARGO_BIN_EXE_reconnect-runner");
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// The `chainfire` binary, found the way every integration test finds it (`CHAINFIRE_BIN`,
 /// else `RECONNECT_BIN_DIR`, else the target dir this test was built into).
 fn chainfire() -> PathBuf {
     chainfire_testkit::chainfire_bin()
-}
-
-/// Tests that start clusters need network namespaces; the Nix build sandbox has none and says
-/// so with `RECONNECT_TESTS_NO_NETNS`.
-fn namespaces_disabled(test: &str) -> bool {
-    let disabled = std::env::var_os("RECONNECT_TESTS_NO_NETNS").is_some_and(|v| !v.is_empty());
-    if disabled {
-        eprintln!(
-            "skipped: {test}: needs network namespaces/iptables (RECONNECT_TESTS_NO_NETNS=1)"
-        );
-    }
-    disabled
 }
 
 fn runner(args: &[&str]) -> Output {
@@ -43,15 +30,6 @@ fn runner(args: &[&str]) -> Output {
         .current_dir(workspace())
         .output()
         .expect("the runner binary starts")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Runs `run` with temporary JUnit and evidence paths. `None` when this machine cannot make
@@ -119,15 +97,6 @@ fn validate_against_xsd(junit: &Path) {
         "JUnit rejected by the XSD:\n{}",
         text(&out)
     );
-}
-
-fn case<'a>(report: &'a Report, classname: &str, name: &str) -> &'a quick_junit::TestCase {
-    report
-        .test_suites
-        .iter()
-        .flat_map(|s| &s.test_cases)
-        .find(|c| c.classname.as_deref() == Some(classname) && c.name.as_str() == name)
-        .unwrap_or_else(|| panic!("no testcase {classname} / {name}"))
 }
 
 fn property(report: &Report, name: &str) -> Option<String> {
