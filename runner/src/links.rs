@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use crate::history::{EventKind, History, LinkRecord};
-use crate::proxy::{LinkFault, LinkProxy, ObservationSink, ProxyConfig, ProxyError};
+use crate::proxy::{LinkProxy, Observation, ObservationSink, ProxyConfig, ProxyError};
 use crate::supervisor::{NodeInfo, Service};
 
 /// The proxied view of a cluster one client gets.
@@ -23,6 +23,21 @@ pub struct ClientLinks {
     pub endpoints: Vec<String>,
     /// Node address -> proxy address, for every node of the cluster.
     pub address_map: Vec<(String, String)>,
+}
+
+/// Records one proxy observation as a `link` event from `from` to `to`, on the history's clock.
+pub fn record_link(history: &History, obs: Observation, from: String, to: String) {
+    let (at, seen) = obs.into_parts();
+    history.record_at(
+        history.instant_to_ms(at),
+        EventKind::Link(LinkRecord {
+            link: seen.link,
+            from,
+            to,
+            conn: seen.conn,
+            what: seen.what,
+        }),
+    );
 }
 
 /// The proxies by (client name, node name).
@@ -69,19 +84,7 @@ impl Links {
     fn sink(&self, from: &str, to: &str) -> ObservationSink {
         let history = self.history.clone();
         let (from, to) = (from.to_owned(), to.to_owned());
-        Arc::new(move |obs| {
-            let (at, seen) = obs.into_parts();
-            history.record_at(
-                history.instant_to_ms(at),
-                EventKind::Link(LinkRecord {
-                    link: seen.link,
-                    from: from.clone(),
-                    to: to.clone(),
-                    conn: seen.conn,
-                    what: seen.what,
-                }),
-            );
-        })
+        Arc::new(move |obs| record_link(&history, obs, from.clone(), to.clone()))
     }
 
     /// Starts (once) the proxies client `name` uses to reach `cluster`, and returns the proxy
@@ -131,20 +134,6 @@ impl Links {
             endpoints,
             address_map,
         })
-    }
-
-    /// Puts `fault` on every client's link to `node_name`; returns how many links changed.
-    pub fn set_fault_to(&self, node_name: &str, fault: LinkFault) -> usize {
-        let proxies: Vec<Arc<LinkProxy>> = self
-            .lock()
-            .iter()
-            .filter(|((_, to), _)| to == node_name)
-            .map(|(_, p)| p.clone())
-            .collect();
-        for p in &proxies {
-            p.set_fault(fault);
-        }
-        proxies.len()
     }
 
     /// Stops every proxy (their tasks end; connections close).

@@ -28,9 +28,6 @@
 //!
 //! Not done here: judging backoff. That is the checks' job, from the observations.
 
-// Wired in by the runner next.
-#![allow(dead_code)]
-
 mod h2;
 mod spans;
 #[cfg(test)]

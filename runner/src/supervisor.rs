@@ -40,8 +40,8 @@ pub use status::ProbeStatus;
 pub use teardown::install_teardown_handlers;
 
 use crate::history::{
-    EventKind, History, LinkRecord, LogMatchRecord, NodeEvent, NodeRecord, NodeStatusRecord,
-    Observed, StatusRecord,
+    EventKind, History, LogMatchRecord, NodeEvent, NodeRecord, NodeStatusRecord, Observed,
+    StatusRecord,
 };
 use crate::netns::NetworkMode;
 use crate::proxy::{LinkProxy, ProxyConfig};
@@ -1103,27 +1103,22 @@ fn peer_link_sink(
 ) -> crate::proxy::ObservationSink {
     let from_of_conn: Mutex<BTreeMap<u64, String>> = Mutex::new(BTreeMap::new());
     Arc::new(move |obs| {
-        let (at, seen) = obs.into_parts();
         let mut conns = from_of_conn.lock().unwrap_or_else(|e| e.into_inner());
-        if let Observed::ConnAccepted { peer } = &seen.what {
+        if let Observed::ConnAccepted { peer } = &obs.what {
             let from = names
                 .get(&peer.ip())
                 .cloned()
                 .unwrap_or_else(|| peer.ip().to_string());
-            conns.insert(seen.conn, from);
+            conns.insert(obs.conn, from);
         }
-        let from = conns.get(&seen.conn).cloned().unwrap_or_default();
+        let from = conns.get(&obs.conn).cloned().unwrap_or_default();
         drop(conns);
-        history.record_at(
-            history.instant_to_ms(at),
-            EventKind::Link(LinkRecord {
-                link: format!("{from}>{to}"),
-                from,
-                to: to.clone(),
-                conn: seen.conn,
-                what: seen.what,
-            }),
-        );
+        // The proxy is shared by every source node: its link is named for this one.
+        let obs = crate::proxy::Observation {
+            link: format!("{from}>{to}"),
+            ..obs
+        };
+        crate::links::record_link(&history, obs, from, to.clone());
     })
 }
 
