@@ -1,5 +1,5 @@
 # The whole cargo workspace, built once from the committed Cargo.lock: the `chainfire`,
-# `flaredb` and `reconnect-runner` binaries, plus the scenario files and the gRPC .proto files
+# `flaredb`, `reconnect-runner`, `chainfire-ctl` and `flaredb-ctl` binaries, plus the scenario files and the gRPC .proto files
 # under share/reconnect-tests/ (the app runs the packaged scenarios; the VM test's gRPC client
 # reads the packaged protos).
 #
@@ -50,7 +50,7 @@ rustPlatform.buildRustPackage {
     # read CHAINFIRE_BIN.
     export RECONNECT_BIN_DIR="$PWD/target/${stdenv.hostPlatform.rust.cargoShortTarget}/$cargoBuildType"
     export CHAINFIRE_BIN="$RECONNECT_BIN_DIR/chainfire"
-    for binary in chainfire flaredb reconnect-runner; do
+    for binary in chainfire flaredb reconnect-runner chainfire-ctl flaredb-ctl; do
       if [ ! -x "$RECONNECT_BIN_DIR/$binary" ]; then
         echo "reconnect-tests: expected the built $binary in $RECONNECT_BIN_DIR; the cargo output layout changed" >&2
         exit 1

@@ -1,6 +1,7 @@
 //! Verdicts over a recorded history: pure functions from events (plus what was expected) to a
-//! pass/fail result whose message says what was expected and what happened, with the numbers
-//! the report shows.
+//! pass/fail [`Verdict`](crate::verdict::Verdict) whose message says what was expected and what
+//! happened, with the numbers the report shows. They import the history and the verdict type
+//! only: never the executor, supervisor, faults or drivers.
 //!
 //! A check without evidence fails: no acknowledged write, no retry, no status sample, no
 //! operation after the fault all mean "nothing was verified", never "passed".
@@ -13,10 +14,9 @@ mod lost_writes;
 mod node_exits;
 mod observed_backoff;
 mod pd_registration;
+mod peer_backoff;
 mod reconnect;
 mod watch;
-
-use std::collections::BTreeMap;
 
 pub use convergence::replicas_converge;
 pub use errors::error_clarity;
@@ -24,49 +24,16 @@ pub use linearizability::{
     Completion, KeyVerdict, LinearizabilityLimits, LinearizabilityReport, Overall, RegisterF,
     RegisterOp, Violation, check_linearizability,
 };
-pub use linearizable::{MIN_OPS_AFTER_FAULT, linearizable, register_ops};
-pub use lost_writes::{MIN_WRITES_AFTER_FAULT, no_lost_writes};
-pub use node_exits::no_unexpected_exits;
-pub use observed_backoff::{BackoffPromise, observed_backoff, observed_backoff_of_op};
+pub use linearizable::{LINEARIZABLE, MIN_OPS_AFTER_FAULT, linearizable, register_ops};
+pub use lost_writes::{MIN_WRITES_AFTER_FAULT, NO_LOST_WRITES, no_lost_writes};
+pub use node_exits::{NO_UNEXPECTED_EXITS, no_unexpected_exits};
+pub use observed_backoff::{
+    BackoffPromise, observed_backoff, observed_backoff_of_op, observed_watch_backoff,
+};
 pub use pd_registration::pd_registration;
+pub use peer_backoff::{DECLARE_LOST_MS, observed_peer_backoff};
 pub use reconnect::{ReconnectTo, reconnect_time};
 pub use watch::watch_continuity;
-
-/// The verdict of one check.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CheckResult {
-    /// Short name, e.g. `no-lost-writes`.
-    pub name: String,
-    pub passed: bool,
-    /// What was expected and what happened.
-    pub message: String,
-    /// Measurements for the report (`reconnect_ms`, `acked_writes`, ...).
-    pub numbers: BTreeMap<String, f64>,
-}
-
-impl CheckResult {
-    fn new(name: &str, passed: bool, message: impl Into<String>) -> Self {
-        CheckResult {
-            name: name.to_string(),
-            passed,
-            message: message.into(),
-            numbers: BTreeMap::new(),
-        }
-    }
-
-    fn pass(name: &str, message: impl Into<String>) -> Self {
-        Self::new(name, true, message)
-    }
-
-    fn fail(name: &str, message: impl Into<String>) -> Self {
-        Self::new(name, false, message)
-    }
-
-    fn with(mut self, key: &str, value: f64) -> Self {
-        self.numbers.insert(key.to_string(), value);
-        self
-    }
-}
 
 /// Formats milliseconds for messages: `850 ms`, `12.3 s`.
 fn ms(value: f64) -> String {
@@ -82,8 +49,28 @@ fn ms(value: f64) -> String {
 pub(crate) mod fixtures {
     use crate::history::{
         Event, EventKind, FaultKind, FaultRecord, LogMatchRecord, OpKind, OpRecord, Outcome,
-        RetryRecord, Service,
+        PdEntry, PdSampleRecord, RetryRecord, Service,
     };
+
+    /// A sample of FlareDB's registrations in PD at `t`: (store id, lease, mod revision) each.
+    pub fn pd_sample(t: f64, revision: u64, stores: &[(u64, u64, u64)]) -> Event {
+        Event {
+            t_ms: t,
+            kind: EventKind::PdSample(PdSampleRecord {
+                revision,
+                records: stores
+                    .iter()
+                    .map(|(id, lease, rev)| PdEntry {
+                        key: format!("{}{id}", flaredb_client::registry::STORES_PREFIX),
+                        value: "{}".into(),
+                        mod_revision: *rev,
+                        lease: *lease,
+                    })
+                    .collect(),
+                error: None,
+            }),
+        }
+    }
 
     pub fn op(
         id: u64,

@@ -44,6 +44,10 @@ Exit codes:
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Colour the progress lines and failures: `auto` only on a terminal and never when
+    /// NO_COLOR is set; CI logs, worker.log and summaries are always plain.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub color: clap::ColorChoice,
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,14 +69,53 @@ pub enum Command {
     /// Print the JSON Schema of scenario files (committed as scenarios/scenario.schema.json).
     Schema,
     /// Re-run the checks on saved evidence: each run folder's history.jsonl, judged by the
-    /// history checks of its scenario copy (check_linearizable, check_no_lost_writes, node
-    /// exits). Folders are searched two levels down (evidence root, scenario, run).
+    /// checks of its scenario copy (check_linearizable, check_no_lost_writes, node exits, and
+    /// the window checks check_reconnect, check_backoff of an operation, check_peer_backoff,
+    /// check_clear_error, check_watch gap_free, whose windows come from the step notes in the
+    /// history). Checks that probe live nodes are listed as not re-checked. Folders are searched
+    /// two levels down (evidence root, scenario, run).
     ///
     /// Exit 0: every re-run check passed; 1: one failed; 2: no evidence, or unreadable.
     Check(CheckArgs),
+    /// Start a scenario's clusters in their sandbox and keep them running until Ctrl-C,
+    /// printing every node's endpoints and logs and how to reach them (`chainfire-ctl`,
+    /// `flaredb-ctl`). No step runs: this is for poking a cluster by hand.
+    Up(UpArgs),
     /// Internal: one scenario run, started by `run` inside its own network namespace.
     #[command(name = "__worker", hide = true)]
     Worker(WorkerArgs),
+    /// Internal: the clusters of `up`, inside their namespace.
+    #[command(name = "__up", hide = true)]
+    UpWorker(UpWorkerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// The scenario whose `clusters:` to start.
+    #[arg(value_name = "SCENARIO")]
+    pub scenario: PathBuf,
+    /// Where the nodes' logs and data go (the folder `up-<scenario-id>` below it).
+    #[arg(long, value_name = "DIR", default_value = "reconnect-results")]
+    pub evidence: PathBuf,
+    #[command(flatten)]
+    pub binaries: BinaryArgs,
+    /// On the host's network instead of a private namespace (reachable without nsenter).
+    #[arg(long)]
+    pub host_network: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UpWorkerArgs {
+    #[arg(long)]
+    pub scenario: PathBuf,
+    #[arg(long)]
+    pub evidence_dir: PathBuf,
+    #[arg(long)]
+    pub host_network: bool,
+    #[arg(long)]
+    pub chainfire_bin: Option<PathBuf>,
+    #[arg(long)]
+    pub flaredb_bin: Option<PathBuf>,
 }
 
 /// What the parent tells a worker (it has validated the scenario and found the binaries).
@@ -88,6 +131,9 @@ pub struct WorkerArgs {
     pub runs: u32,
     #[arg(long)]
     pub seed: u64,
+    /// The run's base seed (`--seed` of `run`), which replays it with `--run`.
+    #[arg(long)]
+    pub base_seed: u64,
     #[arg(long)]
     pub host_network: bool,
     #[arg(long)]
@@ -112,8 +158,11 @@ pub struct SelectArgs {
     /// `matrix.yaml` is the matrix, not a scenario).
     #[arg(value_name = "PATHS", default_value = "scenarios")]
     pub paths: Vec<PathBuf>,
-    /// The test matrix file. Default: `matrix.yaml` in the first folder given (or in the
-    /// folder of the first file given).
+    /// The test matrix file. Default: `matrix.yaml` beside the first path given (in it, for a
+    /// folder; in its folder, for a file), else `scenarios/matrix.yaml` of the current
+    /// directory; `run` prints the one it used. Scenarios named on the command line stand in
+    /// for the matrix's own scenarios of the same id or cell (a draft anywhere); the other
+    /// scenarios beside the matrix are known, and reported as not selected.
     #[arg(long, value_name = "FILE")]
     pub matrix: Option<PathBuf>,
     /// Only scenarios whose id, or one of whose cells (e.g. `S3/chainfire`), contains this text.
@@ -140,9 +189,15 @@ pub struct RunArgs {
     #[command(flatten)]
     pub binaries: BinaryArgs,
     /// Run every scenario N times. A cell that passes in some runs and fails in others is
-    /// reported as flaky, which counts as a failure (exit code 1).
+    /// reported as flaky, which counts as a failure (exit code 1; in JUnit a failure with a
+    /// `rerunFailure` per failed run) unless --flaky-is-pass is given.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub repeat: u32,
+    /// Count a flaky cell (passed at least once under --repeat) as passed: exit 0, and in JUnit
+    /// a passed testcase with a `flakyFailure` per failed run, as Surefire and nextest write
+    /// it. Off by default: a platform that loses a write one time in three is broken.
+    #[arg(long)]
+    pub flaky_is_pass: bool,
     /// Scenarios run in parallel (each in its own network namespace).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: u32,
@@ -154,6 +209,10 @@ pub struct RunArgs {
     /// JUnit properties so a run picks the same nodes again. Default: random.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// Replay one repetition alone: with the --seed a run printed, run K of it, with the same
+    /// node choices as then (its evidence goes to <scenario>/run-K when K > 1).
+    #[arg(long = "run", value_name = "K", requires = "seed", value_parser = clap::value_parser!(u32).range(1..))]
+    pub only_run: Option<u32>,
     /// Exit 0 even when a selected TEST cell was skipped because this machine cannot make its
     /// faults (no namespaces, no iptables). Without it such a run exits 3 ("incomplete"): a
     /// run that tested nothing is never green.

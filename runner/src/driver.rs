@@ -161,6 +161,16 @@ impl WatchHandle {
 }
 
 /// The service's own client library.
+/// What [`Driver::write_bulk`] wrote.
+#[derive(Debug, Default)]
+pub struct BulkSummary {
+    pub written: u32,
+    pub bytes: u64,
+    pub elapsed: Duration,
+    /// The failure that stopped it, if any.
+    pub error: Option<String>,
+}
+
 enum ServiceClient {
     ChainFire(chainfire_client::Client),
     FlareDb(flaredb_client::Client),
@@ -419,6 +429,38 @@ impl Driver {
 
     pub async fn delete(&self, key: &str) -> OpRecord {
         self.perform(&OpRequest::delete(key)).await
+    }
+
+    /// Writes `count` values of `value_len` bytes under `<prefix>/<n>`, one after another, and
+    /// stops at the first failure. Not recorded as operations (see `write_bulk`).
+    pub async fn write_bulk(&self, prefix: &str, count: u32, value_len: usize) -> BulkSummary {
+        let started = std::time::Instant::now();
+        let mut summary = BulkSummary::default();
+        for n in 0..count {
+            let key = format!("{prefix}/{n:05}");
+            // Distinct values, so a replica that kept an old one shows in its digest.
+            let value = vec![b'a' + (n % 26) as u8; value_len];
+            let result = match &self.inner.client {
+                ServiceClient::ChainFire(c) => c
+                    .put(&key, &value)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+                ServiceClient::FlareDb(c) => c
+                    .put(&key, &value)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+            };
+            if let Err(e) = result {
+                summary.error = Some(format!("put {key:?} ({value_len} bytes) failed: {e}"));
+                break;
+            }
+            summary.written += 1;
+            summary.bytes += value_len as u64;
+        }
+        summary.elapsed = started.elapsed();
+        summary
     }
 
     /// Runs `req` as this driver's client, untagged.
@@ -684,6 +726,7 @@ impl Driver {
                     mode,
                     endpoint: Some(endpoint),
                     start_revision,
+                    client: Some(self.inner.config.client.clone()),
                 },
             }));
         };

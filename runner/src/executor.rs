@@ -7,10 +7,12 @@
 //! ([`verdict`]). Everything lands in the run's evidence folder: node logs, `client.log`,
 //! `history.jsonl`, `result.json`, `summary.md`.
 
+pub mod evidence;
 mod judge;
 pub mod pool;
 mod progress;
 mod steps;
+pub mod up;
 mod verdict;
 pub mod worker;
 
@@ -21,13 +23,14 @@ use crate::checks;
 use crate::faults::{Faults, Firewall, FirewallUnavailable};
 use crate::history::{self, History};
 use crate::netns::NetworkMode;
-use crate::report::{CellRun, RunVerdict, ScenarioRun, StepReport, StepStatus};
+use crate::report::{CellRun, ScenarioRun, StepReport};
 use crate::scenario::{ClusterSpec, NodeConfig, Scenario, ScenarioFile};
 use crate::supervisor::{self, BinaryPaths, NodeSettings, Service, Supervisor, SupervisorConfig};
+use crate::verdict::{Outcome, Verdict};
 use progress::Progress;
-pub use steps::engine_service;
-use steps::{Runner, StepResult};
-use verdict::{cell_verdicts, cells_of, step_status, stops_scenario};
+use steps::Runner;
+pub use steps::{engine_service, promise_of};
+use verdict::{as_reported, cell_verdicts, cells_of, stops_scenario};
 
 /// How to run one scenario run.
 #[derive(Debug, Clone)]
@@ -37,6 +40,8 @@ pub struct RunOptions {
     pub run: u32,
     pub runs: u32,
     pub seed: u64,
+    /// The base seed of the whole run: `--seed <base_seed> --run <run>` replays this one.
+    pub base_seed: u64,
     pub network: NetworkMode,
     /// What the worker found itself in, for the report.
     pub network_label: String,
@@ -58,6 +63,7 @@ fn new_run(file: &ScenarioFile, opts: &RunOptions) -> ScenarioRun {
         title: file.scenario.title.clone(),
         run: opts.run,
         seed: opts.seed,
+        base_seed: opts.base_seed,
         evidence_dir: opts.evidence_dir.clone(),
         network: opts.network_label.clone(),
         started_unix_s: 0.0,
@@ -173,13 +179,13 @@ pub async fn run_scenario(file: &ScenarioFile, opts: &RunOptions) -> ScenarioRun
     if !report.leftover.is_empty() {
         // A run that leaves processes behind is not clean, whatever its steps said.
         for c in &mut run.cells {
-            if matches!(c.verdict, RunVerdict::Passed) {
-                c.verdict = RunVerdict::Errored {
-                    message: format!(
-                        "teardown left processes running: {}",
-                        report.leftover.join(", ")
-                    ),
-                };
+            if c.verdict.passed() {
+                // Its numbers stay: they were measured.
+                c.verdict.outcome = Outcome::Error;
+                c.verdict.message = format!(
+                    "teardown left processes running: {}",
+                    report.leftover.join(", ")
+                );
             }
         }
     }
@@ -191,21 +197,12 @@ pub async fn run_scenario(file: &ScenarioFile, opts: &RunOptions) -> ScenarioRun
 fn verdict_line(cells: &[CellRun]) -> String {
     let parts: Vec<String> = cells
         .iter()
-        .map(|c| {
-            let v = match &c.verdict {
-                RunVerdict::Passed => "pass",
-                RunVerdict::Failed { .. } => "FAIL",
-                RunVerdict::Errored { .. } => "ERROR",
-                RunVerdict::Skipped { .. } => "skipped",
-                RunVerdict::Observed { .. } => "observed",
-            };
-            format!("{} {v}", c.cell)
-        })
+        .map(|c| format!("{} {}", c.cell, c.verdict.outcome.cell_label()))
         .collect();
     format!("done: {}", parts.join(", "))
 }
 
-async fn start_clusters(
+pub(crate) async fn start_clusters(
     file: &ScenarioFile,
     supervisor: &Supervisor,
     progress: &Progress,
@@ -257,7 +254,21 @@ fn node_settings(service: Service, c: &NodeConfig) -> NodeSettings {
     if let (Service::FlareDb, Some(ms)) = (service, c.pd_reconnect_cycle_ms) {
         flags.insert("--pd-reconnect-interval-ms".to_owned(), ms.to_string());
     }
-    flags.extend(c.flags.clone());
+    // Validated already; applied only if allowed all the same (the runner owns every address,
+    // path and id, whatever reaches it).
+    flags.extend(
+        c.flags
+            .iter()
+            .filter(|(name, value)| {
+                crate::scenario::flags::check(service.as_str(), name, &value.value).is_ok()
+            })
+            .map(|(name, value)| {
+                (
+                    format!("--{}", crate::scenario::flags::bare(name)),
+                    value.value.clone(),
+                )
+            }),
+    );
     NodeSettings {
         retry: c.retry.as_ref().map(|r| r.policy()),
         flags,
@@ -272,7 +283,8 @@ async fn run_steps(
     progress: &Progress,
 ) -> Vec<StepReport> {
     let scenario = &file.scenario;
-    let deadline = Instant::now() + Duration::from_millis(scenario.timeout_ms);
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(scenario.timeout_ms);
     let mut reports = Vec::with_capacity(scenario.steps.len());
     let mut stopped: Option<String> = None;
     for (i, spanned) in scenario.steps.iter().enumerate() {
@@ -287,9 +299,7 @@ async fn run_steps(
             is_fault: step.is_fault(),
             start_ms: history.now_ms(),
             end_ms: history.now_ms(),
-            status: StepStatus::NotRun,
-            message: String::new(),
-            numbers: Default::default(),
+            verdict: Verdict::not_run(""),
             cells: step.cells().to_vec(),
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -300,37 +310,45 @@ async fn run_steps(
             ));
         }
         if let Some(why) = &stopped {
-            report.message = why.clone();
+            report.verdict.message = why.clone();
             reports.push(report);
             continue;
         }
         history.note(format!("step {index}: {description}"));
         progress.step_started(index, step.is_fault(), &description);
         let bound = runner.bound_of(step);
-        let hard_bound = (bound + grace(bound)).min(remaining);
-        let result = match tokio::time::timeout(hard_bound, runner.run(step)).await {
-            Ok(r) => r,
+        let own_bound = bound + grace(bound);
+        let hard_bound = own_bound.min(remaining);
+        let verdict = match tokio::time::timeout(
+            hard_bound,
+            progress.while_waiting(index, bound, runner.run(step)),
+        )
+        .await
+        {
+            Ok(v) => v,
+            Err(_) if hard_bound < own_bound => {
+                scenario_timed_out(scenario.timeout_ms, started.elapsed())
+            }
             Err(_) => hung(step.is_fault(), bound, hard_bound),
         };
         report.end_ms = history.now_ms();
-        report.status = step_status(result.judged, &cells);
-        report.message = result.message;
-        report.numbers = result.numbers;
+        report.verdict = as_reported(verdict, &cells);
+        let outcome = report.verdict.outcome;
         progress.step_ended(
             index,
-            report.status,
+            outcome,
             report.end_ms - report.start_ms,
-            &report.message,
+            &report.verdict.message,
         );
-        if stops_scenario(report.status, opts.keep_going) {
+        if stops_scenario(outcome, opts.keep_going) {
             stopped = Some(format!(
                 "step {index} ({}) {}",
                 step.kind(),
-                report.status.label()
+                outcome.step_label()
             ));
         }
         reports.push(report);
-        if stopped.is_none() && !checks::no_unexpected_exits(&history.events()).passed {
+        if stopped.is_none() && !checks::no_unexpected_exits(&history.events()).passed() {
             stopped = Some(format!(
                 "a node exited without a fault causing it during step {index} (see the last step)"
             ));
@@ -344,11 +362,6 @@ async fn run_steps(
 fn node_exits_report(scenario: &Scenario, history: &History, index: usize) -> StepReport {
     let at = history.now_ms();
     let check = checks::no_unexpected_exits(&history.events());
-    let judged = if check.passed {
-        verdict::Judged::Pass
-    } else {
-        verdict::Judged::Fail
-    };
     StepReport {
         index,
         kind: "check_node_exits".to_owned(),
@@ -356,25 +369,33 @@ fn node_exits_report(scenario: &Scenario, history: &History, index: usize) -> St
         is_fault: false,
         start_ms: at,
         end_ms: at,
-        status: step_status(judged, &cells_of(&[], &scenario.covers)),
-        message: check.message,
-        numbers: check.numbers,
+        verdict: as_reported(check, &cells_of(&[], &scenario.covers)),
         cells: Vec::new(),
     }
 }
 
 /// A step that did not come back: a hung operation is the platform's failure to meet its
 /// bound; a hung fault or wait is the harness's problem.
-fn hung(is_fault: bool, bound: Duration, hard_bound: Duration) -> StepResult {
+/// The scenario's own bound ran out while a step was still within its bound: an error of the
+/// scenario (raise `timeout_ms`), not a failure of the step.
+fn scenario_timed_out(timeout_ms: u64, elapsed: Duration) -> Verdict {
+    Verdict::error(format!(
+        "the scenario's timeout_ms ({timeout_ms} ms) was reached after {} ms, while this step \
+         was still within its own bound; cancelled (raise timeout_ms, or shorten the steps)",
+        elapsed.as_millis()
+    ))
+}
+
+fn hung(is_fault: bool, bound: Duration, hard_bound: Duration) -> Verdict {
     let message = format!(
         "expected to finish within {} ms; happened: still running after {} ms, cancelled",
         bound.as_millis(),
         hard_bound.as_millis()
     );
     if is_fault {
-        StepResult::error(message)
+        Verdict::error(message)
     } else {
-        StepResult::fail(message)
+        Verdict::fail(message)
     }
 }
 
@@ -382,7 +403,6 @@ fn hung(is_fault: bool, bound: Duration, hard_bound: Duration) -> StepResult {
 mod tests {
     use super::*;
     use crate::scenario::RetryConfig;
-    use verdict::Judged;
 
     #[test]
     fn node_config_becomes_server_flags() {
@@ -395,7 +415,20 @@ mod tests {
             }),
             pd_reconnect_cycle_ms: Some(2000),
             log_level: Some("trace".into()),
-            flags: [("--write-timeout-ms".to_owned(), "100".to_owned())].into(),
+            flags: [
+                ("--write-timeout-ms", "100"),
+                // Refused by validate; never applied even if it got this far.
+                ("--data-dir", "/"),
+                ("log-file", "/etc/passwd"),
+            ]
+            .map(|(name, value)| {
+                let at = serde_saphyr::Location::UNKNOWN;
+                (
+                    name.to_owned(),
+                    serde_saphyr::Spanned::new(value.to_owned(), at, at),
+                )
+            })
+            .into(),
         };
         let s = node_settings(Service::FlareDb, &c);
         assert_eq!(s.flags["--election-timeout-ms"], "300");
@@ -403,6 +436,7 @@ mod tests {
         assert_eq!(s.flags["--pd-reconnect-interval-ms"], "2000");
         assert_eq!(s.flags["--log-level"], "trace");
         assert_eq!(s.flags["--write-timeout-ms"], "100");
+        assert!(!s.flags.contains_key("--data-dir") && !s.flags.contains_key("--log-file"));
         assert_eq!(s.retry.unwrap().max_retries, 5);
         let s = node_settings(Service::ChainFire, &c);
         assert!(!s.flags.contains_key("--pd-reconnect-interval-ms"));
@@ -411,9 +445,18 @@ mod tests {
     #[test]
     fn a_hung_operation_fails_and_a_hung_fault_errors() {
         let b = Duration::from_secs(20);
-        assert_eq!(hung(false, b, b + grace(b)).judged, Judged::Fail);
-        assert_eq!(hung(true, b, b + grace(b)).judged, Judged::Error);
+        assert_eq!(hung(false, b, b + grace(b)).outcome, Outcome::Fail);
+        assert_eq!(hung(true, b, b + grace(b)).outcome, Outcome::Error);
         assert_eq!(grace(Duration::from_secs(1)), Duration::from_secs(5));
         assert_eq!(grace(Duration::from_secs(40)), Duration::from_secs(10));
+        // Cut short by the scenario's bound: said as such, and not the step's failure.
+        let v = scenario_timed_out(3000, Duration::from_millis(3004));
+        assert_eq!(v.outcome, Outcome::Error);
+        assert!(
+            v.message
+                .starts_with("the scenario's timeout_ms (3000 ms) was reached after 3004 ms"),
+            "{}",
+            v.message
+        );
     }
 }

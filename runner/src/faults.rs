@@ -16,7 +16,7 @@ use nix::sys::signal::Signal;
 
 pub use firewall::{
     Firewall, FirewallUnavailable, IptablesError, LoopbackIp, NotLoopback, Rule, chain_name,
-    remove_host_chain, remove_registered_chains,
+    remove_host_chain, remove_orphaned_host_chains, remove_registered_chains,
 };
 
 use crate::history::{EventKind, FaultRecord, History};
@@ -43,6 +43,9 @@ pub enum FaultError {
         service: Service,
         source: SupervisorError,
     },
+    /// Link faults live at the runner's in-path proxies (`Links`), not in processes or iptables.
+    #[error("{kind} is a link fault: it is applied at the runner's proxies, not here")]
+    LinkFault { kind: FaultKind },
     #[error("{kind} {target} on {service}: {reason}")]
     NothingToUndo {
         kind: FaultKind,
@@ -121,6 +124,11 @@ impl Faults {
                 self.inner
                     .history
                     .record_at(*t_ms, EventKind::Fault(record.clone()));
+                self.inner.supervisor.mark_logs(
+                    service,
+                    *t_ms,
+                    &format!("FAULT {} {}: {}", kind, record.node_name, record.detail),
+                );
             }
             Err(err) => {
                 self.inner
@@ -147,6 +155,9 @@ impl Faults {
         {
             return Err(FaultError::FirewallUnavailable { kind, reason });
         }
+        if matches!(kind, FaultKind::LinkFault | FaultKind::LinkPass) {
+            return Err(FaultError::LinkFault { kind });
+        }
         let index = self.resolve(service, kind, target).await?;
         let node = self
             .inner
@@ -158,6 +169,7 @@ impl Faults {
         let mut rules_applied = Vec::new();
         let mut t_ms = history.now_ms();
         let detail = match kind {
+            FaultKind::LinkFault | FaultKind::LinkPass => unreachable!("refused above"),
             FaultKind::Kill | FaultKind::Term => {
                 let exit = sup
                     .stop_node(service, index, kind == FaultKind::Term)

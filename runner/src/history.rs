@@ -73,6 +73,10 @@ pub enum FaultKind {
     /// Drop all traffic between the node's IP and the other nodes of its cluster, both ways.
     Partition,
     Heal,
+    /// Delay, reset or blackhole every client link to the node at the runner's proxies.
+    LinkFault,
+    /// Let the node's client links pass again.
+    LinkPass,
 }
 
 impl FaultKind {
@@ -88,6 +92,8 @@ impl FaultKind {
             FaultKind::Unblock => "unblock",
             FaultKind::Partition => "partition",
             FaultKind::Heal => "heal",
+            FaultKind::LinkFault => "link_fault",
+            FaultKind::LinkPass => "link_pass",
         }
     }
 
@@ -101,6 +107,7 @@ impl FaultKind {
                 | FaultKind::Restart
                 | FaultKind::Block
                 | FaultKind::Partition
+                | FaultKind::LinkFault
         )
     }
 
@@ -126,6 +133,16 @@ pub struct Event {
     pub t_ms: f64,
     #[serde(flatten)]
     pub kind: EventKind,
+}
+
+/// An event as `history.jsonl` has it: its time twice, as ms since the history began and as
+/// wall time (RFC 3339, UTC), which reading it back ignores (the ms are the record).
+#[derive(Serialize)]
+struct Line<'a> {
+    t_ms: f64,
+    wall: String,
+    #[serde(flatten)]
+    kind: &'a EventKind,
 }
 
 /// What happened.
@@ -399,6 +416,10 @@ pub enum WatchEventRecord {
         endpoint: Option<String>,
         /// Events with a revision above this one are the watch's to deliver.
         start_revision: Option<u64>,
+        /// The client the watch runs in (its links in the history are this client's): what
+        /// times its reopenings when the history is checked again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client: Option<String>,
     },
     Event {
         revision: u64,
@@ -659,6 +680,19 @@ impl History {
         self.inner.started_wall
     }
 
+    /// `t_ms` of this history as wall time, RFC 3339 in UTC (the one clock of the evidence:
+    /// every history line, node-log marker and summary carries both).
+    pub fn wall_time(&self, t_ms: f64) -> String {
+        let started = self
+            .inner
+            .started_wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1000.0;
+        wall_time(started, t_ms)
+    }
+
     /// Records an event stamped now.
     pub fn record(&self, kind: EventKind) -> Event {
         self.record_at(self.now_ms(), kind)
@@ -669,7 +703,12 @@ impl History {
         let event = Event { t_ms, kind };
         let mut state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(file) = state.file.as_mut() {
-            let written = serde_json::to_string(&event)
+            let line = Line {
+                t_ms,
+                wall: self.wall_time(t_ms),
+                kind: &event.kind,
+            };
+            let written = serde_json::to_string(&line)
                 .map_err(std::io::Error::other)
                 .and_then(|line| writeln!(file, "{line}"))
                 .and_then(|()| file.flush());
@@ -856,6 +895,23 @@ mod tests {
         let back = History::load(&path).unwrap();
         assert_eq!(back, history.events());
         assert_eq!(history.write_error(), None);
+    }
+
+    #[test]
+    fn every_line_carries_its_wall_time_and_reads_back_without_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.jsonl");
+        let history = History::create(&path).unwrap();
+        let note = history.record_at(1500.0, EventKind::Note { text: "n".into() });
+        let text = std::fs::read_to_string(&path).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+        assert_eq!(line["wall"].as_str().unwrap(), history.wall_time(1500.0));
+        // RFC 3339 in UTC, 1.5 s after the start line's unix ms.
+        let wall = chrono::DateTime::parse_from_rfc3339(line["wall"].as_str().unwrap()).unwrap();
+        let start = started_unix_ms(&History::load(&path).unwrap()).unwrap();
+        assert!((wall.timestamp_micros() as f64 / 1000.0 - start - 1500.0).abs() < 0.01);
+        assert!(line["wall"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(History::load(&path).unwrap()[1], note);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //!
 //! Client `k` of a scenario reaches node `i` of a service through `127.<10+k>.<s>.<i>` at the
 //! node's own client port (`s` is 1 for ChainFire, 2 for FlareDB), so an address in a client's
-//! error still says which node it meant. The client is told to dial the proxy wherever a
+//! error still says which node it meant; on the host network, inside the run's own address
+//! range (`supervisor::addresses::client_proxy_ip`). The client is told to dial the proxy wherever a
 //! server names the node (`with_address_map`), so leader hints do not bypass it. Every
 //! observation goes into the history as a `link` event, stamped with the history's clock.
 
@@ -13,8 +14,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use crate::history::{EventKind, History, LinkRecord};
-use crate::proxy::{LinkProxy, Observation, ObservationSink, ProxyConfig, ProxyError};
-use crate::supervisor::{NodeInfo, Service};
+use crate::proxy::{LinkFault, LinkProxy, Observation, ObservationSink, ProxyConfig, ProxyError};
+use crate::supervisor::NodeInfo;
+use crate::supervisor::addresses::client_proxy_ip;
 
 /// The proxied view of a cluster one client gets.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,31 +45,23 @@ pub fn record_link(history: &History, obs: Observation, from: String, to: String
 /// The proxies by (client name, node name).
 type ProxyTable = BTreeMap<(String, String), Arc<LinkProxy>>;
 
+/// The link fault on each node's client links (node name -> fault), for proxies started later.
+type FaultTable = BTreeMap<String, LinkFault>;
+
 /// Every link proxy of one scenario run.
 #[derive(Clone)]
 pub struct Links {
     history: History,
     proxies: Arc<Mutex<ProxyTable>>,
+    faults: Arc<Mutex<FaultTable>>,
     /// Client name -> its number (from 1), in order of first use.
     numbers: Arc<Mutex<BTreeMap<String, u8>>>,
-}
-
-fn service_octet(service: Service) -> u8 {
-    match service {
-        Service::ChainFire => 1,
-        Service::FlareDb => 2,
-    }
 }
 
 /// Where client number `client` (from 1) reaches `node`.
 pub fn proxy_addr(client: u8, node: &NodeInfo) -> SocketAddr {
     SocketAddr::new(
-        IpAddr::V4(Ipv4Addr::new(
-            127,
-            10u8.saturating_add(client),
-            service_octet(node.service),
-            node.index as u8,
-        )),
+        IpAddr::V4(client_proxy_ip(client, node.service, node.index)),
         node.client_addr.port(),
     )
 }
@@ -77,6 +71,7 @@ impl Links {
         Links {
             history,
             proxies: Arc::new(Mutex::new(BTreeMap::new())),
+            faults: Arc::new(Mutex::new(BTreeMap::new())),
             numbers: Arc::new(Mutex::new(BTreeMap::new())),
         }
     }
@@ -118,6 +113,9 @@ impl Links {
                     };
                     let proxy =
                         Arc::new(LinkProxy::start(config, self.sink(name, &node.name)).await?);
+                    if let Some(fault) = self.faults().get(&node.name) {
+                        proxy.set_fault(*fault);
+                    }
                     self.lock().insert(key, proxy.clone());
                     proxy
                 }
@@ -134,6 +132,24 @@ impl Links {
             endpoints,
             address_map,
         })
+    }
+
+    /// Puts `fault` on every client link to `node` (clients made later get it too); returns
+    /// how many links there are now.
+    pub fn set_fault_to(&self, node: &str, fault: LinkFault) -> usize {
+        let mut faults = self.faults();
+        if fault == LinkFault::Pass {
+            faults.remove(node);
+        } else {
+            faults.insert(node.to_owned(), fault);
+        }
+        let proxies = self.lock();
+        let to_node = proxies.iter().filter(|((_, to), _)| to == node);
+        to_node.map(|(_, proxy)| proxy.set_fault(fault)).count()
+    }
+
+    fn faults(&self) -> std::sync::MutexGuard<'_, FaultTable> {
+        self.faults.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Stops every proxy (their tasks end; connections close).

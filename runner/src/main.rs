@@ -5,7 +5,8 @@
 //! Modules: [`cli`] (arguments, exit codes), [`scenario`] (the file format), [`matrix`] (the
 //! test matrix), [`executor`] (running scenarios in worker processes), [`report`] (verdicts,
 //! JUnit, tables, summaries); and the engine that touches the real world: [`netns`],
-//! [`supervisor`], [`faults`], [`driver`], [`history`], [`checks`].
+//! [`supervisor`], [`faults`], [`driver`], [`history`], [`checks`]. [`verdict`] is the one
+//! verdict type, from a check over the history to the JUnit testcase.
 
 mod cli;
 mod executor;
@@ -22,6 +23,7 @@ pub mod links;
 pub mod netns;
 pub mod proxy;
 pub mod supervisor;
+pub mod verdict;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -34,8 +36,24 @@ use netns::NetworkMode;
 use scenario::Suite;
 use supervisor::BinaryPaths;
 
+/// For commands that only print: a closed pipe (`reconnect-runner list | head -1`) ends the
+/// process quietly, as for any Unix tool, instead of a panic in `println!`. Not for `run`,
+/// which must always tear its nodes down.
+fn quiet_on_closed_pipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: restores the default disposition before any thread exists; no handler runs.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    report::colour::init(cli.color);
+    if matches!(
+        cli.command,
+        Command::List(_) | Command::Validate(_) | Command::Schema | Command::Check(_)
+    ) {
+        quiet_on_closed_pipe();
+    }
     ExitCode::from(match cli.command {
         Command::Run(args) => run(&args),
         Command::List(args) => list(&args),
@@ -51,7 +69,33 @@ fn main() -> ExitCode {
             let _failpoints = fail::FailScenario::setup();
             executor::worker::main(args)
         }
+        Command::Up(args) => up(&args),
+        Command::UpWorker(args) => executor::up::worker(args),
     })
+}
+
+/// `up`: the scenario validated (against the matrix beside it) and its binaries found first.
+fn up(args: &cli::UpArgs) -> u8 {
+    let suite = match load(&SelectArgs {
+        paths: vec![args.scenario.clone()],
+        matrix: None,
+        filter: None,
+    }) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let Some(file) = suite.selected_scenarios().next() else {
+        eprintln!("error: {} names no scenario", args.scenario.display());
+        return exit::BAD_INPUT;
+    };
+    let binaries = match locate_binaries(&args.binaries, &[file]) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::BAD_INPUT;
+        }
+    };
+    executor::up::up(args, file, &binaries)
 }
 
 fn load(args: &SelectArgs) -> Result<Suite, u8> {
@@ -124,26 +168,32 @@ fn list(args: &SelectArgs) -> u8 {
     exit::PASSED
 }
 
-fn run(args: &RunArgs) -> u8 {
-    let started = Instant::now();
-    let suite = match load(&args.select) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let selected: Vec<_> = suite.selected_scenarios().collect();
+/// Exit 2 for a run refused before anything started: says why on stderr and in a JUnit report
+/// with one error testcase (its path was checked first), so CI shows the reason.
+fn refuse(args: &RunArgs, reason: &str) -> u8 {
+    eprintln!("{reason}");
+    if let Err(e) = report::junit::write(&report::junit::not_run_report(reason), &args.junit) {
+        eprintln!("error: {e}");
+    }
+    exit::BAD_INPUT
+}
 
-    // Binaries: every service a selected scenario starts must be found before anything runs.
+/// Every server binary the scenarios start, found before anything runs.
+fn locate_binaries(
+    given: &cli::BinaryArgs,
+    scenarios: &[&scenario::ScenarioFile],
+) -> Result<BinaryPaths, String> {
     let search = BinaryPaths {
-        bin_dir: args.binaries.bin_dir.clone(),
-        chainfire: args.binaries.chainfire_bin.clone(),
-        flaredb: args.binaries.flaredb_bin.clone(),
+        bin_dir: given.bin_dir.clone(),
+        chainfire: given.chainfire_bin.clone(),
+        flaredb: given.flaredb_bin.clone(),
     };
     let mut binaries = BinaryPaths::default();
     for (service, slot) in [
         (Service::ChainFire, &mut binaries.chainfire),
         (Service::FlareDb, &mut binaries.flaredb),
     ] {
-        if !selected
+        if !scenarios
             .iter()
             .any(|f| f.scenario.cluster(service).is_some())
         {
@@ -152,19 +202,62 @@ fn run(args: &RunArgs) -> u8 {
         let Some(engine) = executor::engine_service(service) else {
             continue;
         };
-        match search.locate(engine) {
-            Ok(path) => *slot = Some(path),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return exit::BAD_INPUT;
-            }
-        }
+        *slot = Some(search.locate(engine).map_err(|e| e.to_string())?);
+    }
+    Ok(binaries)
+}
+
+fn run(args: &RunArgs) -> u8 {
+    let started = Instant::now();
+    // Where the results go is checked before anything else, so nothing runs for nothing.
+    if let Err(e) = report::junit::check_writable(&args.junit) {
+        eprintln!("error: {e}");
+        return exit::BAD_INPUT;
+    }
+    let suite = match Suite::load(&args.select) {
+        Ok(s) => s,
+        Err(problems) => return refuse(args, &problems.to_string()),
+    };
+    let selected: Vec<_> = suite.selected_scenarios().collect();
+
+    // Binaries: every service a selected scenario starts must be found before anything runs.
+    let binaries = match locate_binaries(&args.binaries, &selected) {
+        Ok(b) => b,
+        Err(e) => return refuse(args, &format!("error: {e}")),
+    };
+    // Which binaries run is said, and recorded (JUnit properties, `binaries.txt` in the
+    // evidence), so a result always names what it tested.
+    let described: Vec<(String, String)> = [
+        ("chainfire", &binaries.chainfire),
+        ("flaredb", &binaries.flaredb),
+    ]
+    .into_iter()
+    .filter_map(|(service, path)| {
+        path.as_deref()
+            .map(|p| (service.to_owned(), supervisor::describe_binary(p)))
+    })
+    .collect();
+    for (service, binary) in &described {
+        eprintln!("reconnect-runner: {service} = {binary}");
     }
 
     // Network: private namespaces unless told otherwise; never a silent fallback to the host.
     // Without namespaces every cell is reported as skipped with the reason (never passed).
     let mut cannot_run = None;
     let network = if args.host_network {
+        // A runner killed with SIGKILL leaves its workers' chains (and their DROP rules) in
+        // the host's INPUT/OUTPUT: remove those of workers that are gone, and say so.
+        match faults::remove_orphaned_host_chains() {
+            Ok(removed) => {
+                for chain in removed {
+                    eprintln!(
+                        "reconnect-runner: removed the leftover iptables chain {chain} of a run \
+                         that is gone"
+                    );
+                }
+            }
+            Err(e) => eprintln!("warning: cannot look for leftover iptables chains: {e}"),
+        }
         NetworkMode::HostNetwork
     } else {
         let probe = netns::probe();
@@ -188,14 +281,29 @@ fn run(args: &RunArgs) -> u8 {
         NetworkMode::PrivateNamespace
     };
 
-    if let Err(e) = executor::pool::prepare_evidence(&args.evidence, &selected) {
-        eprintln!("error: {e}");
-        return exit::BAD_INPUT;
+    // Held until the run ends: no other run may use this evidence folder meanwhile.
+    let _evidence_lock = match executor::evidence::prepare(&args.evidence, &selected) {
+        Ok(lock) => lock,
+        Err(e) => return refuse(args, &format!("error: {e}")),
+    };
+    let listing: String = described
+        .iter()
+        .map(|(service, binary)| format!("{service} = {binary}\n"))
+        .collect();
+    if let Err(e) = std::fs::write(args.evidence.join("binaries.txt"), listing) {
+        return refuse(
+            args,
+            &format!(
+                "error: cannot write {}: {e}",
+                args.evidence.join("binaries.txt").display()
+            ),
+        );
     }
     let seed = args.seed.unwrap_or_else(random_seed);
     eprintln!(
-        "reconnect-runner: {} scenario(s) x {} run(s), {} at a time, seed {seed}, {}; evidence in {}",
+        "reconnect-runner: {} scenario(s) of the matrix {} x {} run(s), {} at a time, seed {seed}, {}; evidence in {}",
         selected.len(),
+        suite.matrix_path.display(),
         args.repeat,
         args.jobs,
         match network {
@@ -210,6 +318,7 @@ fn run(args: &RunArgs) -> u8 {
         repeat: args.repeat,
         jobs: args.jobs,
         seed,
+        only_run: args.only_run,
         network,
         binaries,
         keep_going: args.keep_going,
@@ -217,9 +326,17 @@ fn run(args: &RunArgs) -> u8 {
     };
     let outcome = executor::pool::run_all(&plan);
 
-    let cells = report::build(&suite, &outcome.runs, outcome.interrupted);
-    println!("\n{}", report::table::render(&cells));
-    println!("{}", report::table::totals_line(&cells));
+    let mut cells = report::build(&suite, &outcome.runs, outcome.interrupted);
+    if args.flaky_is_pass {
+        report::flaky_is_pass(&mut cells);
+    }
+    println!(
+        "\n{}",
+        report::table::render(&cells, report::table::output_width())
+    );
+    print!("{}", report::table::failures(&cells));
+    let totals = report::table::totals_line(&cells);
+    println!("{totals}");
     let facts = report::junit::RunFacts {
         seed,
         repeat: args.repeat,
@@ -229,14 +346,22 @@ fn run(args: &RunArgs) -> u8 {
         },
         evidence_root: args.evidence.display().to_string(),
         duration: started.elapsed(),
+        binaries: described,
     };
     let junit = report::junit::build_report(&cells, &facts);
     if let Err(e) = report::junit::write(&junit, &args.junit) {
         eprintln!("error: {e}");
         return exit::BAD_INPUT;
     }
+    let index = match report::index::write(&cells, &args.evidence, &args.junit, &totals) {
+        Ok(written) => written[0].display().to_string(),
+        Err(e) => {
+            eprintln!("warning: {e}");
+            "-".into()
+        }
+    };
     println!(
-        "JUnit: {}   evidence: {}   ({:.0} s, seed {seed})",
+        "JUnit: {}   evidence: {}   index: {index}   ({:.0} s, seed {seed})",
         args.junit.display(),
         args.evidence.display(),
         started.elapsed().as_secs_f64()

@@ -459,9 +459,11 @@ async fn connection(shared: Arc<Shared>, conn: u64, client: TcpStream, peer: Soc
             // While the upstream connect is pending (a blocked port drops the SYN: it can hang
             // for minutes), the client is still read and watched: its requests and, above all,
             // the moment it gives up and closes are part of what is observed. What it sent is
-            // held and written upstream first once connected.
+            // held and written upstream first once connected (each piece no earlier than a
+            // `Delay` says, counted from when it was read, like every later chunk).
             let mut client = client;
-            let mut early: Vec<u8> = Vec::new();
+            let mut early: Vec<(Instant, Vec<u8>)> = Vec::new();
+            let mut early_len = 0;
             let mut buf = vec![0u8; 16 * 1024];
             let connecting = connect_upstream(&shared.config, peer);
             tokio::pin!(connecting);
@@ -469,13 +471,14 @@ async fn connection(shared: Arc<Shared>, conn: u64, client: TcpStream, peer: Soc
                 tokio::select! {
                     connected = &mut connecting => break Ok(connected),
                     stop = control.next() => break Err(Pending::Control(stop)),
-                    read = client.read(&mut buf), if early.len() < EARLY_BYTES_MAX => match read {
+                    read = client.read(&mut buf), if early_len < EARLY_BYTES_MAX => match read {
                         Ok(0) => break Err(Pending::ClientGone("eof".to_owned(), false)),
                         Ok(n) => {
                             let at = Instant::now();
                             let events = lock(&watcher).client_bytes(&buf[..n]);
                             emit_h2(&shared, conn, at, events);
-                            early.extend_from_slice(&buf[..n]);
+                            early.push((at, buf[..n].to_vec()));
+                            early_len += n;
                         }
                         Err(error) => break Err(Pending::ClientGone(error.to_string(), true)),
                     },
@@ -485,7 +488,7 @@ async fn connection(shared: Arc<Shared>, conn: u64, client: TcpStream, peer: Soc
                 Ok(Ok(mut server)) => {
                     shared.emit(conn, Instant::now(), Observed::UpstreamConnected);
                     let _ = server.set_nodelay(true);
-                    if !early.is_empty() && server.write_all(&early).await.is_err() {
+                    if write_held(&mut server, early, &control).await.is_err() {
                         report_close(
                             &shared,
                             conn,
@@ -548,6 +551,22 @@ async fn connection(shared: Arc<Shared>, conn: u64, client: TcpStream, peer: Soc
         }
     };
     report_close(&shared, conn, &watcher, &ending);
+}
+
+/// Writes what a client sent while its upstream connect was pending, each piece no earlier
+/// than the link's `Delay` (if any) after it was read.
+async fn write_held(
+    server: &mut TcpStream,
+    held: Vec<(Instant, Vec<u8>)>,
+    control: &ControlWatch,
+) -> io::Result<()> {
+    for (read_at, data) in held {
+        if let LinkFault::Delay { each_way } = control.fault() {
+            tokio::time::sleep_until((read_at + each_way).into()).await;
+        }
+        server.write_all(&data).await?;
+    }
+    Ok(())
 }
 
 /// Most bytes held from a client while its upstream connect is pending (reading pauses then).

@@ -7,107 +7,157 @@
 //! that passes in some `--repeat` runs and fails in others is `flaky` (a failure); a cell whose
 //! scenario could not run in this environment is `skipped` with the reason.
 
+pub mod colour;
+pub mod index;
 pub mod junit;
 pub mod markdown;
 mod run;
 pub mod table;
+pub mod timeline;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-pub use run::{CellRun, RESULT_FILE, RunVerdict, ScenarioRun, StepReport, StepStatus};
+pub use run::{CellRun, RESULT_FILE, ScenarioRun, StepReport};
 
 use crate::matrix::{CellId, CellStatus, MatrixCell, Origin};
 use crate::scenario::Suite;
+use crate::verdict::{Outcome, Verdict};
 
-/// The final verdict of one matrix cell over all runs.
+/// The final verdict of one matrix cell over all runs: the one [`Verdict`] type (its outcome
+/// and message; the numbers stay with each run in [`CellReport::runs`]) with what only a
+/// verdict over the whole matrix knows, in [`Basis`].
 #[derive(Debug, Clone, PartialEq)]
-pub enum CellVerdict {
-    Passed,
-    Failed {
-        message: String,
-    },
-    Errored {
-        message: String,
-    },
+pub struct CellVerdict {
+    pub verdict: Verdict,
+    pub basis: Basis,
+}
+
+/// Where a cell's final verdict comes from, beyond its runs' verdicts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Basis {
+    /// Its runs' verdict; for SKIP cells the matrix's reason; without runs, why none came.
+    Runs,
     /// Passed in some runs, failed or errored in others: a failure.
     Flaky {
         passed: usize,
         runs: usize,
         failures: Vec<String>,
     },
-    /// SKIP cells, and cells whose scenario could not run here (with the reason).
-    Skipped {
-        reason: String,
-    },
-    /// DOC-GAP cells: documented, observed where possible, never passed or failed.
-    Gap {
-        gap: String,
-        recommendation: String,
-        observed: String,
-    },
-    /// A TEST cell the matrix marks as not implemented yet.
-    Pending {
-        reason: String,
-    },
+    /// DOC-GAP cells: documented, observed where possible (the message), never passed or
+    /// failed.
+    Gap { gap: String, recommendation: String },
+    /// A TEST cell the matrix marks as not implemented yet (the message says why).
+    Pending,
     /// A TEST cell no scenario covers: a failure, so a matrix cell cannot silently vanish.
     Missing,
     /// Its scenario was left out by `--filter`.
     NotSelected,
-    /// Its scenario was selected but produced no result (interrupted, or the worker died).
-    NotRun {
-        reason: String,
-    },
 }
 
 impl CellVerdict {
-    /// The short status shown in tables: pass / FAIL / ERROR / FLAKY / skipped / gap / ...
-    pub fn label(&self) -> &'static str {
-        match self {
-            CellVerdict::Passed => "pass",
-            CellVerdict::Failed { .. } => "FAIL",
-            CellVerdict::Errored { .. } => "ERROR",
-            CellVerdict::Flaky { .. } => "FLAKY",
-            CellVerdict::Skipped { .. } => "skipped",
-            CellVerdict::Gap { .. } => "gap",
-            CellVerdict::Pending { .. } => "pending",
-            CellVerdict::Missing => "MISSING",
-            CellVerdict::NotSelected => "not selected",
-            CellVerdict::NotRun { .. } => "NOT RUN",
+    fn new(outcome: Outcome, message: impl Into<String>, basis: Basis) -> Self {
+        CellVerdict {
+            verdict: Verdict::new(outcome, message),
+            basis,
         }
     }
 
-    /// Whether this verdict makes the run fail (exit code 1).
+    pub fn passed() -> Self {
+        Self::new(Outcome::Pass, "", Basis::Runs)
+    }
+
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::new(Outcome::Fail, message, Basis::Runs)
+    }
+
+    pub fn errored(message: impl Into<String>) -> Self {
+        Self::new(Outcome::Error, message, Basis::Runs)
+    }
+
+    /// SKIP cells, and cells whose scenario could not run here (with the reason).
+    pub fn skipped(reason: impl Into<String>) -> Self {
+        Self::new(Outcome::Skip, reason, Basis::Runs)
+    }
+
+    /// Its scenario was selected but produced no result (interrupted, or the worker died).
+    pub fn not_run(reason: impl Into<String>) -> Self {
+        Self::new(Outcome::NotRun, reason, Basis::Runs)
+    }
+
+    pub fn flaky(passed: usize, runs: usize, failures: Vec<String>) -> Self {
+        let message = format!(
+            "passed {passed} of {runs} runs; {}",
+            failures.first().map(String::as_str).unwrap_or_default()
+        );
+        let basis = Basis::Flaky {
+            passed,
+            runs,
+            failures,
+        };
+        Self::new(Outcome::Fail, message, basis)
+    }
+
+    pub fn gap(gap: String, recommendation: String, observed: String) -> Self {
+        let basis = Basis::Gap {
+            gap,
+            recommendation,
+        };
+        Self::new(Outcome::Observed, observed, basis)
+    }
+
+    pub fn pending(reason: impl Into<String>) -> Self {
+        Self::new(Outcome::Skip, reason, Basis::Pending)
+    }
+
+    pub fn missing() -> Self {
+        let text = "TEST cell of the matrix that no scenario covers";
+        Self::new(Outcome::Error, text, Basis::Missing)
+    }
+
+    pub fn not_selected() -> Self {
+        let text = "its scenario was not selected by --filter";
+        Self::new(Outcome::Skip, text, Basis::NotSelected)
+    }
+
+    pub fn outcome(&self) -> Outcome {
+        self.verdict.outcome
+    }
+
+    /// The short status shown in tables: pass / FAIL / ERROR / FLAKY / skipped / gap / ...
+    pub fn label(&self) -> &'static str {
+        match self.basis {
+            Basis::Runs => self.outcome().cell_label(),
+            Basis::Flaky { .. } => "FLAKY",
+            Basis::Gap { .. } => "gap",
+            Basis::Pending => "pending",
+            Basis::Missing => "MISSING",
+            Basis::NotSelected => "not selected",
+        }
+    }
+
+    /// Whether this verdict makes the run fail (exit code 1): failed (flaky too), errored
+    /// (a missing scenario too) or not run.
     pub fn fails_run(&self) -> bool {
         matches!(
-            self,
-            CellVerdict::Failed { .. }
-                | CellVerdict::Errored { .. }
-                | CellVerdict::Flaky { .. }
-                | CellVerdict::Missing
-                | CellVerdict::NotRun { .. }
+            self.outcome(),
+            Outcome::Fail | Outcome::Error | Outcome::NotRun
         )
+    }
+
+    /// Skipped for a reason of its own (the matrix's SKIP, or an environment limit), not as
+    /// pending or not selected.
+    pub fn is_skip(&self) -> bool {
+        self.outcome() == Outcome::Skip && self.basis == Basis::Runs
     }
 
     /// One line explaining the verdict (empty for a pass).
     pub fn explanation(&self) -> String {
-        match self {
-            CellVerdict::Passed => String::new(),
-            CellVerdict::Failed { message } | CellVerdict::Errored { message } => message.clone(),
-            CellVerdict::Flaky {
-                passed,
-                runs,
-                failures,
-            } => format!(
-                "passed {passed} of {runs} runs; {}",
-                failures.first().map(String::as_str).unwrap_or_default()
-            ),
-            CellVerdict::Skipped { reason } => reason.clone(),
-            CellVerdict::Gap { observed, .. } => format!("observed: {observed}"),
-            CellVerdict::Pending { reason } => format!("TEST cell not run: {reason}"),
-            CellVerdict::Missing => "TEST cell of the matrix that no scenario covers".into(),
-            CellVerdict::NotSelected => "its scenario was not selected by --filter".into(),
-            CellVerdict::NotRun { reason } => reason.clone(),
+        let message = &self.verdict.message;
+        match self.basis {
+            Basis::Gap { .. } => format!("observed: {message}"),
+            Basis::Pending => format!("TEST cell not run: {message}"),
+            _ => message.clone(),
         }
     }
 }
@@ -116,9 +166,10 @@ impl CellVerdict {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CellRunSummary {
     pub run: u32,
-    pub verdict: RunVerdict,
-    pub numbers: BTreeMap<String, f64>,
+    /// The cell's verdict in this run, as `result.json` has it, numbers included.
+    pub verdict: Verdict,
     pub evidence_dir: PathBuf,
+    /// The cell's own share of the run's time ([`cell_share_ms`]).
     pub duration_ms: f64,
 }
 
@@ -137,14 +188,25 @@ pub struct CellReport {
 
 impl CellReport {
     /// Medians over runs of every number any run measured.
+    /// Counts (every number not named `*_ms`) take the lower median, a value some run really
+    /// had: two runs with 0 and 1 retries have a median of 0 retries, not 0.5.
     pub fn median_numbers(&self) -> BTreeMap<String, f64> {
         let mut all: BTreeMap<String, Vec<f64>> = BTreeMap::new();
         for r in &self.runs {
-            for (k, v) in &r.numbers {
+            for (k, v) in &r.verdict.numbers {
                 all.entry(k.clone()).or_default().push(*v);
             }
         }
-        all.into_iter().map(|(k, v)| (k, median(v))).collect()
+        all.into_iter()
+            .map(|(k, v)| {
+                let m = if is_duration(&k) {
+                    median(v)
+                } else {
+                    lower_median(v)
+                };
+                (k, m)
+            })
+            .collect()
     }
 
     /// The JUnit classname: the covering scenario's id, or the row's (`s3-network-partition`)
@@ -175,6 +237,50 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// Under `--flaky-is-pass`: every flaky cell passes (it stays flaky in the reports: JUnit
+/// writes it as a pass with its failed runs as `flakyFailure`s).
+pub fn flaky_is_pass(cells: &mut [CellReport]) {
+    for c in cells {
+        if matches!(c.verdict.basis, Basis::Flaky { .. }) {
+            c.verdict.verdict.outcome = Outcome::Pass;
+        }
+    }
+}
+
+/// A cell's own share of a run's time: each step's time divided among the cells it counts for
+/// (a step with no `cells` counts for every covered cell), the time outside steps (setup,
+/// teardown) divided evenly; so the cells of one scenario add up to the run, not to a
+/// multiple of it.
+pub fn cell_share_ms(run: &ScenarioRun, cell: &CellId) -> f64 {
+    let covered = run.cells.len().max(1) as f64;
+    let mut in_steps = 0.0;
+    let mut mine = 0.0;
+    for s in &run.steps {
+        let took = (s.end_ms - s.start_ms).max(0.0);
+        in_steps += took;
+        if s.cells.is_empty() {
+            mine += took / covered;
+        } else if s.cells.contains(cell) {
+            mine += took / s.cells.len() as f64;
+        }
+    }
+    mine + (run.duration_ms - in_steps).max(0.0) / covered
+}
+
+/// Whether a measurement is a time (`reconnect_ms`, `x_ms@step9`) rather than a count.
+fn is_duration(name: &str) -> bool {
+    name.split('@').next().unwrap_or(name).ends_with("_ms")
+}
+
+/// The lower of the two middle values (the middle one of an odd count).
+fn lower_median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[(v.len() - 1) / 2]
+}
+
 /// Gives every matrix cell its verdict from the runs that happened.
 pub fn build(suite: &Suite, runs: &[ScenarioRun], interrupted: bool) -> Vec<CellReport> {
     suite
@@ -194,16 +300,18 @@ fn cell_report(
     let covering = suite.covering(&mc.cell);
     let selected = covering.is_some_and(|f| suite.selected.contains(&f.scenario.id));
     let coverage = covering.and_then(|f| f.scenario.covers.iter().find(|c| c.cell == mc.cell));
-    let gap_text = |observed: String| CellVerdict::Gap {
-        gap: coverage
-            .and_then(|c| c.gap.clone())
-            .or_else(|| mc.gap.clone())
-            .unwrap_or_default(),
-        recommendation: coverage
-            .and_then(|c| c.recommendation.clone())
-            .or_else(|| mc.recommendation.clone())
-            .unwrap_or_default(),
-        observed,
+    let gap_text = |observed: String| {
+        CellVerdict::gap(
+            coverage
+                .and_then(|c| c.gap.clone())
+                .or_else(|| mc.gap.clone())
+                .unwrap_or_default(),
+            coverage
+                .and_then(|c| c.recommendation.clone())
+                .or_else(|| mc.recommendation.clone())
+                .unwrap_or_default(),
+            observed,
+        )
     };
 
     let mut cell_runs: Vec<CellRunSummary> = Vec::new();
@@ -218,18 +326,15 @@ fn cell_report(
                 cell_runs.push(CellRunSummary {
                     run: r.run,
                     verdict: c.verdict.clone(),
-                    numbers: c.numbers.clone(),
                     evidence_dir: r.evidence_dir.clone(),
-                    duration_ms: r.duration_ms,
+                    duration_ms: cell_share_ms(r, &mc.cell),
                 });
             }
         }
     }
 
     let verdict = match (mc.status, covering, selected) {
-        (CellStatus::Skip, _, _) => CellVerdict::Skipped {
-            reason: mc.reason.clone().unwrap_or_default(),
-        },
+        (CellStatus::Skip, _, _) => CellVerdict::skipped(mc.reason.clone().unwrap_or_default()),
         (CellStatus::DocGap, None, _) => gap_text(
             mc.observed
                 .clone()
@@ -245,12 +350,10 @@ fn cell_report(
         }
         (CellStatus::DocGap, Some(_), true) => gap_text(observed_text(&cell_runs, interrupted)),
         (CellStatus::Test, None, _) => match &mc.pending {
-            Some(reason) => CellVerdict::Pending {
-                reason: reason.clone(),
-            },
-            None => CellVerdict::Missing,
+            Some(reason) => CellVerdict::pending(reason.clone()),
+            None => CellVerdict::missing(),
         },
-        (CellStatus::Test, Some(_), false) => CellVerdict::NotSelected,
+        (CellStatus::Test, Some(_), false) => CellVerdict::not_selected(),
         (CellStatus::Test, Some(_), true) => test_verdict(&cell_runs, interrupted),
     };
 
@@ -280,31 +383,25 @@ fn not_run_reason(interrupted: bool) -> String {
 /// TEST cells: pass only if every run that ran passed.
 fn test_verdict(runs: &[CellRunSummary], interrupted: bool) -> CellVerdict {
     if runs.is_empty() {
-        return CellVerdict::NotRun {
-            reason: not_run_reason(interrupted),
-        };
+        return CellVerdict::not_run(not_run_reason(interrupted));
     }
     let ran: Vec<&CellRunSummary> = runs
         .iter()
-        .filter(|r| !matches!(r.verdict, RunVerdict::Skipped { .. }))
+        .filter(|r| r.verdict.outcome != Outcome::Skip)
         .collect();
     if ran.is_empty() {
-        let RunVerdict::Skipped { reason } = &runs[0].verdict else {
-            unreachable!("every run was skipped")
-        };
-        return CellVerdict::Skipped {
-            reason: reason.clone(),
-        };
+        return CellVerdict::skipped(runs[0].verdict.message.clone());
     }
     let multi = ran.len() > 1;
     let failure_of = |r: &CellRunSummary| -> Option<String> {
-        let msg = match &r.verdict {
-            RunVerdict::Failed { message } => message.clone(),
-            RunVerdict::Errored { message } => format!("error: {message}"),
-            RunVerdict::Observed { text } => {
-                format!("a TEST cell produced an observation instead of a verdict: {text}")
+        let message = &r.verdict.message;
+        let msg = match r.verdict.outcome {
+            Outcome::Fail => message.clone(),
+            Outcome::Error | Outcome::NotRun => format!("error: {message}"),
+            Outcome::Observed => {
+                format!("a TEST cell produced an observation instead of a verdict: {message}")
             }
-            RunVerdict::Passed | RunVerdict::Skipped { .. } => return None,
+            Outcome::Pass | Outcome::Skip => return None,
         };
         Some(if multi {
             format!("run {}: {msg}", r.run)
@@ -315,35 +412,22 @@ fn test_verdict(runs: &[CellRunSummary], interrupted: bool) -> CellVerdict {
     let failures: Vec<String> = ran.iter().filter_map(|r| failure_of(r)).collect();
     let passed = ran.len() - failures.len();
     if failures.is_empty() {
-        CellVerdict::Passed
+        CellVerdict::passed()
     } else if passed > 0 {
-        CellVerdict::Flaky {
-            passed,
-            runs: ran.len(),
-            failures,
-        }
-    } else if ran
-        .iter()
-        .all(|r| matches!(r.verdict, RunVerdict::Errored { .. }))
-    {
-        let RunVerdict::Errored { message } = &ran[0].verdict else {
-            unreachable!("all runs errored")
-        };
-        CellVerdict::Errored {
-            message: if multi {
-                format!("{message} (all {} runs errored)", ran.len())
-            } else {
-                message.clone()
-            },
-        }
+        CellVerdict::flaky(passed, ran.len(), failures)
+    } else if ran.iter().all(|r| r.verdict.outcome == Outcome::Error) {
+        let message = &ran[0].verdict.message;
+        CellVerdict::errored(if multi {
+            format!("{message} (all {} runs errored)", ran.len())
+        } else {
+            message.clone()
+        })
     } else {
-        CellVerdict::Failed {
-            message: if multi {
-                format!("{} (failed in all {} runs)", failures[0], ran.len())
-            } else {
-                failures[0].clone()
-            },
-        }
+        CellVerdict::failed(if multi {
+            format!("{} (failed in all {} runs)", failures[0], ran.len())
+        } else {
+            failures[0].clone()
+        })
     }
 }
 
@@ -354,13 +438,16 @@ fn observed_text(runs: &[CellRunSummary], interrupted: bool) -> String {
     }
     let texts: Vec<String> = runs
         .iter()
-        .map(|r| match &r.verdict {
-            RunVerdict::Observed { text } => text.clone(),
-            RunVerdict::Errored { message } | RunVerdict::Failed { message } => {
-                format!("observation incomplete: {message}")
+        .map(|r| {
+            let message = &r.verdict.message;
+            match r.verdict.outcome {
+                Outcome::Observed => message.clone(),
+                Outcome::Error | Outcome::Fail | Outcome::NotRun => {
+                    format!("observation incomplete: {message}")
+                }
+                Outcome::Skip => format!("not observed: {message}"),
+                Outcome::Pass => "the observation steps completed".to_owned(),
             }
-            RunVerdict::Skipped { reason } => format!("not observed: {reason}"),
-            RunVerdict::Passed => "the observation steps completed".to_owned(),
         })
         .collect();
     if texts.iter().all(|t| *t == texts[0]) {
@@ -405,18 +492,19 @@ impl Totals {
     pub fn of(cells: &[CellReport]) -> Totals {
         let mut t = Totals::default();
         for c in cells {
-            match c.verdict {
-                CellVerdict::Passed => t.passed += 1,
-                CellVerdict::Failed { .. } => t.failed += 1,
-                CellVerdict::Flaky { .. } => t.flaky += 1,
-                CellVerdict::Errored { .. } | CellVerdict::Missing | CellVerdict::NotRun { .. } => {
-                    t.errored += 1
+            let counter = match (&c.verdict.basis, c.verdict.outcome()) {
+                (Basis::Flaky { .. }, _) => &mut t.flaky,
+                (Basis::Gap { .. }, _) | (Basis::Runs, Outcome::Observed) => &mut t.gaps,
+                (Basis::Pending, _) => &mut t.pending,
+                (Basis::Missing, _) | (Basis::Runs, Outcome::Error | Outcome::NotRun) => {
+                    &mut t.errored
                 }
-                CellVerdict::Skipped { .. } => t.skipped += 1,
-                CellVerdict::Gap { .. } => t.gaps += 1,
-                CellVerdict::Pending { .. } => t.pending += 1,
-                CellVerdict::NotSelected => t.not_selected += 1,
-            }
+                (Basis::NotSelected, _) => &mut t.not_selected,
+                (Basis::Runs, Outcome::Pass) => &mut t.passed,
+                (Basis::Runs, Outcome::Fail) => &mut t.failed,
+                (Basis::Runs, Outcome::Skip) => &mut t.skipped,
+            };
+            *counter += 1;
         }
         t
     }
@@ -431,7 +519,7 @@ pub fn exit_code(cells: &[CellReport], interrupted: bool, allow_skips: bool) -> 
     let tested = totals.passed + totals.failed + totals.flaky + totals.errored;
     let skipped_test = cells
         .iter()
-        .any(|c| c.status == CellStatus::Test && matches!(c.verdict, CellVerdict::Skipped { .. }));
+        .any(|c| c.status == CellStatus::Test && c.verdict.is_skip());
     if interrupted {
         exit::INTERRUPTED
     } else if cells.iter().any(|c| c.verdict.fails_run()) {
@@ -447,18 +535,17 @@ pub fn exit_code(cells: &[CellReport], interrupted: bool, allow_skips: bool) -> 
 pub(crate) mod tests {
     use super::*;
 
-    pub fn summary(run: u32, verdict: RunVerdict, reconnect_ms: f64) -> CellRunSummary {
+    pub fn summary(run: u32, verdict: Verdict, reconnect_ms: f64) -> CellRunSummary {
         CellRunSummary {
             run,
-            verdict,
-            numbers: BTreeMap::from([("reconnect_ms".to_owned(), reconnect_ms)]),
+            verdict: verdict.with("reconnect_ms", reconnect_ms),
             evidence_dir: PathBuf::from(format!("reconnect-results/s1/run-{run}")),
             duration_ms: 1000.0,
         }
     }
 
-    fn failed(m: &str) -> RunVerdict {
-        RunVerdict::Failed { message: m.into() }
+    fn failed(m: &str) -> Verdict {
+        Verdict::fail(m)
     }
 
     fn cell(id: &str, status: CellStatus, verdict: CellVerdict) -> CellReport {
@@ -476,19 +563,11 @@ pub(crate) mod tests {
     #[test]
     fn a_skipped_test_cell_makes_the_run_incomplete_unless_skips_are_allowed() {
         use crate::cli::exit;
-        let skipped = || CellVerdict::Skipped {
-            reason: "no iptables".into(),
-        };
-        let passed = cell("S1/chainfire", CellStatus::Test, CellVerdict::Passed);
+        let skipped = || CellVerdict::skipped("no iptables");
+        let passed = cell("S1/chainfire", CellStatus::Test, CellVerdict::passed());
         let skipped_test = cell("S3/chainfire", CellStatus::Test, skipped());
         let skip_cell = cell("S3/iam", CellStatus::Skip, skipped());
-        let failed_cell = cell(
-            "S2/flaredb",
-            CellStatus::Test,
-            CellVerdict::Failed {
-                message: "x".into(),
-            },
-        );
+        let failed_cell = cell("S2/flaredb", CellStatus::Test, CellVerdict::failed("x"));
         let all = |cells: &[&CellReport]| cells.iter().map(|c| (*c).clone()).collect::<Vec<_>>();
         // A matrix SKIP cell is the note's decision, not an environment limit.
         assert_eq!(
@@ -519,27 +598,23 @@ pub(crate) mod tests {
     #[test]
     fn all_passing_runs_pass() {
         let runs = [
-            summary(1, RunVerdict::Passed, 1.0),
-            summary(2, RunVerdict::Passed, 3.0),
+            summary(1, Verdict::pass(""), 1.0),
+            summary(2, Verdict::pass(""), 3.0),
         ];
-        assert_eq!(test_verdict(&runs, false), CellVerdict::Passed);
+        assert_eq!(test_verdict(&runs, false), CellVerdict::passed());
     }
 
     #[test]
     fn a_cell_that_passes_only_sometimes_is_flaky_and_fails_the_run() {
         let runs = [
-            summary(1, RunVerdict::Passed, 1.0),
+            summary(1, Verdict::pass(""), 1.0),
             summary(2, failed("expected ok, got timeout"), 1.0),
-            summary(3, RunVerdict::Passed, 1.0),
+            summary(3, Verdict::pass(""), 1.0),
         ];
         let v = test_verdict(&runs, false);
         assert_eq!(
             v,
-            CellVerdict::Flaky {
-                passed: 2,
-                runs: 3,
-                failures: vec!["run 2: expected ok, got timeout".into()]
-            }
+            CellVerdict::flaky(2, 3, vec!["run 2: expected ok, got timeout".into()])
         );
         assert!(v.fails_run());
         assert_eq!(v.label(), "FLAKY");
@@ -550,42 +625,29 @@ pub(crate) mod tests {
         let runs = [summary(1, failed("a"), 1.0), summary(2, failed("b"), 1.0)];
         assert_eq!(
             test_verdict(&runs, false),
-            CellVerdict::Failed {
-                message: "run 1: a (failed in all 2 runs)".into()
-            }
+            CellVerdict::failed("run 1: a (failed in all 2 runs)")
         );
     }
 
     #[test]
     fn skipped_runs_are_never_passes() {
-        let runs = [summary(
-            1,
-            RunVerdict::Skipped {
-                reason: "iptables unavailable".into(),
-            },
-            1.0,
-        )];
+        let runs = [summary(1, Verdict::skip("iptables unavailable"), 1.0)];
         let v = test_verdict(&runs, false);
-        assert_eq!(
-            v,
-            CellVerdict::Skipped {
-                reason: "iptables unavailable".into()
-            }
-        );
+        assert_eq!(v, CellVerdict::skipped("iptables unavailable"));
         assert!(!v.fails_run());
     }
 
     #[test]
     fn no_runs_is_not_run_and_fails() {
         let v = test_verdict(&[], true);
-        assert!(matches!(v, CellVerdict::NotRun { ref reason } if reason.contains("interrupted")));
+        assert_eq!(v.outcome(), Outcome::NotRun);
+        assert!(v.verdict.message.contains("interrupted"), "{v:?}");
         assert!(v.fails_run());
     }
 
     #[test]
     fn observations_that_agree_across_runs_are_summarised_once() {
-        let observed =
-            |run, text: &str| summary(run, RunVerdict::Observed { text: text.into() }, 1.0);
+        let observed = |run, text: &str| summary(run, Verdict::observed(text), 1.0);
         let same = [
             observed(1, "as documented: ended 8 ms after the kill"),
             observed(2, "as documented: ended 5 ms after the kill"),
@@ -619,15 +681,73 @@ pub(crate) mod tests {
             status: CellStatus::Test,
             origin: Origin::Note,
             scenario: None,
-            verdict: CellVerdict::Passed,
+            verdict: CellVerdict::passed(),
             runs: vec![
-                summary(1, RunVerdict::Passed, 900.0),
-                summary(2, RunVerdict::Passed, 100.0),
-                summary(3, RunVerdict::Passed, 500.0),
+                summary(1, Verdict::pass(""), 900.0),
+                summary(2, Verdict::pass(""), 100.0),
+                summary(3, Verdict::pass(""), 500.0),
             ],
         };
         assert_eq!(report.median_numbers()["reconnect_ms"], 500.0);
         assert_eq!(report.classname(), "s1-raft-recovery");
+        // Counts are counts: of 0 and 1 retries the median is a run's own 0, times average.
+        let two = CellReport {
+            runs: vec![
+                summary(1, Verdict::pass("").with("retries", 0.0), 100.0),
+                summary(2, Verdict::pass("").with("retries", 1.0), 200.0),
+            ],
+            ..report
+        };
+        assert_eq!(two.median_numbers()["retries"], 0.0);
+        assert_eq!(two.median_numbers()["reconnect_ms"], 150.0);
+    }
+
+    #[test]
+    fn a_cells_time_is_its_own_share_of_the_run() {
+        use crate::report::run::{CellRun, StepReport};
+        let a: CellId = "S5/chainfire".parse().unwrap();
+        let b: CellId = "S5/chainfire/reconnecting-watch".parse().unwrap();
+        let step = |start_ms: f64, end_ms: f64, cells: Vec<CellId>| StepReport {
+            index: 1,
+            kind: "x".into(),
+            description: "x".into(),
+            is_fault: false,
+            start_ms,
+            end_ms,
+            verdict: Verdict::pass(""),
+            cells,
+        };
+        let cell = |cell: &CellId| CellRun {
+            cell: cell.clone(),
+            status: CellStatus::Test,
+            verdict: Verdict::pass(""),
+        };
+        let run = ScenarioRun {
+            scenario_id: "s5".into(),
+            title: "t".into(),
+            run: 1,
+            seed: 1,
+            base_seed: 3,
+            evidence_dir: "e".into(),
+            network: "n".into(),
+            started_unix_s: 0.0,
+            duration_ms: 10_000.0,
+            setup_error: None,
+            // 2 s for both, 4 s for the watch's check alone, 2 s outside the steps.
+            steps: vec![
+                step(0.0, 2000.0, vec![]),
+                step(2000.0, 6000.0, vec![b.clone()]),
+                step(6000.0, 8000.0, vec![a.clone(), b.clone()]),
+            ],
+            cells: vec![cell(&a), cell(&b)],
+            teardown: vec![],
+        };
+        assert_eq!(cell_share_ms(&run, &a), 1000.0 + 1000.0 + 1000.0);
+        assert_eq!(cell_share_ms(&run, &b), 1000.0 + 4000.0 + 1000.0 + 1000.0);
+        assert_eq!(
+            cell_share_ms(&run, &a) + cell_share_ms(&run, &b),
+            run.duration_ms
+        );
     }
 
     #[test]
@@ -650,13 +770,13 @@ pub(crate) mod tests {
                 .verdict
                 .clone()
         };
-        assert!(matches!(by_id("S1/chainfire"), CellVerdict::NotRun { .. }));
-        assert_eq!(by_id("S3/chainfire"), CellVerdict::NotSelected);
-        assert!(matches!(by_id("S3/iam"), CellVerdict::Skipped { .. }));
-        assert!(matches!(by_id("S4/iam"), CellVerdict::Gap { .. }));
+        assert_eq!(by_id("S1/chainfire").label(), "NOT RUN");
+        assert_eq!(by_id("S3/chainfire"), CellVerdict::not_selected());
+        assert_eq!(by_id("S3/iam").label(), "skipped");
+        assert_eq!(by_id("S4/iam").label(), "gap");
         assert!(matches!(
-            by_id("S2/flaredb"),
-            CellVerdict::Pending { .. } | CellVerdict::NotSelected
+            by_id("S2/flaredb").basis,
+            Basis::Pending | Basis::NotSelected
         ));
     }
 }

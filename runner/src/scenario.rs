@@ -1,10 +1,14 @@
 //! Scenario files: the typed model ([`model`]), node selectors ([`target`]), finding and
-//! parsing files ([`load`]), reference checks ([`validate`]), the JSON Schema ([`schema`]) and
+//! parsing files ([`load`]), reference checks ([`validate`]), the server flags a scenario may
+//! set ([`flags`]), the JSON Schema ([`schema`]) and
 //! [`Suite`]: the matrix plus every selected scenario, checked together before anything runs.
 
 mod describe;
+pub mod flags;
 mod load;
 mod model;
+#[cfg(test)]
+mod no_panic;
 mod problem;
 mod schema;
 mod target;
@@ -48,20 +52,7 @@ impl Suite {
         // The scenarios next to the matrix are always known, so a cell covered by a scenario
         // that was not named on the command line shows as "not selected", not as missing.
         let named = load::discover(&args.paths);
-        let files = named.map(|mut named| {
-            let matrix_dir = matrix_path
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."));
-            let named_set: Vec<PathBuf> = named.iter().map(|p| canonical(p)).collect();
-            for sibling in load::discover(&[matrix_dir.to_owned()]).unwrap_or_default() {
-                if !named_set.contains(&canonical(&sibling)) {
-                    named.push(sibling);
-                }
-            }
-            (named_set, named)
-        });
-        let (matrix, (named, files)) = match (matrix, files) {
+        let (matrix, named) = match (matrix, named) {
             (Ok(m), Ok(f)) => (m, f),
             (m, f) => {
                 problems.0.extend(m.err().into_iter().flat_map(|p| p.0));
@@ -69,9 +60,19 @@ impl Suite {
                 return Err(problems);
             }
         };
+        let matrix_dir = matrix_path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let named_set: Vec<PathBuf> = named.iter().map(|p| canonical(p)).collect();
+        let siblings: Vec<PathBuf> = load::discover(&[matrix_dir.to_owned()])
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| !named_set.contains(&canonical(p)))
+            .collect();
         let mut scenarios = Vec::new();
-        for path in files {
-            match parse_file(&path) {
+        for path in &named {
+            match parse_file(path) {
                 Ok(file) => {
                     problems.0.extend(validate::validate(&file, &matrix).0);
                     scenarios.push(file);
@@ -79,6 +80,30 @@ impl Suite {
                 Err(p) => problems.push(p),
             }
         }
+        // A scenario named on the command line (a draft anywhere) stands in for the matrix's
+        // own scenario of the same id or of any same cell: that one is left out.
+        for path in siblings {
+            let file = match parse_file(&path) {
+                Ok(file) => file,
+                Err(p) => {
+                    problems.push(p);
+                    continue;
+                }
+            };
+            let replaced = scenarios.iter().any(|named: &ScenarioFile| {
+                named.scenario.id == file.scenario.id
+                    || named
+                        .scenario
+                        .covers
+                        .iter()
+                        .any(|c| file.scenario.covers.iter().any(|s| s.cell == c.cell))
+            });
+            if !replaced {
+                problems.0.extend(validate::validate(&file, &matrix).0);
+                scenarios.push(file);
+            }
+        }
+        let named = named_set;
         problems
             .0
             .extend(cross_checks(&matrix, &matrix_path, &scenarios).0);
@@ -299,5 +324,38 @@ mod tests {
             err.contains("matrix.yaml:3:5: cell S1/chainfire is marked pending"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_draft_anywhere_stands_in_for_the_matrix_scenario_of_its_cell() {
+        let dir = tempfile::tempdir().unwrap();
+        let committed =
+            std::fs::read_to_string(committed_scenarios().join("s4-chainfire-restart.yaml"))
+                .unwrap();
+        // The same cell under another id, in a folder of its own (no matrix beside it).
+        let draft = dir.path().join("my-s4.yaml");
+        std::fs::write(
+            &draft,
+            committed.replace("id: s4-chainfire-restart", "id: my-s4"),
+        )
+        .unwrap();
+        let suite = Suite::load(&SelectArgs {
+            paths: vec![draft],
+            matrix: Some(committed_scenarios().join(MATRIX_FILE_NAME)),
+            filter: None,
+        })
+        .unwrap_or_else(|p| panic!("{p}"));
+        assert_eq!(suite.selected, ["my-s4"]);
+        let s4: CellId = "S4/chainfire".parse().unwrap();
+        assert_eq!(suite.covering(&s4).unwrap().scenario.id, "my-s4");
+        assert!(
+            !suite
+                .scenarios
+                .iter()
+                .any(|f| f.scenario.id == "s4-chainfire-restart")
+        );
+        // The other cells are still known (reported as not selected, not missing).
+        let s1: CellId = "S1/chainfire".parse().unwrap();
+        assert!(suite.covering(&s1).is_some());
     }
 }

@@ -7,7 +7,7 @@
 //! history. Dropping the last clone SIGKILLs whatever is still running; `shutdown` does the same
 //! and reports what it killed.
 
-mod addresses;
+pub(crate) mod addresses;
 mod binaries;
 mod logs;
 mod process;
@@ -32,8 +32,9 @@ use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use serde::{Deserialize, Serialize};
 
+pub use addresses::claim_host_range;
 pub use addresses::{NodeAddresses, node_ip};
-pub use binaries::BinaryPaths;
+pub use binaries::{BinaryPaths, describe as describe_binary};
 pub use logs::{parse_leading_timestamp, strip_ansi, tail as log_tail};
 pub use process::{NodeProcess, kill_all_live_groups, live_groups};
 pub use status::ProbeStatus;
@@ -214,6 +215,8 @@ pub enum SupervisorError {
         service: Service,
         searched: Vec<PathBuf>,
     },
+    #[error("the {service} binary {} is not executable (chmod +x it, or point --bin-dir elsewhere)", .path.display())]
+    NotExecutable { service: Service, path: PathBuf },
     #[error("bad cluster: {0}")]
     BadCluster(String),
     #[error("{node}: {role} address {addr} is already in use: {source}")]
@@ -519,6 +522,26 @@ impl Supervisor {
         Ok(addrs)
     }
 
+    /// Writes a marker line into the log of every node of `service`, on the history's clock
+    /// (RFC 3339 and ms since the run began), e.g. at each fault the runner injects, so a node's
+    /// log shows where the fault fell among its own lines.
+    pub fn mark_logs(&self, service: Service, t_ms: f64, text: &str) {
+        let line = format!(
+            "=== reconnect-runner {} (+{t_ms:.0} ms): {text}\n",
+            self.inner.history.wall_time(t_ms)
+        );
+        for node in self.nodes(service) {
+            // O_APPEND: one write, so it lands whole between the node's own lines.
+            let appended = OpenOptions::new()
+                .append(true)
+                .open(&node.log_path)
+                .and_then(|mut log| log.write_all(line.as_bytes()));
+            if let Err(err) = appended {
+                tracing::warn!(node = %node.name, %err, "cannot mark the node's log");
+            }
+        }
+    }
+
     /// Every node of `service`, in index order.
     pub fn nodes(&self, service: Service) -> Vec<NodeInfo> {
         self.lock()
@@ -600,10 +623,11 @@ impl Supervisor {
             .append(true)
             .open(&info.log_path)
             .map_err(io_err)?;
-        let wall = chrono_like_now();
+        let t_ms = self.inner.history.now_ms();
+        let wall = self.inner.history.wall_time(t_ms);
         writeln!(
             log,
-            "=== reconnect-runner {wall}: starting {}: {} {}",
+            "=== reconnect-runner {wall} (+{t_ms:.0} ms): starting {}: {} {}",
             info.name,
             cmd.get_program().to_string_lossy(),
             cmd.get_args()
@@ -746,7 +770,11 @@ impl Supervisor {
     pub async fn wait_converged(&self, service: Service, bound: Duration) -> StatusRecord {
         let started = Instant::now();
         loop {
+            let sampled_at = Instant::now();
             let record = status_record(service, &self.sample(service).await);
+            // A status hashes the node's whole state: with MiB of data a sample is not free, so
+            // the next one waits at least as long as this one took (the cluster keeps its CPU).
+            let pause = Duration::from_millis(200).max(sampled_at.elapsed());
             let converged = !record.nodes.is_empty()
                 && record.nodes.iter().all(|n| n.error.is_none())
                 && record.nodes.windows(2).all(|w| {
@@ -756,7 +784,7 @@ impl Supervisor {
                 self.inner.history.record(EventKind::Status(record.clone()));
                 return record;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(pause).await;
         }
     }
 
@@ -778,6 +806,49 @@ impl Supervisor {
                     service,
                     waited: started.elapsed(),
                     statuses: describe_sample(&sample),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Like [`Supervisor::leader`], but the same leader at the same term must be reported by
+    /// every live node (none answering otherwise) for `stable` without a break: a node that
+    /// rejoins with a higher term can still depose a freshly agreed leader (openraft has no
+    /// PreVote), so a step that must not see an election waits for this first. Returns the
+    /// leader and how long after the call its unbroken run began.
+    pub async fn stable_leader(
+        &self,
+        service: Service,
+        stable: Duration,
+        bound: Duration,
+    ) -> Result<(usize, Duration), SupervisorError> {
+        let started = Instant::now();
+        let mut run: Option<(usize, u64, Duration)> = None;
+        loop {
+            let sample = self.sample(service).await;
+            let now = started.elapsed();
+            run = match unanimous_leader(&sample) {
+                Some((index, term)) => match run {
+                    Some(same @ (i, t, _)) if i == index && t == term => Some(same),
+                    _ => Some((index, term, now)),
+                },
+                None => None,
+            };
+            if let Some((index, _, since)) = run
+                && now - since >= stable
+            {
+                return Ok((index, since));
+            }
+            if now >= bound {
+                return Err(SupervisorError::NoLeader {
+                    service,
+                    waited: now,
+                    statuses: format!(
+                        "no leader held for {} ms; last: {}",
+                        stable.as_millis(),
+                        describe_sample(&sample)
+                    ),
                 });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1225,6 +1296,25 @@ fn agreed_leader(sample: &[(NodeInfo, Result<ProbeStatus, String>)]) -> Option<u
     (agreeing >= majority).then_some(index)
 }
 
+/// The leader and term every live node reports, when they all answer and all agree.
+fn unanimous_leader(sample: &[(NodeInfo, Result<ProbeStatus, String>)]) -> Option<(usize, u64)> {
+    let index = agreed_leader(sample)?;
+    let live: Vec<&(NodeInfo, Result<ProbeStatus, String>)> =
+        sample.iter().filter(|(info, _)| info.is_live()).collect();
+    let leader = live
+        .iter()
+        .find(|(info, _)| info.index == index)?
+        .1
+        .as_ref()
+        .ok()?;
+    live.iter()
+        .all(|(_, r)| {
+            r.as_ref()
+                .is_ok_and(|s| s.term == leader.term && s.leader_id == leader.node_id)
+        })
+        .then_some((index, leader.term))
+}
+
 fn describe_sample(sample: &[(NodeInfo, Result<ProbeStatus, String>)]) -> String {
     sample
         .iter()
@@ -1237,14 +1327,6 @@ fn describe_sample(sample: &[(NodeInfo, Result<ProbeStatus, String>)]) -> String
         })
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// Wall-clock time as seconds since the epoch with milliseconds, for log marker lines.
-fn chrono_like_now() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    format!("unix {}.{:03}", now.as_secs(), now.subsec_millis())
 }
 
 #[cfg(test)]
@@ -1301,6 +1383,32 @@ mod tests {
             (info(3), Err("down".into())),
         ];
         assert_eq!(agreed_leader(&sample), None, "1 of 3 is not a majority");
+    }
+
+    #[test]
+    fn a_stable_leader_needs_every_live_node_to_agree() {
+        let agreed = vec![
+            (info(1), status(1, "follower", 3, 2)),
+            (info(2), status(2, "leader", 3, 2)),
+            (info(3), status(3, "follower", 3, 2)),
+        ];
+        assert_eq!(unanimous_leader(&agreed), Some((2, 3)));
+        // A majority is a leader, but a rejoining candidate at a higher term can still depose it.
+        let mut campaigning = agreed.clone();
+        campaigning[2].1 = status(3, "candidate", 4, 0);
+        assert_eq!(agreed_leader(&campaigning), Some(2));
+        assert_eq!(unanimous_leader(&campaigning), None);
+        let mut silent = agreed.clone();
+        silent[2].1 = Err("deadline exceeded".into());
+        assert_eq!(
+            unanimous_leader(&silent),
+            None,
+            "a live node that does not answer"
+        );
+        // A node the run stopped on purpose is not asked.
+        let mut killed = silent;
+        killed[2].0.state = NodeState::Exited("killed by the run".into());
+        assert_eq!(unanimous_leader(&killed), Some((2, 3)));
     }
 
     #[test]

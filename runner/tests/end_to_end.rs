@@ -144,7 +144,18 @@ fn a_committed_scenario_runs_for_real_and_the_junit_reports_the_whole_matrix() {
         .parse()
         .unwrap();
     assert!(reconnect >= 0.0);
+    // The report names the binary that ran, with its version, as the evidence does.
+    let binary = property(&report, "binary.chainfire").unwrap();
+    assert!(
+        binary.starts_with(chainfire().to_str().unwrap()) && binary.ends_with("(chainfire 0.1.0)"),
+        "{binary}"
+    );
     let evidence = PathBuf::from(property(&report, "S4/chainfire.evidence").unwrap());
+    let listed = std::fs::read_to_string(evidence.parent().unwrap().join("binaries.txt"));
+    assert!(
+        listed.is_ok_and(|l| l.contains(&binary)),
+        "binaries.txt in the evidence root"
+    );
     for file in [
         "history.jsonl",
         "client.log",
@@ -364,11 +375,14 @@ fn bad_input_exits_2_and_names_the_position() {
     // A reference to a cluster the scenario does not start is caught before anything runs.
     let bad = WRONG_EXPECTATION.replace("  - put: {key: k2", "  - put: {service: flaredb, key: k2");
     std::fs::write(tmp.path().join("bad.yaml"), bad).unwrap();
+    let junit = tmp.path().join("out/junit.xml");
     let out = runner(&[
         "run",
         tmp.path().to_str().unwrap(),
         "--evidence",
         tmp.path().join("ev").to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
@@ -376,6 +390,13 @@ fn bad_input_exits_2_and_names_the_position() {
             .contains("bad.yaml:10:5: step 5 (put): targets flaredb")
     );
     assert!(!tmp.path().join("ev").exists(), "nothing ran");
+    // CI's JUnit publisher still gets a report, saying why nothing ran.
+    let report = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        report.contains(r#"errors="1""#) && report.contains("step 5 (put): targets flaredb"),
+        "{report}"
+    );
+    validate_against_xsd(&junit);
 }
 
 #[test]
@@ -390,6 +411,8 @@ fn a_missing_binary_exits_2_before_anything_runs() {
         "/nonexistent/chainfire",
         "--evidence",
         tmp.path().join("ev").to_str().unwrap(),
+        "--junit",
+        tmp.path().join("junit.xml").to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(
@@ -459,4 +482,230 @@ steps:
         "the median is a property"
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("pass x2"));
+}
+
+/// A `--host-network` runner killed with SIGKILL mid-partition leaves its worker's chain (and
+/// its DROP rules) in INPUT/OUTPUT; the next run finds the chain of a process that is gone,
+/// removes it and says so. Done inside a private network namespace that stands in for the host
+/// (`unshare -rn`), so the machine's own iptables are never touched.
+#[test]
+fn the_next_host_network_run_removes_the_chain_a_killed_run_left() {
+    if namespaces_disabled("the_next_host_network_run_removes_the_chain_a_killed_run_left") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("matrix.yaml"), NEGATIVE_MATRIX).unwrap();
+    std::fs::write(
+        tmp.path().join("cut.yaml"),
+        r#"id: s1-cut
+title: A partition the runner never heals (it is killed)
+covers:
+  - {cell: S1/chainfire, status: TEST}
+clusters:
+  chainfire: {nodes: 3}
+steps:
+  - wait_for_leader: {within_ms: 20000}
+  - partition: {node: leader, name: cut}
+  - sleep: {ms: 60000}
+  - heal: {}
+  - check_reconnect: {from: cut, until: first_ok, max_ms: 30000}
+  - check_linearizable: {}
+"#,
+    )
+    .unwrap();
+    std::fs::create_dir(tmp.path().join("q")).unwrap();
+    std::fs::write(tmp.path().join("q/matrix.yaml"), NEGATIVE_MATRIX).unwrap();
+    std::fs::write(
+        tmp.path().join("q/quick.yaml"),
+        r#"id: s1-quick
+title: A short run after the killed one
+covers:
+  - {cell: S1/chainfire, status: TEST}
+clusters:
+  chainfire: {nodes: 3}
+steps:
+  - wait_for_leader: {within_ms: 20000}
+  - put: {key: k, value: v, expect: {within_ms: 10000}}
+  - kill: {node: follower, name: killed}
+  - put: {key: k2, value: v, expect: {within_ms: 10000}}
+  - check_reconnect: {from: killed, until: first_ok, max_ms: 30000}
+"#,
+    )
+    .unwrap();
+    let script = format!(
+        r#"set -u
+ip link set lo up
+'{runner}' run cut.yaml --host-network --chainfire-bin '{cf}' --junit j1.xml --evidence ev1 >run1.log 2>&1 &
+runner=$!
+for _ in $(seq 1 100); do
+  iptables -S | grep -q -- '-A RECONNECT-' && break
+  sleep 0.2
+done
+# SIGKILL to the runner and to its worker (the chain is named after the worker's pid); the
+# nodes follow by their parent-death signal. Never pkill: other tests' nodes run here too.
+worker=$(iptables -S | sed -n 's/^-N RECONNECT-//p' | head -1)
+kill -9 $runner $worker
+sleep 1
+echo "--- before"
+iptables -S
+'{runner}' run q/quick.yaml --host-network --chainfire-bin '{cf}' --junit j2.xml --evidence ev2 >run2.log 2>&1
+echo "--- run2 exit $?"
+cat run2.log
+echo "--- after"
+iptables -S
+"#,
+        runner = RUNNER,
+        cf = chainfire().display()
+    );
+    std::fs::write(tmp.path().join("kill-and-rerun.sh"), &script).unwrap();
+    let out = Command::new("unshare")
+        .args(["-rn", "sh", "kill-and-rerun.sh"])
+        .current_dir(tmp.path())
+        .output()
+        .expect("unshare runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (before, rest) = stdout.split_once("--- run2 exit").unwrap_or((&stdout, ""));
+    let (run2, after) = rest.split_once("--- after").unwrap_or((rest, ""));
+    assert!(
+        before.contains("-A RECONNECT-") && before.contains("-j DROP"),
+        "the killed run left its chain with DROP rules:\n{}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        run2.contains("removed the leftover iptables chain RECONNECT-"),
+        "the next run says it removed it:\n{stdout}"
+    );
+    assert!(
+        !after.contains("RECONNECT-"),
+        "no chain of the killed run is left:\n{after}"
+    );
+    assert!(
+        run2.starts_with(" 0"),
+        "the next run, on its own address range, passes:\n{run2}"
+    );
+    // Everything of that run, nodes and client proxies alike, lived in its one claimed range
+    // 127.X.*.* (X >= 200); only its clients' own side is 127.0.0.1.
+    let history = std::fs::read_to_string(tmp.path().join("ev2/s1-quick/history.jsonl"))
+        .expect("the second run's history");
+    let ips: std::collections::BTreeSet<[u8; 4]> = history
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter_map(|w| w.parse::<std::net::Ipv4Addr>().ok())
+        .map(|ip| ip.octets())
+        .filter(|o| *o != [127, 0, 0, 1])
+        .collect();
+    let ranges: std::collections::BTreeSet<u8> = ips.iter().map(|o| o[1]).collect();
+    assert!(
+        ips.len() >= 3 && ranges.len() == 1 && ranges.iter().all(|x| *x >= 200),
+        "every address of a host-network run is in its own range: {ips:?}"
+    );
+}
+
+/// `up` keeps a scenario's clusters running in their namespace and prints how to reach them:
+/// the printed commands work verbatim (chainfire-ctl and flaredb-ctl through nsenter), and a
+/// SIGINT to `up` stops every node.
+#[test]
+fn up_serves_the_clusters_until_interrupted_and_its_printed_commands_reach_them() {
+    use std::io::{BufRead, BufReader};
+    if namespaces_disabled("up_serves_the_clusters_until_interrupted") {
+        return;
+    }
+    let ctl_dir = Path::new(RUNNER).parent().unwrap();
+    if !ctl_dir.join("chainfire-ctl").is_file() || !ctl_dir.join("flaredb-ctl").is_file() {
+        panic!(
+            "chainfire-ctl / flaredb-ctl are not built next to the runner in {}: cargo build --workspace",
+            ctl_dir.display()
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let mut up = Command::new(RUNNER)
+        .arg("up")
+        .arg(workspace().join("scenarios/s2-flaredb-pd-reconnect.yaml"))
+        .arg("--evidence")
+        .arg(tmp.path())
+        .arg("--chainfire-bin")
+        .arg(chainfire())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(up.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let ready = line == "reconnect-runner up: ready";
+        lines.push(line);
+        if ready {
+            break;
+        }
+    }
+    let text = lines.join("\n");
+    let command = |ctl: &str| -> Vec<String> {
+        let line = lines
+            .iter()
+            .find(|l| l.contains(ctl) && l.trim_start().starts_with("nsenter"))
+            .unwrap_or_else(|| panic!("no {ctl} command in:\n{text}"));
+        // Without its closing `status`: the test asks its own questions.
+        let mut words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        assert_eq!(words.pop().as_deref(), Some("status"), "{line}");
+        words
+    };
+    let ask = |words: &[String], args: &[&str]| -> String {
+        let out = Command::new(&words[0])
+            .args(&words[1..])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{words:?} {args:?}: {}",
+            text_of(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let cf = command("chainfire-ctl");
+    assert!(ask(&cf, &["put", "greeting", "hello"]).starts_with("OK greeting"));
+    assert_eq!(ask(&cf, &["get", "greeting"]).trim(), "hello");
+    let status = ask(&cf, &["--json", "status"]);
+    assert_eq!(status.lines().count(), 3, "{status}");
+    assert!(status.contains("\"role\":\"leader\""), "{status}");
+    let fdb = command("flaredb-ctl");
+    assert!(ask(&fdb, &["put", "user/1", "ada"]).starts_with("OK user/1"));
+    assert_eq!(ask(&fdb, &["get", "user/1"]).trim(), "ada");
+    assert!(ask(&fdb, &["members"]).contains("(leader)"));
+
+    let pids: Vec<i32> = lines
+        .iter()
+        .filter_map(|l| l.split(" pid ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert_eq!(pids.len(), 6, "{text}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(up.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = up.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "up stops cleanly on SIGINT");
+    // SIGKILLed with their process groups: gone (or a zombie) within moments.
+    let running = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pids.iter().any(|p| running(*p)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for pid in pids {
+        assert!(
+            !running(pid),
+            "node pid {pid} is still running after up stopped"
+        );
+    }
+}
+
+fn text_of(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }

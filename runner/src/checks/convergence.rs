@@ -5,23 +5,20 @@ use std::collections::BTreeMap;
 
 use crate::history::{Event, Service, statuses};
 
-use super::CheckResult;
-
-const NAME: &str = "replicas-converge";
+use crate::verdict::Verdict;
 
 /// Judges the last status sample of `service` in the history.
-pub fn replicas_converge(events: &[Event], service: Service) -> CheckResult {
+pub fn replicas_converge(events: &[Event], service: Service) -> Verdict {
     let Some((_, sample)) = statuses(events)
         .filter(|(_, s)| s.service == service)
         .last()
     else {
-        return CheckResult::fail(
-            NAME,
-            format!("expected a status sample of every {service} node, but none was taken"),
-        );
+        return Verdict::fail(format!(
+            "expected a status sample of every {service} node, but none was taken"
+        ));
     };
     if sample.nodes.is_empty() {
-        return CheckResult::fail(NAME, format!("the {service} status sample lists no node"));
+        return Verdict::fail(format!("the {service} status sample lists no node"));
     }
     let down: Vec<String> = sample
         .nodes
@@ -37,15 +34,12 @@ pub fn replicas_converge(events: &[Event], service: Service) -> CheckResult {
     }
     let nodes = sample.nodes.len() as f64;
     let result = if !down.is_empty() {
-        CheckResult::fail(
-            NAME,
-            format!(
-                "expected all {} {service} nodes to report their state digest; {} did not ({})",
-                sample.nodes.len(),
-                down.len(),
-                down.join("; ")
-            ),
-        )
+        Verdict::fail(format!(
+            "expected all {} {service} nodes to report their state digest; {} did not ({})",
+            sample.nodes.len(),
+            down.len(),
+            down.join("; ")
+        ))
     } else if groups.len() > 1 {
         let described: Vec<String> = groups
             .iter()
@@ -53,24 +47,18 @@ pub fn replicas_converge(events: &[Event], service: Service) -> CheckResult {
                 format!("{} = {}", names.join(", "), &digest[..digest.len().min(16)])
             })
             .collect();
-        CheckResult::fail(
-            NAME,
-            format!(
-                "expected equal state digests on all {service} nodes; found {} different: {}",
-                groups.len(),
-                described.join("; ")
-            ),
-        )
+        Verdict::fail(format!(
+            "expected equal state digests on all {service} nodes; found {} different: {}",
+            groups.len(),
+            described.join("; ")
+        ))
     } else {
         let digest = groups.keys().next().copied().unwrap_or_default();
-        CheckResult::pass(
-            NAME,
-            format!(
-                "all {} {service} nodes report digest {}",
-                sample.nodes.len(),
-                &digest[..digest.len().min(16)]
-            ),
-        )
+        Verdict::pass(format!(
+            "all {} {service} nodes report digest {}",
+            sample.nodes.len(),
+            &digest[..digest.len().min(16)]
+        ))
     };
     result
         .with("nodes", nodes)
@@ -108,7 +96,7 @@ mod tests {
             &[sample(&[Some("ab"), Some("ab"), Some("ab")])],
             Service::ChainFire,
         );
-        assert!(result.passed, "{}", result.message);
+        assert!(result.passed(), "{}", result.message);
     }
 
     #[test]
@@ -117,7 +105,7 @@ mod tests {
             &[sample(&[Some("ab"), Some("cd"), Some("ab")])],
             Service::ChainFire,
         );
-        assert!(!result.passed);
+        assert!(!result.passed());
         assert!(
             result.message.contains("chainfire-2 = cd"),
             "{}",
@@ -132,21 +120,21 @@ mod tests {
             &[sample(&[Some("ab"), None, Some("ab")])],
             Service::ChainFire,
         );
-        assert!(!result.passed);
+        assert!(!result.passed());
         assert!(
             result.message.contains("chainfire-2: connection refused"),
             "{}",
             result.message
         );
-        assert!(!replicas_converge(&[], Service::ChainFire).passed);
+        assert!(!replicas_converge(&[], Service::ChainFire).passed());
         // Only the last sample counts: an old converged sample does not hide a later divergence.
         let events = [
             sample(&[Some("ab"), Some("ab"), Some("ab")]),
             sample(&[Some("ab"), Some("cd"), Some("ab")]),
         ];
-        assert!(!replicas_converge(&events, Service::ChainFire).passed);
+        assert!(!replicas_converge(&events, Service::ChainFire).passed());
         assert!(
-            !replicas_converge(&events[..1], Service::FlareDb).passed,
+            !replicas_converge(&events[..1], Service::FlareDb).passed(),
             "other service has no sample"
         );
     }

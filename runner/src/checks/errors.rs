@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use crate::history::{Event, ops, retries};
 
-use super::{CheckResult, ms};
-
-const NAME: &str = "error-clarity";
+use super::ms;
+use crate::verdict::Verdict;
 
 /// Words that name a cause when the client reported no retry to take one from.
 const CAUSE_WORDS: &[&str] = &[
@@ -27,22 +26,19 @@ const CAUSE_WORDS: &[&str] = &[
 ];
 
 /// Judges the error of op `op_id` (which must have failed) against `bound`.
-pub fn error_clarity(events: &[Event], op_id: u64, bound: Duration) -> CheckResult {
+pub fn error_clarity(events: &[Event], op_id: u64, bound: Duration) -> Verdict {
     let Some(op) = ops(events).find(|o| o.id == op_id) else {
-        return CheckResult::fail(NAME, format!("op #{op_id} is not in the history"));
+        return Verdict::fail(format!("op #{op_id} is not in the history"));
     };
     let bound_ms = bound.as_secs_f64() * 1000.0;
     let took = op.duration_ms();
     if op.is_ok() {
-        return CheckResult::fail(
-            NAME,
-            format!(
-                "expected {} {:?} (op #{op_id}) to fail, it succeeded after {}",
-                op.op.as_str(),
-                op.key,
-                ms(took)
-            ),
-        )
+        return Verdict::fail(format!(
+            "expected {} {:?} (op #{op_id}) to fail, it succeeded after {}",
+            op.op.as_str(),
+            op.key,
+            ms(took)
+        ))
         .with("error_after_ms", took);
     }
     let error = op.error.clone().unwrap_or_default();
@@ -84,15 +80,12 @@ pub fn error_clarity(events: &[Event], op_id: u64, bound: Duration) -> CheckResu
     }
     let late = took > bound_ms;
     let result = if missing.is_empty() && !late {
-        CheckResult::pass(
-            NAME,
-            format!(
-                "{} failed clearly after {} (bound {}): {error}",
-                op.op.as_str(),
-                ms(took),
-                ms(bound_ms)
-            ),
-        )
+        Verdict::pass(format!(
+            "{} failed clearly after {} (bound {}): {error}",
+            op.op.as_str(),
+            ms(took),
+            ms(bound_ms)
+        ))
     } else {
         let mut parts = Vec::new();
         if late {
@@ -101,16 +94,13 @@ pub fn error_clarity(events: &[Event], op_id: u64, bound: Duration) -> CheckResu
         if !missing.is_empty() {
             parts.push(format!("it does not name {}", missing.join(", ")));
         }
-        CheckResult::fail(
-            NAME,
-            format!(
-                "expected a clear error within {} for {} {:?} (op #{op_id}); {}: {error:?}",
-                ms(bound_ms),
-                op.op.as_str(),
-                op.key,
-                parts.join("; ")
-            ),
-        )
+        Verdict::fail(format!(
+            "expected a clear error within {} for {} {:?} (op #{op_id}); {}: {error:?}",
+            ms(bound_ms),
+            op.op.as_str(),
+            op.key,
+            parts.join("; ")
+        ))
     };
     result
         .with("error_after_ms", took)
@@ -140,7 +130,7 @@ mod tests {
             3600.0,
         );
         let result = error_clarity(&events, 7, Duration::from_secs(10));
-        assert!(result.passed, "{}", result.message);
+        assert!(result.passed(), "{}", result.message);
         assert_eq!(result.numbers["error_after_ms"], 3600.0);
     }
 
@@ -148,7 +138,7 @@ mod tests {
     fn an_unclear_error_fails_naming_what_is_missing() {
         let events = failed_put("something went wrong", 4, 1000.0);
         let result = error_clarity(&events, 7, Duration::from_secs(10));
-        assert!(!result.passed);
+        assert!(!result.passed());
         for part in [
             "the operation (put)",
             "an endpoint",
@@ -167,7 +157,7 @@ mod tests {
             60_000.0,
         );
         let result = error_clarity(&events, 7, Duration::from_secs(20));
-        assert!(!result.passed);
+        assert!(!result.passed());
         assert!(
             result.message.contains("it took 60.0 s (bound 20.0 s)"),
             "{}",
@@ -178,7 +168,7 @@ mod tests {
     #[test]
     fn success_where_failure_was_expected_fails() {
         let events = vec![put(3, "k", "v", 0.0, 10.0, true)];
-        assert!(!error_clarity(&events, 3, Duration::from_secs(1)).passed);
-        assert!(!error_clarity(&events, 4, Duration::from_secs(1)).passed);
+        assert!(!error_clarity(&events, 3, Duration::from_secs(1)).passed());
+        assert!(!error_clarity(&events, 4, Duration::from_secs(1)).passed());
     }
 }

@@ -18,9 +18,11 @@ use super::linearizability::{
     Completion, LinearizabilityLimits, Overall, RegisterF, RegisterOp, check_linearizability,
 };
 use super::lost_writes::first_fault_ms;
-use super::{CheckResult, ms};
+use super::ms;
+use crate::verdict::Verdict;
 
-const NAME: &str = "linearizable";
+/// The check's name in `reconnect-runner check` output.
+pub const LINEARIZABLE: &str = "linearizable";
 
 /// Default evidence floor: operations completed `ok` after the first fault.
 pub const MIN_OPS_AFTER_FAULT: usize = 100;
@@ -89,11 +91,7 @@ pub fn register_ops(events: &[Event]) -> (Vec<RegisterOp>, usize) {
 }
 
 /// See the module documentation.
-pub fn linearizable(
-    events: &[Event],
-    min_ops_after_fault: usize,
-    max_time: Duration,
-) -> CheckResult {
+pub fn linearizable(events: &[Event], min_ops_after_fault: usize, max_time: Duration) -> Verdict {
     let (ops, left_out) = register_ops(events);
     let first_fault = first_fault_ms(events);
     let ok_after_fault = ops
@@ -111,26 +109,21 @@ pub fn linearizable(
     let report = check_linearizability(&ops, &limits);
     let checker_ms = report.elapsed.as_secs_f64() * 1000.0;
     let result = match report.verdict() {
-        Overall::Violation(v) => CheckResult::fail(
-            NAME,
-            format!(
-                "expected every operation to take effect at one instant between its invocation and completion; key {:?} cannot be linearized: {} (window: ops {})",
-                v.key,
-                v.explanation,
-                v.window
-                    .iter()
-                    .map(|id| format!("#{id}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ),
-        Overall::Unknown(reason) => CheckResult::fail(
-            NAME,
-            format!("unknown: {reason}; an undecided history is never a pass"),
-        ),
-        Overall::Linearizable if ok_after_fault < min_ops_after_fault => CheckResult::fail(
-            NAME,
-            match first_fault {
+        Overall::Violation(v) => Verdict::fail(format!(
+            "expected every operation to take effect at one instant between its invocation and completion; key {:?} cannot be linearized: {} (window: ops {})",
+            v.key,
+            v.explanation,
+            v.window
+                .iter()
+                .map(|id| format!("#{id}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        Overall::Unknown(reason) => Verdict::fail(format!(
+            "unknown: {reason}; an undecided history is never a pass"
+        )),
+        Overall::Linearizable if ok_after_fault < min_ops_after_fault => {
+            Verdict::fail(match first_fault {
                 None => format!(
                     "expected at least {min_ops_after_fault} operations completed after the first fault, but no fault took effect: nothing was tested under faults"
                 ),
@@ -138,19 +131,16 @@ pub fn linearizable(
                     "expected at least {min_ops_after_fault} operations completed after the first fault (at {}), but only {ok_after_fault} were: too little evidence",
                     ms(t)
                 ),
-            },
-        ),
-        Overall::Linearizable => CheckResult::pass(
-            NAME,
-            format!(
-                "{} operations on {} keys are linearizable ({ok_after_fault} completed after the first fault; {} fail/info; checked in {checker_ms:.0} ms)",
-                ops.len(),
-                keys.len(),
-                ops.iter()
-                    .filter(|o| o.completion != Completion::Ok)
-                    .count()
-            ),
-        ),
+            })
+        }
+        Overall::Linearizable => Verdict::pass(format!(
+            "{} operations on {} keys are linearizable ({ok_after_fault} completed after the first fault; {} fail/info; checked in {checker_ms:.0} ms)",
+            ops.len(),
+            keys.len(),
+            ops.iter()
+                .filter(|o| o.completion != Completion::Ok)
+                .count()
+        )),
     };
     result
         .with("ops_checked", report.ops_checked as f64)
@@ -215,11 +205,11 @@ mod tests {
         }
         let events = with_invokes(c);
         let r = linearizable(&events, 20, T);
-        assert!(r.passed, "{}", r.message);
+        assert!(r.passed(), "{}", r.message);
         assert_eq!(r.numbers["ops_after_fault"], 20.0);
         let r = linearizable(&events, 21, T);
         assert!(
-            !r.passed && r.message.contains("only 20 were"),
+            !r.passed() && r.message.contains("only 20 were"),
             "{}",
             r.message
         );
@@ -234,7 +224,7 @@ mod tests {
             get(3, "k", Some("old"), 50.0, 60.0),
         ]);
         let r = linearizable(&events, 0, T);
-        assert!(!r.passed);
+        assert!(!r.passed());
         assert!(
             r.message.contains(r#"key "k" cannot be linearized"#),
             "{}",
@@ -250,7 +240,7 @@ mod tests {
             put_failed(1, "k", "ghost", 10.0, 20.0),
             get(2, "k", Some("ghost"), 30.0, 40.0),
         ]);
-        assert!(!linearizable(&events, 0, T).passed);
+        assert!(!linearizable(&events, 0, T).passed());
     }
 
     #[test]
@@ -264,20 +254,20 @@ mod tests {
             op(5, OpKind::Delete, "d", None, 30.0, 40.0, true),
         ]);
         let r = linearizable(&events, 0, T);
-        assert!(r.passed, "{}", r.message);
+        assert!(r.passed(), "{}", r.message);
         assert_eq!(r.numbers["ops_left_out"], 2.0);
     }
 
     #[test]
     fn no_operations_or_no_fault_is_not_a_pass() {
-        assert!(!linearizable(&[], 0, T).passed);
+        assert!(!linearizable(&[], 0, T).passed());
         let events = with_invokes(vec![
             put(1, "k", "v", 10.0, 20.0, true),
             get(2, "k", Some("v"), 30.0, 40.0),
         ]);
         let r = linearizable(&events, 1, T);
         assert!(
-            !r.passed && r.message.contains("no fault took effect"),
+            !r.passed() && r.message.contains("no fault took effect"),
             "{}",
             r.message
         );

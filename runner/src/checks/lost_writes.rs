@@ -21,9 +21,11 @@ use std::collections::BTreeMap;
 
 use crate::history::{Event, OpKind, OpRecord, faults, ops};
 
-use super::{CheckResult, ms};
+use super::ms;
+use crate::verdict::Verdict;
 
-const NAME: &str = "no-lost-writes";
+/// The check's name in `reconnect-runner check` output.
+pub const NO_LOST_WRITES: &str = "no-lost-writes";
 
 /// Default evidence floor: writes acknowledged after the first fault.
 pub const MIN_WRITES_AFTER_FAULT: usize = 20;
@@ -38,7 +40,7 @@ pub(crate) fn first_fault_ms(events: &[Event]) -> Option<f64> {
 
 /// See the module documentation. Fails when nothing was acknowledged (nothing verified) or
 /// fewer than `min_ops_after_fault` writes were acknowledged after the first fault.
-pub fn no_lost_writes(events: &[Event], min_ops_after_fault: usize) -> CheckResult {
+pub fn no_lost_writes(events: &[Event], min_ops_after_fault: usize) -> Verdict {
     let mut writes: BTreeMap<&str, Vec<&OpRecord>> = BTreeMap::new();
     let mut reads: BTreeMap<&str, Vec<&OpRecord>> = BTreeMap::new();
     for op in ops(events) {
@@ -92,48 +94,36 @@ pub fn no_lost_writes(events: &[Event], min_ops_after_fault: usize) -> CheckResu
         .filter(|w| w.is_ok() && first_fault.is_some_and(|t| w.end_ms > t))
         .count();
     let result = if acked == 0 {
-        CheckResult::fail(
-            NAME,
-            format!(
-                "expected acknowledged writes to verify, but none was acknowledged ({indeterminate} unknown, {failed} failed): nothing was verified"
-            ),
-        )
+        Verdict::fail(format!(
+            "expected acknowledged writes to verify, but none was acknowledged ({indeterminate} unknown, {failed} failed): nothing was verified"
+        ))
     } else if problems.is_empty() && acked_after_fault < min_ops_after_fault {
-        CheckResult::fail(
-            NAME,
-            match first_fault {
-                None => format!(
-                    "expected at least {min_ops_after_fault} writes acknowledged after the first fault, but no fault took effect: {acked} writes were verified without one"
-                ),
-                Some(t) => format!(
-                    "expected at least {min_ops_after_fault} writes acknowledged after the first fault (at {}), but only {acked_after_fault} were: too little evidence that writes survive the faults",
-                    ms(t)
-                ),
-            },
-        )
-    } else if problems.is_empty() {
-        CheckResult::pass(
-            NAME,
-            format!(
-                "all {acked} acknowledged writes on {} keys ({acked_after_fault} after the first fault) were read back after recovery ({indeterminate} writes of unknown outcome allowed either way, {failed} failed writes never seen)",
-                writes.len()
+        Verdict::fail(match first_fault {
+            None => format!(
+                "expected at least {min_ops_after_fault} writes acknowledged after the first fault, but no fault took effect: {acked} writes were verified without one"
             ),
-        )
+            Some(t) => format!(
+                "expected at least {min_ops_after_fault} writes acknowledged after the first fault (at {}), but only {acked_after_fault} were: too little evidence that writes survive the faults",
+                ms(t)
+            ),
+        })
+    } else if problems.is_empty() {
+        Verdict::pass(format!(
+            "all {acked} acknowledged writes on {} keys ({acked_after_fault} after the first fault) were read back after recovery ({indeterminate} writes of unknown outcome allowed either way, {failed} failed writes never seen)",
+            writes.len()
+        ))
     } else {
         let shown: Vec<String> = problems.iter().take(5).cloned().collect();
         let more = problems.len().saturating_sub(shown.len());
-        CheckResult::fail(
-            NAME,
-            format!(
-                "expected every acknowledged write to be read back; {lost} read(s) contradict the acknowledged writes and {unverified} write(s) were not verified: {}{}",
-                shown.join("; "),
-                if more > 0 {
-                    format!("; and {more} more")
-                } else {
-                    String::new()
-                }
-            ),
-        )
+        Verdict::fail(format!(
+            "expected every acknowledged write to be read back; {lost} read(s) contradict the acknowledged writes and {unverified} write(s) were not verified: {}{}",
+            shown.join("; "),
+            if more > 0 {
+                format!("; and {more} more")
+            } else {
+                String::new()
+            }
+        ))
     };
     result
         .with("acked_writes", acked as f64)
@@ -231,7 +221,7 @@ mod tests {
             read_back(5, "b", Some("2"), 100.0, 110.0),
         ];
         let result = no_lost_writes(&events, 0);
-        assert!(result.passed, "{}", result.message);
+        assert!(result.passed(), "{}", result.message);
         assert_eq!(result.numbers["acked_writes"], 3.0);
     }
 
@@ -244,7 +234,7 @@ mod tests {
             read_back(4, "b", None, 100.0, 110.0),
         ];
         let result = no_lost_writes(&events, 0);
-        assert!(!result.passed);
+        assert!(!result.passed());
         assert!(result.message.contains(r#"key "b""#), "{}", result.message);
         assert!(
             result.message.contains(r#"put of "2" (op #2"#),
@@ -262,7 +252,7 @@ mod tests {
             read_back(3, "a", Some("old"), 100.0, 110.0),
         ];
         let result = no_lost_writes(&events, 0);
-        assert!(!result.passed, "{}", result.message);
+        assert!(!result.passed(), "{}", result.message);
         assert!(
             result.message.contains(r#"returned "old""#),
             "{}",
@@ -277,20 +267,20 @@ mod tests {
             put(2, "a", "2", 20.0, 30.0, false),
             read_back(3, "a", Some("2"), 100.0, 110.0),
         ];
-        assert!(no_lost_writes(&present, 0).passed);
+        assert!(no_lost_writes(&present, 0).passed());
         let absent = vec![
             put(1, "a", "1", 0.0, 10.0, true),
             put(2, "a", "2", 20.0, 30.0, false),
             read_back(3, "a", Some("1"), 100.0, 110.0),
         ];
-        assert!(no_lost_writes(&absent, 0).passed);
+        assert!(no_lost_writes(&absent, 0).passed());
         let failed_only = vec![
             put(1, "x", "1", 0.0, 10.0, false),
             read_back(2, "x", None, 20.0, 30.0),
         ];
         let result = no_lost_writes(&failed_only, 0);
         assert!(
-            !result.passed,
+            !result.passed(),
             "nothing acknowledged means nothing verified"
         );
         assert!(
@@ -308,7 +298,7 @@ mod tests {
             read_back(3, "a", Some("1"), 100.0, 110.0),
         ];
         assert!(
-            no_lost_writes(&events, 0).passed,
+            no_lost_writes(&events, 0).passed(),
             "overlapping writes are not ordered"
         );
     }
@@ -321,7 +311,7 @@ mod tests {
             put(3, "b", "1", 0.0, 10.0, true),
         ];
         let result = no_lost_writes(&events, 0);
-        assert!(!result.passed);
+        assert!(!result.passed());
         assert_eq!(result.numbers["unverified"], 2.0, "{}", result.message);
         assert!(
             result.message.contains("no read-back"),
@@ -337,13 +327,13 @@ mod tests {
             op(2, OpKind::Delete, "a", None, 20.0, 30.0, true),
             read_back(3, "a", None, 100.0, 110.0),
         ];
-        assert!(no_lost_writes(&events, 0).passed);
+        assert!(no_lost_writes(&events, 0).passed());
         let phantom = vec![
             put(1, "a", "1", 0.0, 10.0, true),
             read_back(2, "a", Some("zzz"), 100.0, 110.0),
         ];
         let result = no_lost_writes(&phantom, 0);
-        assert!(!result.passed);
+        assert!(!result.passed());
         assert!(
             result.message.contains(r#"returned "zzz""#),
             "{}",
@@ -360,7 +350,7 @@ mod tests {
             read_back(3, "a", Some("held-back"), 100.0, 110.0),
         ];
         let result = no_lost_writes(&events, 0);
-        assert!(result.passed, "{}", result.message);
+        assert!(result.passed(), "{}", result.message);
     }
 
     #[test]
@@ -371,7 +361,7 @@ mod tests {
             read_back(3, "a", Some("never"), 100.0, 110.0),
         ];
         let result = no_lost_writes(&events, 0);
-        assert!(!result.passed);
+        assert!(!result.passed());
         assert!(
             result.message.contains("a failed write became visible"),
             "{}",
@@ -384,7 +374,7 @@ mod tests {
             read_back(3, "a", Some("1"), 100.0, 110.0),
         ];
         let result = no_lost_writes(&invisible, 0);
-        assert!(result.passed, "{}", result.message);
+        assert!(result.passed(), "{}", result.message);
         assert_eq!(result.numbers["failed_writes"], 1.0);
     }
 
@@ -397,7 +387,7 @@ mod tests {
             read_back(2, "a", Some("1"), 100.0, 110.0),
         ];
         let result = no_lost_writes(&before_only, 20);
-        assert!(!result.passed);
+        assert!(!result.passed());
         assert!(result.message.contains("only 0 were"), "{}", result.message);
         let mut enough = vec![fault(5.0)];
         for i in 0..20u64 {
@@ -406,7 +396,7 @@ mod tests {
             enough.push(read_back(100 + i, &key, Some("v"), 100.0, 110.0));
         }
         let result = no_lost_writes(&enough, 20);
-        assert!(result.passed, "{}", result.message);
+        assert!(result.passed(), "{}", result.message);
         assert_eq!(result.numbers["acked_after_fault"], 20.0);
         // No fault at all: nothing was tested under faults.
         let no_fault = vec![
@@ -415,7 +405,7 @@ mod tests {
         ];
         let result = no_lost_writes(&no_fault, 1);
         assert!(
-            !result.passed && result.message.contains("no fault took effect"),
+            !result.passed() && result.message.contains("no fault took effect"),
             "{}",
             result.message
         );

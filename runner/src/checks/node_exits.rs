@@ -5,12 +5,13 @@
 
 use crate::history::{Event, EventKind, NodeEvent};
 
-use super::CheckResult;
+use crate::verdict::Verdict;
 
-const NAME: &str = "no-unexpected-exits";
+/// The check's name in `reconnect-runner check` output.
+pub const NO_UNEXPECTED_EXITS: &str = "no-unexpected-exits";
 
 /// See the module documentation. Needs at least one started node (else nothing was watched).
-pub fn no_unexpected_exits(events: &[Event]) -> CheckResult {
+pub fn no_unexpected_exits(events: &[Event]) -> Verdict {
     let mut started = 0usize;
     let mut expected_exits = 0usize;
     let mut crashes = Vec::new();
@@ -39,25 +40,16 @@ pub fn no_unexpected_exits(events: &[Event]) -> CheckResult {
         }
     }
     let result = if started == 0 {
-        CheckResult::fail(
-            NAME,
-            "expected node processes to watch, but the history records no node start",
-        )
+        Verdict::fail("expected node processes to watch, but the history records no node start")
     } else if crashes.is_empty() {
-        CheckResult::pass(
-            NAME,
-            format!(
-                "{started} node starts, {expected_exits} exits, each one asked for by a fault or teardown"
-            ),
-        )
+        Verdict::pass(format!(
+            "{started} node starts, {expected_exits} exits, each one asked for by a fault or teardown"
+        ))
     } else {
-        CheckResult::fail(
-            NAME,
-            format!(
-                "expected every node to run until a fault or teardown stopped it; {}",
-                crashes.join("; ")
-            ),
-        )
+        Verdict::fail(format!(
+            "expected every node to run until a fault or teardown stopped it; {}",
+            crashes.join("; ")
+        ))
     };
     result
         .with("node_starts", started as f64)
@@ -95,7 +87,7 @@ mod tests {
             node(6.0, "chainfire-1", NodeEvent::Started { pid: 11 }),
         ];
         let r = no_unexpected_exits(&events);
-        assert!(r.passed, "{}", r.message);
+        assert!(r.passed(), "{}", r.message);
         assert_eq!(r.numbers["node_starts"], 2.0);
     }
 
@@ -106,7 +98,7 @@ mod tests {
             node(900.0, "flaredb-2", exited(false)),
         ];
         let r = no_unexpected_exits(&events);
-        assert!(!r.passed);
+        assert!(!r.passed());
         for needle in ["flaredb-2", "SIGABRT", "panicked at store.rs:10", "900 ms"] {
             assert!(r.message.contains(needle), "{needle}: {}", r.message);
         }
@@ -116,7 +108,7 @@ mod tests {
     #[test]
     fn no_node_started_is_no_evidence() {
         let r = no_unexpected_exits(&[]);
-        assert!(!r.passed);
+        assert!(!r.passed());
         assert!(r.message.contains("no node start"), "{}", r.message);
     }
 
@@ -125,6 +117,6 @@ mod tests {
         let line = r#"{"t_ms":3.0,"type":"node","node_name":"chainfire-3","event":{"event":"exited","status":"exit code 1"}}"#;
         let event: Event = serde_json::from_str(line).unwrap();
         let started = node(1.0, "chainfire-3", NodeEvent::Started { pid: 1 });
-        assert!(!no_unexpected_exits(&[started, event]).passed);
+        assert!(!no_unexpected_exits(&[started, event]).passed());
     }
 }

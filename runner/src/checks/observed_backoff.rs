@@ -13,11 +13,10 @@
 //! above. For an operation that gave up, its completion must follow its last try at once: a
 //! client that sleeps after its last attempt, or an attempt the proxy never saw, shows there.
 
-use crate::history::{Event, EventKind, Observed, Outcome, StreamEnd, links};
+use crate::history::{Event, EventKind, LinkRecord, Observed, Outcome, StreamEnd, links};
 
-use super::{CheckResult, ms};
-
-const NAME: &str = "observed-backoff";
+use super::ms;
+use crate::verdict::Verdict;
 
 /// A redirect hop (answer, then the next attempt at once) is faster than this.
 pub const HOP_MS: f64 = 50.0;
@@ -52,7 +51,7 @@ impl BackoffPromise {
         jitter: 0.2,
     };
 
-    fn base_ms(&self, retry: usize) -> f64 {
+    pub(super) fn base_ms(&self, retry: usize) -> f64 {
         (self.initial_ms * self.multiplier.powi(retry.saturating_sub(1) as i32)).min(self.cap_ms)
     }
 
@@ -66,23 +65,28 @@ impl BackoffPromise {
     }
 }
 
-/// One request (or bare connection) a client's proxy saw.
+/// One request (or bare connection) a proxy saw.
 #[derive(Debug, Clone, PartialEq)]
-struct Attempt {
-    start: f64,
-    end: Option<f64>,
-    answered: bool,
+pub(super) struct Attempt {
+    pub start: f64,
+    pub end: Option<f64>,
+    pub answered: bool,
     /// The node and connection it went over.
-    conn: (String, u64),
+    pub conn: (String, u64),
 }
 
-/// A client's attempts during `[from_ms, until_ms]`, in order.
-fn attempts(events: &[Event], client: &str, from_ms: f64, until_ms: f64) -> Vec<Attempt> {
+/// The attempts seen on the links `on_link` selects during `[from_ms, until_ms]`, in order.
+pub(super) fn attempts(
+    events: &[Event],
+    on_link: impl Fn(&LinkRecord) -> bool,
+    from_ms: f64,
+    until_ms: f64,
+) -> Vec<Attempt> {
     // (node, conn) -> (accepted at, streams seen, closed at); (node, conn, stream) -> attempt
     let mut conns: std::collections::BTreeMap<(String, u64), (f64, bool, Option<f64>)> =
         Default::default();
     let mut streams: std::collections::BTreeMap<(String, u64, u32), Attempt> = Default::default();
-    for (t, l) in links(events).filter(|(_, l)| l.from == client) {
+    for (t, l) in links(events).filter(|(_, l)| on_link(l)) {
         let conn = (l.to.clone(), l.conn);
         match &l.what {
             Observed::ConnAccepted { .. } => {
@@ -192,12 +196,79 @@ pub fn observed_backoff(
     promise: &BackoffPromise,
     retries: (usize, usize),
     gave_up: bool,
-) -> CheckResult {
-    let seen = attempts(events, client, from_ms - 1.0, until_ms + 1.0);
+) -> Verdict {
+    let seen = attempts(events, |l| l.from == client, from_ms - 1.0, until_ms + 1.0);
+    judge_attempts(seen, client, (from_ms, until_ms), promise, retries, gave_up)
+}
+
+/// [`observed_backoff`] of a long-lived stream's reopenings (a reconnecting watch) during
+/// `[from_ms, until_ms]`: the stream that was open when the window opened and broke inside it is
+/// the first try, ended by the break. A reopening at once (within [`HOP_MS`]) belongs to it,
+/// whether the proxy saw it or not: a client may find its old connection dead without touching
+/// the network, and then its first retry still comes one first delay after the break.
+pub fn observed_watch_backoff(
+    events: &[Event],
+    client: &str,
+    (from_ms, until_ms): (f64, f64),
+    promise: &BackoffPromise,
+    retries: (usize, usize),
+) -> Verdict {
+    let on_client = |l: &LinkRecord| l.from == client;
+    let mut seen = attempts(events, on_client, from_ms - 1.0, until_ms + 1.0);
+    let first_attempt = seen.first().map_or(f64::INFINITY, |a| a.start);
+    if let Some(broke) = stream_breaks(events, on_client, from_ms)
+        .filter(|b| b.end.is_some_and(|end| end <= first_attempt))
+        .max_by(|a, b| a.end.unwrap_or(0.0).total_cmp(&b.end.unwrap_or(0.0)))
+    {
+        seen.insert(0, broke);
+    }
+    judge_attempts(seen, client, (from_ms, until_ms), promise, retries, false)
+}
+
+/// Streams opened before `from_ms` that ended after it, each as a try that is only its break
+/// (started and ended at the break, answered so that a reopening at once folds into it).
+fn stream_breaks(
+    events: &[Event],
+    on_link: impl Fn(&LinkRecord) -> bool,
+    from_ms: f64,
+) -> impl Iterator<Item = Attempt> {
+    let mut open: std::collections::BTreeMap<(String, u64, u32), f64> = Default::default();
+    let mut breaks = Vec::new();
+    for (t, l) in links(events).filter(|(_, l)| on_link(l)) {
+        match &l.what {
+            Observed::StreamOpened { stream } => {
+                open.insert((l.to.clone(), l.conn, *stream), t);
+            }
+            Observed::StreamClosed { stream, .. } => {
+                if let Some(opened) = open.remove(&(l.to.clone(), l.conn, *stream))
+                    && opened < from_ms
+                    && t >= from_ms
+                {
+                    breaks.push(Attempt {
+                        start: t,
+                        end: Some(t),
+                        answered: true,
+                        conn: (l.to.clone(), l.conn),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    breaks.into_iter()
+}
+
+/// Judges the attempts `seen` of `client` (see [`observed_backoff`]).
+fn judge_attempts(
+    seen: Vec<Attempt>,
+    client: &str,
+    (from_ms, until_ms): (f64, f64),
+    promise: &BackoffPromise,
+    retries: (usize, usize),
+    gave_up: bool,
+) -> Verdict {
     if seen.is_empty() {
-        return CheckResult::fail(
-            NAME,
-            format!(
+        return Verdict::fail(format!(
                 "expected the proxies to see the attempts of client {client}, but no link observation was recorded for it between {} and {}",
                 ms(from_ms),
                 ms(until_ms)
@@ -298,25 +369,19 @@ pub fn observed_backoff(
         ));
     }
     let result = if problems.is_empty() {
-        CheckResult::pass(
-            NAME,
-            format!(
-                "{n} retries seen at the proxies, as promised ({} retries, x{}, {} to {}, ±{:.0}%): {listing}",
-                promise.max_retries,
-                promise.multiplier,
-                ms(promise.initial_ms),
-                ms(promise.cap_ms),
-                promise.jitter * 100.0
-            ),
-        )
+        Verdict::pass(format!(
+            "{n} retries seen at the proxies, as promised ({} retries, x{}, {} to {}, ±{:.0}%): {listing}",
+            promise.max_retries,
+            promise.multiplier,
+            ms(promise.initial_ms),
+            ms(promise.cap_ms),
+            promise.jitter * 100.0
+        ))
     } else {
-        CheckResult::fail(
-            NAME,
-            format!(
-                "expected the promised backoff at the proxies; {}: {listing}",
-                problems.join("; ")
-            ),
-        )
+        Verdict::fail(format!(
+            "expected the promised backoff at the proxies; {}: {listing}",
+            problems.join("; ")
+        ))
     };
     result
         .with("observed_retries", n as f64)
@@ -332,15 +397,14 @@ pub fn observed_backoff_of_op(
     op_id: u64,
     promise: &BackoffPromise,
     retries: (usize, usize),
-) -> CheckResult {
+) -> Verdict {
     let Some(op) = events.iter().find_map(|e| match &e.kind {
         EventKind::Op(o) if o.id == op_id => Some(o),
         _ => None,
     }) else {
-        return CheckResult::fail(
-            NAME,
-            format!("operation #{op_id} has no completion in the history"),
-        );
+        return Verdict::fail(format!(
+            "operation #{op_id} has no completion in the history"
+        ));
     };
     observed_backoff(
         events,
@@ -444,7 +508,7 @@ mod tests {
         events
     }
 
-    fn check(events: &[Event], retries: (usize, usize)) -> CheckResult {
+    fn check(events: &[Event], retries: (usize, usize)) -> Verdict {
         observed_backoff_of_op(events, 7, &P, retries)
     }
 
@@ -477,7 +541,7 @@ mod tests {
         }
         events.push(op(t + 3.0, false));
         let r = check(&events, (3, 3));
-        assert!(r.passed, "{}", r.message);
+        assert!(r.passed(), "{}", r.message);
         assert_eq!(r.numbers["observed_retries"], 3.0);
     }
 
@@ -509,13 +573,13 @@ mod tests {
         }
         events.push(op(t + 3.0, false));
         let r = check(&events, (3, 3));
-        assert!(r.passed, "{}", r.message);
+        assert!(r.passed(), "{}", r.message);
     }
 
     #[test]
     fn the_promised_schedule_with_jitter_passes() {
         let r = check(&history(&[510.0, 925.0, 2294.0]), (3, 3));
-        assert!(r.passed, "{}", r.message);
+        assert!(r.passed(), "{}", r.message);
         assert_eq!(r.numbers["observed_retries"], 3.0);
         assert!(
             r.message
@@ -534,14 +598,14 @@ mod tests {
     #[test]
     fn constant_backoff_does_not_grow() {
         let r = check(&history(&[500.0, 520.0, 510.0]), (3, 3));
-        assert!(!r.passed);
+        assert!(!r.passed());
         assert!(r.message.contains("backoff does not grow"), "{}", r.message);
     }
 
     #[test]
     fn one_retry_too_many_is_a_storm() {
         let r = check(&history(&[500.0, 1000.0, 2000.0, 4000.0]), (3, 3));
-        assert!(!r.passed);
+        assert!(!r.passed());
         assert!(
             r.message.contains("retry storm: 4 retries observed"),
             "{}",
@@ -552,7 +616,7 @@ mod tests {
     #[test]
     fn a_short_first_delay_is_named() {
         let r = check(&history(&[100.0, 1000.0, 2000.0]), (3, 3));
-        assert!(!r.passed);
+        assert!(!r.passed());
         assert!(
             r.message.contains("first delay too short: 100 ms"),
             "{}",
@@ -573,14 +637,14 @@ mod tests {
             &capped,
             (4, 4),
         );
-        assert!(good.passed, "{}", good.message);
+        assert!(good.passed(), "{}", good.message);
         let r = observed_backoff_of_op(
             &history(&[500.0, 1000.0, 2000.0, 4000.0]),
             7,
             &capped,
             (4, 4),
         );
-        assert!(!r.passed);
+        assert!(!r.passed());
         assert!(
             r.message.contains("cap ignored: 2000 ms before retry 3"),
             "{}",
@@ -591,14 +655,14 @@ mod tests {
     #[test]
     fn no_retry_or_no_observation_is_no_evidence() {
         let r = check(&history(&[]), (3, 3));
-        assert!(!r.passed);
+        assert!(!r.passed());
         assert!(
             r.message.contains("too few retries observed: 0"),
             "{}",
             r.message
         );
         let r = check(&[op(100.0, false)], (1, 3));
-        assert!(!r.passed);
+        assert!(!r.passed());
         assert!(r.message.contains("no link observation"), "{}", r.message);
     }
 
@@ -610,7 +674,7 @@ mod tests {
         };
         o.end_ms += 3000.0;
         let r = check(&events, (3, 3));
-        assert!(!r.passed);
+        assert!(!r.passed());
         assert!(
             r.message.contains("slept after its last attempt"),
             "{}",
@@ -639,12 +703,100 @@ mod tests {
         events.extend(timed_out_attempt(4, 4503.0 + 1.0));
         events.push(op(6510.0, false));
         let r = check(&events, (2, 3));
-        assert!(!r.passed, "{}", r.message);
+        assert!(!r.passed(), "{}", r.message);
         assert!(
             r.message.contains("retry storm: 1 ms before retry 2"),
             "{}",
             r.message
         );
         assert_eq!(r.numbers["observed_retries"], 2.0);
+    }
+
+    /// A watch stream open since -5 s on connection 1, broken when its server dies at 0, then
+    /// reopening attempts, each a connection the proxy refuses at once, after each of `delays`
+    /// (the first from the break); `at_once` adds the reopening right after the break.
+    fn watch_history(at_once: bool, delays: &[f64]) -> Vec<Event> {
+        let accepted = Observed::ConnAccepted {
+            peer: "127.0.0.1:5000".parse().unwrap(),
+        };
+        let mut events = vec![
+            link(-5000.0, 1, accepted.clone()),
+            link(-4999.0, 1, Observed::StreamOpened { stream: 1 }),
+            link(
+                0.0,
+                1,
+                Observed::StreamClosed {
+                    stream: 1,
+                    by: StreamEnd::ConnectionClosed,
+                },
+            ),
+            link(
+                0.1,
+                1,
+                Observed::ConnClosed {
+                    by: Side::Server,
+                    reason: "eof".into(),
+                },
+            ),
+        ];
+        let refused = |t: f64, conn: u64| {
+            [
+                link(t, conn, accepted.clone()),
+                link(
+                    t + 0.5,
+                    conn,
+                    Observed::ConnClosed {
+                        by: Side::Proxy,
+                        reason: "upstream connect failed".into(),
+                    },
+                ),
+            ]
+        };
+        let mut t = 0.6;
+        if at_once {
+            events.extend(refused(0.3, 2));
+        }
+        for (i, d) in delays.iter().enumerate() {
+            t += d;
+            events.extend(refused(t, 10 + i as u64));
+            t += 0.5;
+        }
+        events
+    }
+
+    fn check_watch(events: &[Event]) -> Verdict {
+        let promise = BackoffPromise {
+            max_retries: 6,
+            ..P
+        };
+        observed_watch_backoff(events, C, (-1.0, 20_000.0), &promise, (1, 6))
+    }
+
+    #[test]
+    fn a_watch_is_timed_from_its_break_whether_or_not_its_reopening_at_once_was_seen() {
+        for at_once in [true, false] {
+            let r = check_watch(&watch_history(at_once, &[520.0, 1050.0, 1900.0]));
+            assert!(r.passed(), "at once seen: {at_once}: {}", r.message);
+            assert_eq!(r.numbers["observed_retries"], 3.0, "{}", r.message);
+        }
+    }
+
+    #[test]
+    fn a_watch_that_waits_too_long_or_storms_after_its_break_fails() {
+        // Its first reopening a whole second after the break (the first delay is 500 ms).
+        let late = check_watch(&watch_history(false, &[1100.0, 2000.0]));
+        assert!(
+            late.message
+                .contains("1101 ms before retry 1 is longer than promised"),
+            "{}",
+            late.message
+        );
+        // Reopening over and over right after the break.
+        let storm = check_watch(&watch_history(true, &[5.0, 5.0, 5.0]));
+        assert!(
+            !storm.passed() && storm.message.contains("retry storm"),
+            "{}",
+            storm.message
+        );
     }
 }

@@ -18,9 +18,9 @@ use std::collections::BTreeMap;
 
 use crate::history::{Event, PdSampleRecord, pd_samples};
 
-use super::{CheckResult, ms};
+use super::ms;
+use crate::verdict::Verdict;
 
-const NAME: &str = "pd-registration";
 /// How far short of `hold_ms` the last sample may be: samples come every 250 ms, a little
 /// later on a busy machine.
 const SAMPLE_GAP_TOLERANCE_MS: f64 = 500.0;
@@ -44,18 +44,15 @@ pub fn pd_registration(
     since_ms: f64,
     within_ms: f64,
     hold_ms: f64,
-) -> CheckResult {
+) -> Verdict {
     let samples: Vec<(f64, &PdSampleRecord)> = pd_samples(events)
         .filter(|(_, s)| s.error.is_none())
         .collect();
     let Some((_, before)) = samples.iter().rev().find(|(t, _)| *t < since_ms) else {
-        return CheckResult::fail(
-            NAME,
-            format!(
-                "expected a sample of the registrations in PD before the fault at {}, but there was none: nothing to compare with",
-                ms(since_ms)
-            ),
-        );
+        return Verdict::fail(format!(
+            "expected a sample of the registrations in PD before the fault at {}, but there was none: nothing to compare with",
+            ms(since_ms)
+        ));
     };
     let old = leases(before, prefix);
     let missing_before: Vec<u64> = stores
@@ -64,12 +61,9 @@ pub fn pd_registration(
         .filter(|s| !old.contains_key(s))
         .collect();
     if !missing_before.is_empty() {
-        return CheckResult::fail(
-            NAME,
-            format!(
-                "expected every store registered in PD before the fault; stores {missing_before:?} were not"
-            ),
-        );
+        return Verdict::fail(format!(
+            "expected every store registered in PD before the fault; stores {missing_before:?} were not"
+        ));
     }
     let renewed = |sample: &PdSampleRecord| {
         let now = leases(sample, prefix);
@@ -103,13 +97,10 @@ pub fn pd_registration(
             }
             None => "no successful sample after the fault".to_owned(),
         };
-        return CheckResult::fail(
-            NAME,
-            format!(
-                "expected every store to register in PD again within {} of the fault; happened: {detail}",
-                ms(within_ms)
-            ),
-        );
+        return Verdict::fail(format!(
+            "expected every store to register in PD again within {} of the fault; happened: {detail}",
+            ms(within_ms)
+        ));
     };
     let held: Vec<&(f64, &PdSampleRecord)> = samples
         .iter()
@@ -117,9 +108,7 @@ pub fn pd_registration(
         .collect();
     let span = held.last().map(|(t, _)| t - t_back).unwrap_or(0.0);
     if span < hold_ms - SAMPLE_GAP_TOLERANCE_MS {
-        return CheckResult::fail(
-            NAME,
-            format!(
+        return Verdict::fail(format!(
                 "expected samples for {} after the stores registered again, but they cover only {}: too little evidence that heartbeats resumed",
                 ms(hold_ms),
                 ms(span)
@@ -135,9 +124,7 @@ pub fn pd_registration(
             .filter(|id| !now.contains_key(id))
             .collect();
         if !lost.is_empty() {
-            return CheckResult::fail(
-                NAME,
-                format!(
+            return Verdict::fail(format!(
                     "expected the stores to keep their registration (heartbeats resumed), but stores {lost:?} lost it at {}, {} after registering again",
                     ms(*t),
                     ms(t - t_back)
@@ -146,9 +133,7 @@ pub fn pd_registration(
             .with("pd_reregistered_ms", t_back - since_ms);
         }
     }
-    CheckResult::pass(
-        NAME,
-        format!(
+    Verdict::pass(format!(
             "all {} stores registered in PD again {} after the fault and kept their registration for {} ({} samples)",
             stores.len(),
             ms(t_back - since_ms),
@@ -162,28 +147,10 @@ pub fn pd_registration(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{EventKind, PdEntry};
+    use crate::checks::fixtures::pd_sample as sample;
+    use crate::history::EventKind;
 
     const P: &str = "/flaredb/stores/";
-
-    fn sample(t: f64, revision: u64, stores: &[(u64, u64, u64)]) -> Event {
-        Event {
-            t_ms: t,
-            kind: EventKind::PdSample(PdSampleRecord {
-                revision,
-                records: stores
-                    .iter()
-                    .map(|(id, lease, rev)| PdEntry {
-                        key: format!("{P}{id}"),
-                        value: "{}".into(),
-                        mod_revision: *rev,
-                        lease: *lease,
-                    })
-                    .collect(),
-                error: None,
-            }),
-        }
-    }
 
     fn failed(t: f64) -> Event {
         Event {
@@ -196,7 +163,7 @@ mod tests {
         }
     }
 
-    fn run(events: &[Event]) -> CheckResult {
+    fn run(events: &[Event]) -> Verdict {
         pd_registration(events, P, &[1, 2], 1000.0, 20_000.0, 3000.0)
     }
 
@@ -220,7 +187,7 @@ mod tests {
     #[test]
     fn stores_registered_again_and_kept_alive_pass() {
         let r = run(&good());
-        assert!(r.passed, "{}", r.message);
+        assert!(r.passed(), "{}", r.message);
         assert_eq!(r.numbers["pd_reregistered_ms"], 4000.0);
     }
 
@@ -232,7 +199,7 @@ mod tests {
             e.push(sample(2000.0 + i as f64 * 500.0, 20 + i, &[(1, 101, 19)]));
         }
         let r = run(&e);
-        assert!(!r.passed);
+        assert!(!r.passed());
         assert!(
             r.message.contains("store 2: not registered"),
             "{}",
@@ -251,7 +218,7 @@ mod tests {
             ));
         }
         let r = run(&e);
-        assert!(!r.passed);
+        assert!(!r.passed());
         assert!(
             r.message.contains("still the registration from before"),
             "{}",
@@ -265,7 +232,7 @@ mod tests {
         e.push(sample(5700.0, 40, &[(1, 101, 19)]));
         e.sort_by(|a, b| a.t_ms.total_cmp(&b.t_ms));
         let r = run(&e);
-        assert!(!r.passed);
+        assert!(!r.passed());
         assert!(r.message.contains("stores [2] lost it"), "{}", r.message);
     }
 
@@ -273,14 +240,14 @@ mod tests {
     fn no_sample_before_or_too_few_after_is_no_evidence() {
         let r = run(&good()[2..]);
         assert!(
-            !r.passed && r.message.contains("before the fault"),
+            !r.passed() && r.message.contains("before the fault"),
             "{}",
             r.message
         );
         let short: Vec<Event> = good().into_iter().take(5).collect();
         let r = run(&short);
         assert!(
-            !r.passed && r.message.contains("too little evidence"),
+            !r.passed() && r.message.contains("too little evidence"),
             "{}",
             r.message
         );

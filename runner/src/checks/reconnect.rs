@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use crate::history::{Event, log_matches, ops};
 
-use super::{CheckResult, ms};
-
-const NAME: &str = "reconnect-time";
+use super::ms;
+use crate::verdict::Verdict;
 
 /// What "reconnected" means.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,7 +28,7 @@ pub fn reconnect_time(
     since_ms: f64,
     to: &ReconnectTo,
     bound: Duration,
-) -> CheckResult {
+) -> Verdict {
     let bound_ms = bound.as_secs_f64() * 1000.0;
     let (what, measured, context) = match to {
         ReconnectTo::FirstOkOp { client } => {
@@ -69,31 +68,22 @@ pub fn reconnect_time(
         }
     };
     match measured {
-        None => CheckResult::fail(
-            NAME,
-            format!(
-                "expected {what} within {} of the fault at {}, but there was none ({context})",
-                ms(bound_ms),
-                ms(since_ms)
-            ),
-        ),
-        Some(t) if t > bound_ms => CheckResult::fail(
-            NAME,
-            format!(
-                "expected {what} within {} of the fault, it came after {} ({context})",
-                ms(bound_ms),
-                ms(t)
-            ),
-        )
+        None => Verdict::fail(format!(
+            "expected {what} within {} of the fault at {}, but there was none ({context})",
+            ms(bound_ms),
+            ms(since_ms)
+        )),
+        Some(t) if t > bound_ms => Verdict::fail(format!(
+            "expected {what} within {} of the fault, it came after {} ({context})",
+            ms(bound_ms),
+            ms(t)
+        ))
         .with("reconnect_ms", t),
-        Some(t) => CheckResult::pass(
-            NAME,
-            format!(
-                "{what} {} after the fault (bound {}; {context})",
-                ms(t),
-                ms(bound_ms)
-            ),
-        )
+        Some(t) => Verdict::pass(format!(
+            "{what} {} after the fault (bound {}; {context})",
+            ms(t),
+            ms(bound_ms)
+        ))
         .with("reconnect_ms", t),
     }
     .with("bound_ms", bound_ms)
@@ -116,7 +106,7 @@ mod tests {
             client: Some("c1".into()),
         };
         let result = reconnect_time(&events, 1000.0, &to, Duration::from_secs(5));
-        assert!(result.passed, "{}", result.message);
+        assert!(result.passed(), "{}", result.message);
         assert_eq!(result.numbers["reconnect_ms"], 2300.0);
     }
 
@@ -125,7 +115,7 @@ mod tests {
         let events = vec![put(1, "a", "1", 1000.0, 25_000.0, true)];
         let to = ReconnectTo::FirstOkOp { client: None };
         let result = reconnect_time(&events, 1000.0, &to, Duration::from_secs(20));
-        assert!(!result.passed);
+        assert!(!result.passed());
         assert!(
             result
                 .message
@@ -140,7 +130,7 @@ mod tests {
         let events = vec![put(1, "a", "1", 1000.0, 2000.0, false)];
         let to = ReconnectTo::FirstOkOp { client: None };
         let result = reconnect_time(&events, 500.0, &to, Duration::from_secs(20));
-        assert!(!result.passed);
+        assert!(!result.passed());
         assert!(result.message.contains("1 failed"), "{}", result.message);
         let other_client = ReconnectTo::FirstOkOp {
             client: Some("c2".into()),
@@ -152,7 +142,7 @@ mod tests {
                 &other_client,
                 Duration::from_secs(1)
             )
-            .passed
+            .passed()
         );
     }
 
@@ -167,14 +157,14 @@ mod tests {
             node_name: None,
         };
         let result = reconnect_time(&events, 1000.0, &to, Duration::from_secs(20));
-        assert!(result.passed, "{}", result.message);
+        assert!(result.passed(), "{}", result.message);
         assert_eq!(result.numbers["reconnect_ms"], 3200.0);
         let slow = reconnect_time(&events, 1000.0, &to, Duration::from_secs(2));
-        assert!(!slow.passed, "{}", slow.message);
+        assert!(!slow.passed(), "{}", slow.message);
         let elsewhere = ReconnectTo::LogLine {
             pattern: "Reconnected to PD".into(),
             node_name: Some("flaredb-3".into()),
         };
-        assert!(!reconnect_time(&events, 1000.0, &elsewhere, Duration::from_secs(20)).passed);
+        assert!(!reconnect_time(&events, 1000.0, &elsewhere, Duration::from_secs(20)).passed());
     }
 }

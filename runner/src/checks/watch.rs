@@ -6,13 +6,12 @@ use std::time::Duration;
 
 use crate::history::{Event, OpKind, WatchEventRecord, ops, watch_events};
 
-use super::{CheckResult, ms};
-
-const NAME: &str = "watch-continuity";
+use super::ms;
+use crate::verdict::Verdict;
 
 /// Judges watch `watch_id`. Acknowledged puts that ended more than `settle` before the watch
 /// was stopped must have been delivered; later ones must be if anything after them was.
-pub fn watch_continuity(events: &[Event], watch_id: u64, settle: Duration) -> CheckResult {
+pub fn watch_continuity(events: &[Event], watch_id: u64, settle: Duration) -> Verdict {
     let mut started = None;
     let mut stopped_at = None;
     let mut reconnects = 0u64;
@@ -46,7 +45,7 @@ pub fn watch_continuity(events: &[Event], watch_id: u64, settle: Duration) -> Ch
         }
     }
     let Some((started_ms, watch_key, prefix, start_revision)) = started else {
-        return CheckResult::fail(NAME, format!("watch #{watch_id} was never started"));
+        return Verdict::fail(format!("watch #{watch_id} was never started"));
     };
     let stopped_ms =
         stopped_at.unwrap_or_else(|| events.last().map(|e| e.t_ms).unwrap_or(started_ms));
@@ -125,34 +124,25 @@ pub fn watch_continuity(events: &[Event], watch_id: u64, settle: Duration) -> Ch
         problems.push(format!("the watch stopped delivering: {error}"));
     }
     let result = if delivered.is_empty() && expected.is_empty() {
-        CheckResult::fail(
-            NAME,
-            format!(
-                "expected watch #{watch_id} on {watch_key:?} to deliver acknowledged puts, but there were none to check"
-            ),
-        )
+        Verdict::fail(format!(
+            "expected watch #{watch_id} on {watch_key:?} to deliver acknowledged puts, but there were none to check"
+        ))
     } else if problems.is_empty() {
-        CheckResult::pass(
-            NAME,
-            format!(
-                "watch #{watch_id} delivered {} events in order with no gap or duplicate across {reconnects} reconnect(s), {} after start",
-                delivered.len(),
-                ms(stopped_ms - started_ms)
-            ),
-        )
+        Verdict::pass(format!(
+            "watch #{watch_id} delivered {} events in order with no gap or duplicate across {reconnects} reconnect(s), {} after start",
+            delivered.len(),
+            ms(stopped_ms - started_ms)
+        ))
     } else {
-        CheckResult::fail(
-            NAME,
-            format!(
-                "expected every acknowledged put under {watch_key:?} once and in order: {}",
-                problems
-                    .iter()
-                    .take(6)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-        )
+        Verdict::fail(format!(
+            "expected every acknowledged put under {watch_key:?} once and in order: {}",
+            problems
+                .iter()
+                .take(6)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
     };
     result
         .with("delivered", delivered.len() as f64)
@@ -185,6 +175,7 @@ mod tests {
                 mode: WatchMode::Reconnecting,
                 endpoint: Some("127.0.1.1:2379".into()),
                 start_revision: Some(10),
+                client: None,
             },
         )
     }
@@ -223,7 +214,7 @@ mod tests {
     fn assert_fails_with(events: &[Event], text: &str) {
         let result = watch_continuity(events, 1, Duration::from_secs(2));
         assert!(
-            !result.passed && result.message.contains(text),
+            !result.passed() && result.message.contains(text),
             "{}",
             result.message
         );
@@ -241,7 +232,7 @@ mod tests {
             stopped(9000.0),
         ];
         let result = watch_continuity(&events, 1, Duration::from_secs(2));
-        assert!(result.passed, "{}", result.message);
+        assert!(result.passed(), "{}", result.message);
         assert_eq!(result.numbers["expected"], 2.0);
     }
 
@@ -295,7 +286,7 @@ mod tests {
         ];
         assert_fails_with(&broken, "stopped delivering");
         let empty = vec![started(), stopped(9000.0)];
-        assert!(!watch_continuity(&empty, 1, Duration::from_secs(2)).passed);
-        assert!(!watch_continuity(&[], 1, Duration::from_secs(2)).passed);
+        assert!(!watch_continuity(&empty, 1, Duration::from_secs(2)).passed());
+        assert!(!watch_continuity(&[], 1, Duration::from_secs(2)).passed());
     }
 }

@@ -3,11 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use super::verdict::Judged;
 use crate::history::{
     Event, OpKind, OpRecord, Outcome as HistOutcome, WatchEventRecord, faults, ops, watch_events,
 };
-use crate::scenario::{Expect, Outcome};
+use crate::scenario::{Expect, Outcome as Expected};
+use crate::verdict::Verdict;
 
 /// What a get must have read, when it succeeds.
 #[derive(Debug, Clone, Copy, Default)]
@@ -49,18 +49,25 @@ pub fn judge_op(
     expect: &Expect,
     bound_ms: u64,
     read: ReadExpectation<'_>,
-) -> (Judged, String) {
+) -> Verdict {
     let happened = describe(record);
     let mut problems: Vec<String> = Vec::new();
     let ok = record.outcome == HistOutcome::Ok;
     match (expect.outcome, ok) {
-        (Outcome::Ok, false) => problems.push("expected the operation to succeed".into()),
-        (Outcome::Error, true) => problems.push("expected the operation to fail".into()),
+        (Expected::Ok, false) => problems.push("expected the operation to succeed".into()),
+        (Expected::Error, true) => problems.push("expected the operation to fail".into()),
         _ => {}
     }
     let took = record.duration_ms();
     if took > bound_ms as f64 {
         problems.push(format!("expected it to finish within {bound_ms} ms"));
+    }
+    if let Some(least) = expect.at_least_ms
+        && took < least as f64
+    {
+        problems.push(format!(
+            "expected it to take at least {least} ms (the fault on its path did not hold it up)"
+        ));
     }
     if let Some(range) = expect.retries
         && !range.contains(record.retries)
@@ -89,12 +96,9 @@ pub fn judge_op(
         }
     }
     if problems.is_empty() {
-        (Judged::Pass, happened)
+        Verdict::pass(happened)
     } else {
-        (
-            Judged::Fail,
-            format!("{}; happened: {happened}", problems.join("; ")),
-        )
+        Verdict::fail(format!("{}; happened: {happened}", problems.join("; ")))
     }
 }
 
@@ -108,10 +112,7 @@ pub fn op_numbers(name: &str, record: &OpRecord) -> BTreeMap<String, f64> {
 
 /// Whether a raw watch broke the way the design note documents (the stream ends with an error
 /// and nothing is delivered after it), and what exactly happened.
-pub fn observe_broken_watch(
-    events: &[Event],
-    watch_id: u64,
-) -> (Judged, String, BTreeMap<String, f64>) {
+pub fn observe_broken_watch(events: &[Event], watch_id: u64) -> Verdict {
     let mut started: Option<(f64, String)> = None;
     let mut delivered: Vec<(f64, u64)> = Vec::new();
     let mut ended: Option<(f64, String)> = None;
@@ -132,23 +133,16 @@ pub fn observe_broken_watch(
     let mut numbers = BTreeMap::new();
     numbers.insert("events_delivered".to_owned(), delivered.len() as f64);
     let Some((started_ms, endpoint)) = started else {
-        return (
-            Judged::Error,
-            format!("watch #{watch_id} never started"),
-            numbers,
-        );
+        return Verdict::error(format!("watch #{watch_id} never started")).with_numbers(numbers);
     };
     let Some((ended_ms, error)) = ended else {
         let last = delivered.last().map(|d| d.1).unwrap_or(0);
-        return (
-            Judged::Fail,
-            format!(
-                "the documented gap did NOT reproduce: the raw stream on {endpoint} did not break \
-                 ({} events delivered, last revision {last})",
-                delivered.len()
-            ),
-            numbers,
-        );
+        return Verdict::fail(format!(
+            "the documented gap did NOT reproduce: the raw stream on {endpoint} did not break \
+             ({} events delivered, last revision {last})",
+            delivered.len()
+        ))
+        .with_numbers(numbers);
     };
     let after_end = delivered.iter().filter(|(t, _)| *t > ended_ms).count();
     let before: Vec<&(f64, u64)> = delivered.iter().filter(|(t, _)| *t <= ended_ms).collect();
@@ -177,13 +171,12 @@ pub fn observe_broken_watch(
         before.last().map(|d| d.1).unwrap_or(0)
     );
     if after_end == 0 {
-        (Judged::Pass, format!("as documented: {text}"), numbers)
+        Verdict::pass(format!("as documented: {text}")).with_numbers(numbers)
     } else {
-        (
-            Judged::Fail,
-            format!("NOT as documented (events after the break): {text}"),
-            numbers,
-        )
+        Verdict::fail(format!(
+            "NOT as documented (events after the break): {text}"
+        ))
+        .with_numbers(numbers)
     }
 }
 
@@ -192,6 +185,7 @@ mod tests {
     use super::*;
     use crate::history::{EventKind, FaultRecord, WatchMode, WatchRecord};
     use crate::scenario::CountRange;
+    use crate::verdict::Outcome;
 
     fn op(
         op: OpKind,
@@ -221,7 +215,7 @@ mod tests {
         }
     }
 
-    fn expect(outcome: Outcome) -> Expect {
+    fn expect(outcome: Expected) -> Expect {
         Expect {
             outcome,
             ..Expect::default()
@@ -238,8 +232,17 @@ mod tests {
             3,
             9000.0,
         );
-        let (j, msg) = judge_op(&r, &expect(Outcome::Ok), 30_000, ReadExpectation::default());
-        assert_eq!(j, Judged::Fail);
+        let Verdict {
+            outcome: j,
+            message: msg,
+            ..
+        } = judge_op(
+            &r,
+            &expect(Expected::Ok),
+            30_000,
+            ReadExpectation::default(),
+        );
+        assert_eq!(j, Outcome::Fail);
         assert_eq!(
             msg,
             "expected the operation to succeed; happened: error (info: may have been applied) after 4 attempt(s) (3 retries) in 9000 ms: put \"k\" failed after 4 attempts"
@@ -257,16 +260,21 @@ mod tests {
             50_000.0,
         );
         let e = Expect {
-            outcome: Outcome::Error,
+            outcome: Expected::Error,
             within_ms: Some(40_000),
             retries: Some(CountRange {
                 min: Some(3),
                 max: Some(3),
             }),
             error_contains: vec!["after 4 attempts".into()],
+            at_least_ms: None,
         };
-        let (j, msg) = judge_op(&r, &e, 40_000, ReadExpectation::default());
-        assert_eq!(j, Judged::Fail);
+        let Verdict {
+            outcome: j,
+            message: msg,
+            ..
+        } = judge_op(&r, &e, 40_000, ReadExpectation::default());
+        assert_eq!(j, Outcome::Fail);
         assert!(
             msg.contains("expected it to finish within 40000 ms"),
             "{msg}"
@@ -285,8 +293,12 @@ mod tests {
             value: Some("new"),
             absent: false,
         };
-        let (j, msg) = judge_op(&r, &expect(Outcome::Ok), 1000, read);
-        assert_eq!(j, Judged::Fail);
+        let Verdict {
+            outcome: j,
+            message: msg,
+            ..
+        } = judge_op(&r, &expect(Expected::Ok), 1000, read);
+        assert_eq!(j, Outcome::Fail);
         assert!(
             msg.starts_with("expected to read \"new\"; happened: ok after 1 attempt(s)"),
             "{msg}"
@@ -299,12 +311,12 @@ mod tests {
         assert_eq!(
             judge_op(
                 &r,
-                &expect(Outcome::Either),
+                &expect(Expected::Either),
                 1000,
                 ReadExpectation::default()
             )
-            .0,
-            Judged::Pass
+            .outcome,
+            Outcome::Pass
         );
         let r = op(OpKind::Get, HistOutcome::Ok, None, None, 0, 10.0);
         let read = ReadExpectation {
@@ -312,8 +324,8 @@ mod tests {
             absent: true,
         };
         assert_eq!(
-            judge_op(&r, &expect(Outcome::Ok), 1000, read).0,
-            Judged::Pass
+            judge_op(&r, &expect(Expected::Ok), 1000, read).outcome,
+            Outcome::Pass
         );
     }
 
@@ -333,6 +345,7 @@ mod tests {
                 mode: WatchMode::Raw,
                 endpoint: Some("127.0.1.1:2379".into()),
                 start_revision: None,
+                client: None,
             },
         )
     }
@@ -377,8 +390,12 @@ mod tests {
                 },
             ),
         ];
-        let (j, text, numbers) = observe_broken_watch(&events, 3);
-        assert_eq!(j, Judged::Pass, "{text}");
+        let Verdict {
+            outcome: j,
+            message: text,
+            numbers,
+        } = observe_broken_watch(&events, 3);
+        assert_eq!(j, Outcome::Pass, "{text}");
         assert!(text.starts_with("as documented: the raw stream on 127.0.1.1:2379 ended 12 ms after the fault `kill chainfire-1`"), "{text}");
         assert_eq!(numbers["ended_after_fault_ms"], 12.0);
     }
@@ -391,9 +408,34 @@ mod tests {
             kill(100.0),
             delivered(300.0, 6),
         ];
-        let (j, text, _) = observe_broken_watch(&events, 3);
-        assert_eq!(j, Judged::Fail);
+        let Verdict {
+            outcome: j,
+            message: text,
+            ..
+        } = observe_broken_watch(&events, 3);
+        assert_eq!(j, Outcome::Fail);
         assert!(text.contains("did NOT reproduce"), "{text}");
-        assert_eq!(observe_broken_watch(&events, 99).0, Judged::Error);
+        assert_eq!(observe_broken_watch(&events, 99).outcome, Outcome::Error);
+    }
+
+    #[test]
+    fn an_operation_faster_than_the_fault_on_its_path_fails() {
+        let e = Expect {
+            at_least_ms: Some(600),
+            ..expect(Expected::Ok)
+        };
+        let fast = op(OpKind::Put, HistOutcome::Ok, None, None, 0, 355.0);
+        let Verdict {
+            outcome: j,
+            message: msg,
+            ..
+        } = judge_op(&fast, &e, 10_000, ReadExpectation::default());
+        assert_eq!(j, Outcome::Fail);
+        assert!(msg.contains("expected it to take at least 600 ms"), "{msg}");
+        let slow = op(OpKind::Put, HistOutcome::Ok, None, None, 0, 642.0);
+        assert_eq!(
+            judge_op(&slow, &e, 10_000, ReadExpectation::default()).outcome,
+            Outcome::Pass
+        );
     }
 }

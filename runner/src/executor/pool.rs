@@ -21,7 +21,7 @@ use nix::unistd::Pid;
 use super::RunOptions;
 use super::worker::{failed_run, skipped_run, write_results};
 use crate::netns::{self, NetworkMode};
-use crate::report::{RESULT_FILE, ScenarioRun};
+use crate::report::ScenarioRun;
 use crate::scenario::ScenarioFile;
 use crate::supervisor::BinaryPaths;
 
@@ -32,6 +32,8 @@ pub struct Plan<'a> {
     pub repeat: u32,
     pub jobs: u32,
     pub seed: u64,
+    /// `--run K`: only repetition K (of `seed`).
+    pub only_run: Option<u32>,
     pub network: NetworkMode,
     /// Located binaries (explicit paths).
     pub binaries: BinaryPaths,
@@ -77,57 +79,31 @@ pub fn run_seed(base: u64, scenario_id: &str, run: u32) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Empties the evidence folder of each scenario, refusing folders the runner did not make.
-pub fn prepare_evidence(root: &Path, scenarios: &[&ScenarioFile]) -> Result<(), String> {
-    for f in scenarios {
-        let dir = root.join(&f.scenario.id);
-        if dir.exists() {
-            if !looks_like_evidence(&dir) {
-                return Err(format!(
-                    "{} exists and does not look like reconnect-runner evidence; \
-                     move it away or choose another --evidence folder",
-                    dir.display()
-                ));
-            }
-            std::fs::remove_dir_all(&dir)
-                .map_err(|e| format!("cannot clear {}: {e}", dir.display()))?;
-        }
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
-    Ok(())
-}
-
-/// Empty, or holding what a previous run left (its result, history, or run-N folders).
-fn looks_like_evidence(dir: &Path) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return false;
+/// The runs of a plan: every scenario `repeat` times, or only repetition K (`--run K`), which
+/// gets the seed and folder it had among the repetitions.
+fn tasks<'a>(plan: &Plan<'a>) -> VecDeque<Task<'a>> {
+    let (runs, repeat) = match plan.only_run {
+        Some(k) => (k..=k, plan.repeat.max(k)),
+        None => (1..=plan.repeat, plan.repeat),
     };
-    let names: Vec<String> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.is_empty()
-        || names.iter().any(|n| {
-            n == RESULT_FILE || n == "history.jsonl" || n == "worker.log" || n.starts_with("run-")
-        })
-}
-
-/// Runs every scenario `repeat` times, `jobs` at a time.
-pub fn run_all(plan: &Plan<'_>) -> Outcome {
-    let interrupted = Arc::new(AtomicBool::new(false));
-    watch_signals(interrupted.clone());
     let mut queue = VecDeque::new();
     for f in &plan.scenarios {
-        for run in 1..=plan.repeat {
+        for run in runs.clone() {
             queue.push_back(Task {
                 file: f,
                 run,
-                dir: run_dir(&plan.evidence_root, &f.scenario.id, run, plan.repeat),
+                dir: run_dir(&plan.evidence_root, &f.scenario.id, run, repeat),
             });
         }
     }
-    let queue = Mutex::new(queue);
+    queue
+}
+
+/// Runs every scenario `repeat` times (or the one `--run`), `jobs` at a time.
+pub fn run_all(plan: &Plan<'_>) -> Outcome {
+    let interrupted = Arc::new(AtomicBool::new(false));
+    watch_signals(interrupted.clone());
+    let queue = Mutex::new(tasks(plan));
     let results = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..plan.jobs.max(1) {
@@ -194,8 +170,9 @@ fn run_one(plan: &Plan<'_>, task: &Task<'_>, interrupted: &AtomicBool) -> Option
     let opts = RunOptions {
         evidence_dir: task.dir.clone(),
         run: task.run,
-        runs: plan.repeat,
+        runs: plan.repeat.max(task.run),
         seed,
+        base_seed: plan.seed,
         network: plan.network,
         network_label: match plan.network {
             NetworkMode::PrivateNamespace => "private network namespace".into(),
@@ -234,9 +211,11 @@ fn run_one(plan: &Plan<'_>, task: &Task<'_>, interrupted: &AtomicBool) -> Option
         .arg("--run")
         .arg(task.run.to_string())
         .arg("--runs")
-        .arg(plan.repeat.to_string())
+        .arg(plan.repeat.max(task.run).to_string())
         .arg("--seed")
-        .arg(seed.to_string());
+        .arg(seed.to_string())
+        .arg("--base-seed")
+        .arg(plan.seed.to_string());
     if plan.network == NetworkMode::HostNetwork {
         cmd.arg("--host-network");
     }
@@ -310,7 +289,11 @@ fn relay_lines(stderr: Option<std::process::ChildStderr>, log_path: &Path) {
     let mut log = File::create(log_path).ok();
     for line in BufReader::new(stderr).lines() {
         let Ok(line) = line else { break };
-        let _ = writeln!(std::io::stderr().lock(), "{line}");
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "{}",
+            crate::report::colour::progress_line(&line)
+        );
         if let Some(f) = log.as_mut() {
             let _ = writeln!(f, "{line}");
         }
@@ -322,6 +305,52 @@ mod tests {
     use super::*;
 
     #[test]
+    fn run_k_alone_gets_the_seed_and_folder_it_had_among_the_repetitions() {
+        let suite = crate::scenario::Suite::load(&crate::cli::SelectArgs {
+            paths: vec![
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../scenarios/s4-chainfire-restart.yaml"),
+            ],
+            matrix: None,
+            filter: None,
+        })
+        .unwrap();
+        let plan = |repeat: u32, only_run: Option<u32>| Plan {
+            scenarios: suite.selected_scenarios().collect(),
+            evidence_root: "ev".into(),
+            repeat,
+            jobs: 1,
+            seed: 42,
+            only_run,
+            network: NetworkMode::PrivateNamespace,
+            binaries: BinaryPaths::default(),
+            keep_going: false,
+            cannot_run: None,
+        };
+        let all: Vec<(u32, PathBuf)> = tasks(&plan(3, None))
+            .into_iter()
+            .map(|t| (t.run, t.dir))
+            .collect();
+        assert_eq!(all.len(), 3);
+        let alone: Vec<(u32, PathBuf)> = tasks(&plan(1, Some(2)))
+            .into_iter()
+            .map(|t| (t.run, t.dir))
+            .collect();
+        assert_eq!(alone, vec![all[1].clone()], "run 2, in run-2");
+        assert_eq!(alone[0].1, Path::new("ev/s4-chainfire-restart/run-2"));
+        // ... and the seed the worker gets is the one run 2 had.
+        assert_eq!(
+            run_seed(42, "s4-chainfire-restart", alone[0].0),
+            run_seed(42, "s4-chainfire-restart", all[1].0)
+        );
+        let first: Vec<u32> = tasks(&plan(1, Some(1)))
+            .into_iter()
+            .map(|t| t.run)
+            .collect();
+        assert_eq!(first, [1]);
+    }
+
+    #[test]
     fn run_folders_and_seeds_are_stable_and_distinct() {
         let root = Path::new("reconnect-results");
         assert_eq!(run_dir(root, "s1", 1, 1), root.join("s1"));
@@ -330,18 +359,5 @@ mod tests {
         assert_ne!(run_seed(7, "s1", 1), run_seed(7, "s1", 2));
         assert_ne!(run_seed(7, "s1", 1), run_seed(7, "s3", 1));
         assert_ne!(run_seed(7, "s1", 1), run_seed(8, "s1", 1));
-    }
-
-    #[test]
-    fn only_runner_evidence_is_cleared() {
-        let root = tempfile::tempdir().unwrap();
-        let mine = root.path().join("s1");
-        std::fs::create_dir_all(mine.join("nodes")).unwrap();
-        std::fs::write(mine.join("history.jsonl"), "").unwrap();
-        assert!(looks_like_evidence(&mine));
-        let foreign = root.path().join("s3");
-        std::fs::create_dir_all(&foreign).unwrap();
-        std::fs::write(foreign.join("thesis.tex"), "").unwrap();
-        assert!(!looks_like_evidence(&foreign));
     }
 }

@@ -1,24 +1,13 @@
-//! From step results to verdicts: what status a step gets given the cells it counts for, whether
-//! the scenario goes on after it, and each covered cell's verdict for the run. Pure functions,
-//! so the rules are unit-tested without clusters.
+//! From step verdicts to cell verdicts: what a step's verdict becomes given the cells it counts
+//! for, whether the scenario goes on after it, and each covered cell's verdict for the run. Pure
+//! functions, so the rules are unit-tested without clusters.
 
 use std::collections::BTreeMap;
 
 use crate::matrix::{CellId, CellStatus};
-use crate::report::{CellRun, RunVerdict, StepReport, StepStatus};
+use crate::report::{CellRun, StepReport};
 use crate::scenario::Coverage;
-
-/// What a step's own expectation said.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Judged {
-    Pass,
-    /// The platform did not do what the step expects.
-    Fail,
-    /// The step could not be carried out (harness, environment).
-    Error,
-    /// Not possible in this environment (reason in the message).
-    Skip,
-}
+use crate::verdict::{Outcome, Verdict};
 
 /// The cells a step counts for: its own `cells`, or every covered cell.
 pub fn cells_of<'a>(step_cells: &'a [CellId], covers: &'a [Coverage]) -> Vec<&'a Coverage> {
@@ -28,26 +17,23 @@ pub fn cells_of<'a>(step_cells: &'a [CellId], covers: &'a [Coverage]) -> Vec<&'a
         .collect()
 }
 
-/// The reported status of a step: a step that counts only for DOC-GAP cells observes, it does
-/// not judge.
-pub fn step_status(judged: Judged, cells: &[&Coverage]) -> StepStatus {
+/// A step's verdict as reported: a step that counts only for DOC-GAP cells observes, it does
+/// not judge (its message and numbers stay).
+pub fn as_reported(mut verdict: Verdict, cells: &[&Coverage]) -> Verdict {
     let observes_only = !cells.is_empty() && cells.iter().all(|c| c.status == CellStatus::DocGap);
-    match judged {
-        Judged::Pass | Judged::Fail if observes_only => StepStatus::Observed,
-        Judged::Pass => StepStatus::Passed,
-        Judged::Fail => StepStatus::Failed,
-        Judged::Error => StepStatus::Errored,
-        Judged::Skip => StepStatus::Skipped,
+    if observes_only && matches!(verdict.outcome, Outcome::Pass | Outcome::Fail) {
+        verdict.outcome = Outcome::Observed;
     }
+    verdict
 }
 
-/// Whether the scenario stops after a step with this status (unless `--keep-going`; a skipped
+/// Whether the scenario stops after a step with this outcome (unless `--keep-going`; a skipped
 /// step always stops it: what follows depends on the fault that could not be made).
-pub fn stops_scenario(status: StepStatus, keep_going: bool) -> bool {
-    match status {
-        StepStatus::Skipped => true,
-        StepStatus::Failed | StepStatus::Errored => !keep_going,
-        StepStatus::Passed | StepStatus::Observed | StepStatus::NotRun => false,
+pub fn stops_scenario(outcome: Outcome, keep_going: bool) -> bool {
+    match outcome {
+        Outcome::Skip => true,
+        Outcome::Fail | Outcome::Error => !keep_going,
+        Outcome::Pass | Outcome::Observed | Outcome::NotRun => false,
     }
 }
 
@@ -73,15 +59,12 @@ pub fn cell_verdicts(
             let verdict = match cov.status {
                 CellStatus::Test => test_verdict(&relevant, steps, setup_error),
                 CellStatus::DocGap => gap_verdict(&cov.cell, &relevant, steps, setup_error),
-                CellStatus::Skip => RunVerdict::Skipped {
-                    reason: "the matrix marks this cell SKIP".into(),
-                },
+                CellStatus::Skip => Verdict::skip("the matrix marks this cell SKIP"),
             };
             CellRun {
                 cell: cov.cell.clone(),
                 status: cov.status,
-                verdict,
-                numbers: merged_numbers(&relevant),
+                verdict: verdict.with_numbers(merged_numbers(&relevant)),
             }
         })
         .collect()
@@ -91,45 +74,35 @@ fn test_verdict(
     relevant: &[&StepReport],
     all: &[StepReport],
     setup_error: Option<&str>,
-) -> RunVerdict {
+) -> Verdict {
     if let Some(e) = setup_error {
-        return RunVerdict::Errored {
-            message: format!("setup failed: {e}"),
-        };
+        return Verdict::error(format!("setup failed: {e}"));
     }
-    let first = |status: StepStatus| relevant.iter().find(|s| s.status == status);
-    if let Some(s) = first(StepStatus::Failed) {
-        return RunVerdict::Failed {
-            message: format!("{}: {}", step_ref(s), s.message),
-        };
+    let first = |outcome: Outcome| relevant.iter().find(|s| s.verdict.outcome == outcome);
+    if let Some(s) = first(Outcome::Fail) {
+        return Verdict::fail(format!("{}: {}", step_ref(s), s.verdict.message));
     }
-    if let Some(s) = first(StepStatus::Errored) {
-        return RunVerdict::Errored {
-            message: format!("{}: {}", step_ref(s), s.message),
-        };
+    if let Some(s) = first(Outcome::Error) {
+        return Verdict::error(format!("{}: {}", step_ref(s), s.verdict.message));
     }
-    if let Some(s) = first(StepStatus::Skipped) {
-        return RunVerdict::Skipped {
-            reason: format!("{}: {}", step_ref(s), s.message),
-        };
+    if let Some(s) = first(Outcome::Skip) {
+        return Verdict::skip(format!("{}: {}", step_ref(s), s.verdict.message));
     }
-    if let Some(s) = first(StepStatus::NotRun) {
+    if let Some(s) = first(Outcome::NotRun) {
         // Stopped by a step that counts for another cell, or by the scenario's time bound.
-        return match all.iter().find(|x| x.status == StepStatus::Skipped) {
-            Some(skip) => RunVerdict::Skipped {
-                reason: format!("{}: {}", step_ref(skip), skip.message),
-            },
-            None => RunVerdict::Errored {
-                message: format!("not completed: {} did not run: {}", step_ref(s), s.message),
-            },
+        return match all.iter().find(|x| x.verdict.outcome == Outcome::Skip) {
+            Some(skip) => Verdict::skip(format!("{}: {}", step_ref(skip), skip.verdict.message)),
+            None => Verdict::error(format!(
+                "not completed: {} did not run: {}",
+                step_ref(s),
+                s.verdict.message
+            )),
         };
     }
     if relevant.is_empty() {
-        return RunVerdict::Errored {
-            message: "no step counts for this cell: nothing was verified".into(),
-        };
+        return Verdict::error("no step counts for this cell: nothing was verified");
     }
-    RunVerdict::Passed
+    Verdict::pass("")
 }
 
 fn gap_verdict(
@@ -137,47 +110,40 @@ fn gap_verdict(
     relevant: &[&StepReport],
     all: &[StepReport],
     setup_error: Option<&str>,
-) -> RunVerdict {
+) -> Verdict {
     if let Some(e) = setup_error {
-        return RunVerdict::Errored {
-            message: format!("setup failed: {e}"),
-        };
+        return Verdict::error(format!("setup failed: {e}"));
     }
-    if let Some(s) = relevant.iter().find(|s| s.status == StepStatus::Skipped) {
-        return RunVerdict::Skipped {
-            reason: format!("{}: {}", step_ref(s), s.message),
-        };
+    if let Some(s) = relevant.iter().find(|s| s.verdict.outcome == Outcome::Skip) {
+        return Verdict::skip(format!("{}: {}", step_ref(s), s.verdict.message));
     }
     if let Some(s) = relevant
         .iter()
-        .find(|s| matches!(s.status, StepStatus::Failed | StepStatus::Errored))
+        .find(|s| matches!(s.verdict.outcome, Outcome::Fail | Outcome::Error))
     {
-        return RunVerdict::Errored {
-            message: format!("{}: {}", step_ref(s), s.message),
-        };
+        return Verdict::error(format!("{}: {}", step_ref(s), s.verdict.message));
     }
-    if let Some(s) = relevant.iter().find(|s| s.status == StepStatus::NotRun) {
+    if let Some(s) = relevant
+        .iter()
+        .find(|s| s.verdict.outcome == Outcome::NotRun)
+    {
         let why = all
             .iter()
-            .find(|x| matches!(x.status, StepStatus::Failed | StepStatus::Errored))
+            .find(|x| matches!(x.verdict.outcome, Outcome::Fail | Outcome::Error))
             .map(|x| format!(" (the scenario stopped after {})", step_ref(x)))
             .unwrap_or_default();
-        return RunVerdict::Errored {
-            message: format!("{} did not run{why}", step_ref(s)),
-        };
+        return Verdict::error(format!("{} did not run{why}", step_ref(s)));
     }
     let observations: Vec<String> = relevant
         .iter()
         .filter(|s| s.cells.contains(cell))
-        .map(|s| s.message.clone())
+        .map(|s| s.verdict.message.clone())
         .collect();
-    RunVerdict::Observed {
-        text: if observations.is_empty() {
-            "every step ran; no step records an observation for this cell".into()
-        } else {
-            observations.join("; ")
-        },
-    }
+    Verdict::observed(if observations.is_empty() {
+        "every step ran; no step records an observation for this cell".into()
+    } else {
+        observations.join("; ")
+    })
 }
 
 /// Numbers of the steps that count for a cell; a name measured twice keeps both, the second
@@ -185,7 +151,7 @@ fn gap_verdict(
 fn merged_numbers(steps: &[&StepReport]) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for s in steps {
-        for (k, v) in &s.numbers {
+        for (k, v) in &s.verdict.numbers {
             if out.contains_key(k) {
                 out.insert(format!("{k}@step{}", s.index), *v);
             } else {
@@ -209,7 +175,7 @@ mod tests {
         }
     }
 
-    fn step(index: usize, status: StepStatus, cells: &[&str], message: &str) -> StepReport {
+    fn step(index: usize, outcome: Outcome, cells: &[&str], message: &str) -> StepReport {
         StepReport {
             index,
             kind: "put".into(),
@@ -217,9 +183,7 @@ mod tests {
             is_fault: false,
             start_ms: 0.0,
             end_ms: 1.0,
-            status,
-            message: message.into(),
-            numbers: BTreeMap::from([("retries".to_owned(), index as f64)]),
+            verdict: Verdict::new(outcome, message).with("retries", index as f64),
             cells: cells.iter().map(|c| c.parse().unwrap()).collect(),
         }
     }
@@ -236,60 +200,56 @@ mod tests {
         let c = covers();
         let gap_cell = [c[0].cell.clone()];
         let gap_only = cells_of(&gap_cell, &c);
-        assert_eq!(step_status(Judged::Fail, &gap_only), StepStatus::Observed);
+        let reported = |v: Verdict, cells| as_reported(v, cells).outcome;
+        assert_eq!(reported(Verdict::fail("x"), &gap_only), Outcome::Observed);
         let all = cells_of(&[], &c);
-        assert_eq!(step_status(Judged::Fail, &all), StepStatus::Failed);
-        assert_eq!(step_status(Judged::Skip, &gap_only), StepStatus::Skipped);
-        assert!(stops_scenario(StepStatus::Failed, false));
-        assert!(!stops_scenario(StepStatus::Failed, true));
-        assert!(!stops_scenario(StepStatus::Observed, false));
+        assert_eq!(reported(Verdict::fail("x"), &all), Outcome::Fail);
+        assert_eq!(reported(Verdict::skip("x"), &gap_only), Outcome::Skip);
+        assert!(stops_scenario(Outcome::Fail, false));
+        assert!(!stops_scenario(Outcome::Fail, true));
+        assert!(!stops_scenario(Outcome::Observed, false));
     }
 
     #[test]
     fn a_failed_step_fails_the_test_cell_and_leaves_the_gap_observed_elsewhere() {
         let steps = vec![
-            step(1, StepStatus::Passed, &[], "ok"),
+            step(1, Outcome::Pass, &[], "ok"),
             step(
                 2,
-                StepStatus::Observed,
+                Outcome::Observed,
                 &["S5/chainfire"],
                 "raw stream ended 5 ms after kill",
             ),
             step(
                 3,
-                StepStatus::Failed,
+                Outcome::Fail,
                 &["S5/chainfire/reconnecting-watch"],
                 "revision 7 missing",
             ),
         ];
         let v = cell_verdicts(&covers(), &steps, None);
+        assert_eq!(v[0].verdict.outcome, Outcome::Observed);
+        assert_eq!(v[0].verdict.message, "raw stream ended 5 ms after kill");
+        assert_eq!(v[1].verdict.outcome, Outcome::Fail);
         assert_eq!(
-            v[0].verdict,
-            RunVerdict::Observed {
-                text: "raw stream ended 5 ms after kill".into()
-            }
+            v[1].verdict.message,
+            "step 3 (put: put k3): revision 7 missing"
         );
-        assert_eq!(
-            v[1].verdict,
-            RunVerdict::Failed {
-                message: "step 3 (put: put k3): revision 7 missing".into()
-            }
-        );
-        assert_eq!(v[1].numbers["retries"], 1.0);
-        assert_eq!(v[1].numbers["retries@step3"], 3.0);
+        assert_eq!(v[1].verdict.numbers["retries"], 1.0);
+        assert_eq!(v[1].verdict.numbers["retries@step3"], 3.0);
     }
 
     #[test]
     fn steps_not_run_make_the_test_cell_an_error_not_a_pass() {
         let steps = vec![
-            step(1, StepStatus::Errored, &["S5/chainfire"], "iptables failed"),
-            step(2, StepStatus::NotRun, &[], "an earlier step failed"),
+            step(1, Outcome::Error, &["S5/chainfire"], "iptables failed"),
+            step(2, Outcome::NotRun, &[], "an earlier step failed"),
         ];
         let v = cell_verdicts(&covers(), &steps, None);
         assert!(
-            matches!(&v[1].verdict, RunVerdict::Errored { message } if message.contains("did not run"))
+            v[1].verdict.outcome == Outcome::Error && v[1].verdict.message.contains("did not run")
         );
-        assert!(matches!(&v[0].verdict, RunVerdict::Errored { .. }));
+        assert!(v[0].verdict.outcome == Outcome::Error);
     }
 
     #[test]
@@ -297,34 +257,30 @@ mod tests {
         let steps = vec![
             step(
                 1,
-                StepStatus::Skipped,
+                Outcome::Skip,
                 &[],
                 "partition needs iptables, which is not usable here",
             ),
             step(
                 2,
-                StepStatus::NotRun,
+                Outcome::NotRun,
                 &["S5/chainfire/reconnecting-watch"],
                 "stopped",
             ),
         ];
         let v = cell_verdicts(&covers(), &steps, None);
-        assert!(
-            matches!(&v[1].verdict, RunVerdict::Skipped { reason } if reason.contains("iptables"))
-        );
-        assert!(matches!(&v[0].verdict, RunVerdict::Skipped { .. }));
+        assert!(v[1].verdict.outcome == Outcome::Skip && v[1].verdict.message.contains("iptables"));
+        assert!(v[0].verdict.outcome == Outcome::Skip);
     }
 
     #[test]
     fn setup_errors_and_empty_scenarios_never_pass() {
         let v = cell_verdicts(&covers(), &[], Some("chainfire-2 not ready within 30 s"));
-        assert!(
-            v.iter()
-                .all(|c| matches!(c.verdict, RunVerdict::Errored { .. }))
-        );
+        assert!(v.iter().all(|c| c.verdict.outcome == Outcome::Error));
         let v = cell_verdicts(&covers(), &[], None);
         assert!(
-            matches!(&v[1].verdict, RunVerdict::Errored { message } if message.contains("nothing was verified"))
+            v[1].verdict.outcome == Outcome::Error
+                && v[1].verdict.message.contains("nothing was verified")
         );
     }
 }

@@ -10,10 +10,12 @@ use std::sync::Mutex;
 use super::{RunOptions, new_run, run_scenario};
 use crate::cli::WorkerArgs;
 use crate::netns::{self, NetworkMode};
+use crate::report::ScenarioRun;
 use crate::report::markdown::{SUMMARY_FILE, run_summary};
-use crate::report::{RunVerdict, ScenarioRun};
+use crate::report::timeline::TIMELINE_FILE;
 use crate::scenario::{ScenarioFile, parse_file};
 use crate::supervisor::{self, BinaryPaths};
+use crate::verdict::Verdict;
 
 /// Log filter of `client.log`: the runner's clients at DEBUG (every retry with its delay,
 /// endpoint and cause), transport internals quiet.
@@ -27,6 +29,12 @@ pub fn main(args: WorkerArgs) -> u8 {
     } else {
         NetworkMode::PrivateNamespace
     };
+    if network == NetworkMode::HostNetwork
+        && let Err(e) = supervisor::claim_host_range()
+    {
+        eprintln!("reconnect-runner worker: {e}");
+        return 1;
+    }
     let file = match parse_file(&args.scenario) {
         Ok(f) => f,
         Err(p) => {
@@ -39,6 +47,7 @@ pub fn main(args: WorkerArgs) -> u8 {
         run: args.run,
         runs: args.runs,
         seed: args.seed,
+        base_seed: args.base_seed,
         network,
         network_label: String::new(),
         binaries: BinaryPaths {
@@ -107,8 +116,19 @@ fn finish(run: &ScenarioRun) -> u8 {
     }
 }
 
-/// Writes `result.json` and `summary.md` into the run's evidence folder.
+/// Writes `result.json`, `summary.md` and (when the run recorded a history) `timeline.html`
+/// into the run's evidence folder.
 pub fn write_results(run: &ScenarioRun) -> Result<(), String> {
+    let history = run.evidence_dir.join("history.jsonl");
+    if let Ok(events) = crate::history::History::load(&history) {
+        let page = crate::report::timeline::render(run, &events);
+        std::fs::write(run.evidence_dir.join(TIMELINE_FILE), page).map_err(|e| {
+            format!(
+                "cannot write {TIMELINE_FILE} in {}: {e}",
+                run.evidence_dir.display()
+            )
+        })?;
+    }
     run.write(&run.evidence_dir).map_err(|e| {
         format!(
             "cannot write the result in {}: {e}",
@@ -126,18 +146,14 @@ pub fn write_results(run: &ScenarioRun) -> Result<(), String> {
 /// A run that could not even start: every covered cell errors (a DOC-GAP cell's observation is
 /// incomplete), with the reason.
 pub fn failed_run(file: &ScenarioFile, opts: &RunOptions, error: &str) -> ScenarioRun {
-    let verdict = RunVerdict::Errored {
-        message: error.to_owned(),
-    };
+    let verdict = Verdict::error(error);
     unrun(file, opts, Some(error), verdict)
 }
 
 /// A run this machine cannot do (no network namespaces): every covered cell is skipped with
 /// the reason, never passed.
 pub fn skipped_run(file: &ScenarioFile, opts: &RunOptions, reason: &str) -> ScenarioRun {
-    let verdict = RunVerdict::Skipped {
-        reason: reason.to_owned(),
-    };
+    let verdict = Verdict::skip(reason);
     unrun(file, opts, None, verdict)
 }
 
@@ -145,7 +161,7 @@ fn unrun(
     file: &ScenarioFile,
     opts: &RunOptions,
     setup_error: Option<&str>,
-    verdict: RunVerdict,
+    verdict: Verdict,
 ) -> ScenarioRun {
     ScenarioRun {
         setup_error: setup_error.map(str::to_owned),
@@ -157,7 +173,6 @@ fn unrun(
                 cell: c.cell.clone(),
                 status: c.status,
                 verdict: verdict.clone(),
-                numbers: Default::default(),
             })
             .collect(),
         ..new_run(file, opts)

@@ -291,6 +291,41 @@ fn remove_chain(chain: &str) -> Result<(), IptablesError> {
     Ok(())
 }
 
+/// Removes the host chains (`RECONNECT-<pid>`) of workers that are gone: a runner killed with
+/// SIGKILL leaves its workers' chains hooked into INPUT/OUTPUT with their DROP rules. Returns
+/// the chains removed, for the run to say so.
+pub fn remove_orphaned_host_chains() -> Result<Vec<String>, IptablesError> {
+    let listing = iptables(&strs(&["-S"]))?;
+    let mut removed = Vec::new();
+    for line in listing.lines() {
+        let Some(chain) = line.strip_prefix("-N ") else {
+            continue;
+        };
+        let Some(pid) = chain
+            .strip_prefix("RECONNECT-")
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !is_running(pid) {
+            remove_chain(chain)?;
+            removed.push(chain.to_owned());
+        }
+    }
+    Ok(removed)
+}
+
+/// Whether `pid` is a running process: a zombie (dead, not yet reaped by a parent that was
+/// itself killed) is not.
+fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("State:"))
+            .is_some_and(|state| !matches!(state.trim().chars().next(), Some('Z' | 'X')))
+    })
+}
+
 /// Parent side, after a `--host-network` worker exited (however it exited): removes its chain.
 pub fn remove_host_chain(worker_pid: u32) -> Result<(), IptablesError> {
     remove_chain(&chain_name(NetworkMode::HostNetwork, worker_pid))

@@ -12,13 +12,14 @@ use nix::sys::signal::kill;
 use nix::unistd::Pid;
 
 use super::*;
-use crate::checks::{self, CheckResult};
+use crate::checks;
 use crate::driver::{Driver, DriverConfig, LoadSpec};
 use crate::history::{self, Event, History};
 use crate::netns::{NetworkMode, test_support};
 use crate::supervisor::{
     BinaryPaths, ClusterSpec, NodeSettings, Service, Supervisor, SupervisorConfig, Target,
 };
+use crate::verdict::Verdict;
 
 const CF: Service = Service::ChainFire;
 
@@ -42,7 +43,18 @@ fn block_on_with_evidence<F: Future<Output = ()>>(scenario: impl FnOnce(PathBuf)
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(scenario(evidence.path().to_path_buf()));
+    // RECONNECT_TEST_KEEP=1 keeps the nodes' logs and data, as the servers' tests do.
+    let path = evidence.path().to_path_buf();
+    let evidence = match std::env::var_os("RECONNECT_TEST_KEEP").filter(|v| !v.is_empty()) {
+        Some(_) => {
+            eprintln!("evidence kept in {}", path.display());
+            let _ = evidence.keep();
+            None
+        }
+        None => Some(evidence),
+    };
+    rt.block_on(scenario(path));
+    drop(evidence);
 }
 
 /// Supervisor settings for these tests: evidence in `evidence`, clusters in this test's private
@@ -63,9 +75,23 @@ fn three_nodes(service: Service, settings: NodeSettings) -> ClusterSpec {
     }
 }
 
+/// A put retried by calling again until it succeeds or 60 s (first_ok_after's bound) pass.
+/// Writes resume once the group has a leader again, and the election after a leader's restart
+/// or a rejoin (a node with a higher term forces one more: openraft has no PreVote) may outlast
+/// one call's retries on a busy machine; a user calls again, and so does the test.
+async fn put_until_ok(driver: &Driver, key: &str) -> crate::history::OpRecord {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let op = driver.put(key, "1").await;
+        if op.is_ok() || Instant::now() >= deadline {
+            return op;
+        }
+    }
+}
+
 /// The reconnect check: time from `since_ms` to the first operation of `client` that
 /// succeeded, within `bound`.
-fn first_ok_after(history: &History, since_ms: f64, client: &str, bound: Duration) -> CheckResult {
+fn first_ok_after(history: &History, since_ms: f64, client: &str, bound: Duration) -> Verdict {
     checks::reconnect_time(
         &history.events(),
         since_ms,
@@ -104,7 +130,7 @@ async fn s3_quorum_lost_and_regained(
         failed.duration_ms() as u64,
         clarity.message
     );
-    assert!(clarity.passed);
+    assert!(clarity.passed());
     faults
         .apply(service, FaultKind::Heal, &Target::Follower)
         .await
@@ -114,7 +140,7 @@ async fn s3_quorum_lost_and_regained(
         .apply(service, FaultKind::Start, &Target::Node(other))
         .await
         .unwrap();
-    let op = driver.put("s3-after", "1").await;
+    let op = put_until_ok(driver, "s3-after").await;
     assert!(op.is_ok(), "{op:?}");
     let resumed = first_ok_after(
         history,
@@ -122,8 +148,8 @@ async fn s3_quorum_lost_and_regained(
         &driver.config().client,
         Duration::from_secs(60),
     );
-    eprintln!("S3 {}: {}", resumed.name, resumed.message);
-    assert!(resumed.passed);
+    eprintln!("S3 reconnect-time: {}", resumed.message);
+    assert!(resumed.passed());
 }
 
 /// Waits until the `service` replicas converge, then checks that no acknowledged write was lost
@@ -138,10 +164,10 @@ async fn assert_nothing_lost_and_converged(
     let lost = checks::no_lost_writes(&events, 0);
     let converged = checks::replicas_converge(&events, service);
     eprintln!(
-        "{}: {}\n{}: {}",
-        lost.name, lost.message, converged.name, converged.message
+        "no-lost-writes: {}\nreplicas-converge: {}",
+        lost.message, converged.message
     );
-    assert!(lost.passed && converged.passed);
+    assert!(lost.passed() && converged.passed());
     events
 }
 
@@ -228,11 +254,27 @@ async fn scenario(binary: PathBuf, evidence: PathBuf) {
         .unwrap();
     assert_eq!(kill_rec.node, old);
     eprintln!("kill: {}", kill_rec.detail);
+    // Every node's log marks the fault on the run's clock, the killed node's too.
+    for node in sup.nodes(CF) {
+        let log = std::fs::read_to_string(&node.log_path).unwrap();
+        let marker = log
+            .lines()
+            .find(|l| l.contains(&format!("FAULT kill chainfire-{old}: SIGKILL")))
+            .unwrap_or_else(|| panic!("no fault marker in {}:\n{log}", node.name));
+        let wall = marker
+            .strip_prefix("=== reconnect-runner ")
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(wall).is_ok(),
+            "{marker}"
+        );
+    }
     let t = Instant::now();
     let new = sup.leader(CF, Duration::from_secs(60)).await.unwrap();
     assert_ne!(new, old);
     eprintln!("new leader chainfire-{new} after {}", secs(t.elapsed()));
-    let op = driver.put("after-kill", "1").await;
+    let op = put_until_ok(&driver, "after-kill").await;
     assert!(op.is_ok(), "{op:?}");
     let start = faults
         .apply(CF, FaultKind::Start, &Target::Leader)
@@ -294,18 +336,18 @@ async fn scenario(binary: PathBuf, evidence: PathBuf) {
     let events = history.events();
     let clarity = checks::error_clarity(&events, failed.id, Duration::from_secs(60));
     // (The backoff itself is timed at link proxies by the suite's check_backoff.)
-    eprintln!("S1 {}: {}", clarity.name, clarity.message);
-    assert!(clarity.passed && failed.retries >= 1, "{failed:?}");
+    eprintln!("S1 error-clarity: {}", clarity.message);
+    assert!(clarity.passed() && failed.retries >= 1, "{failed:?}");
     faults
         .apply(CF, FaultKind::Unblock, &Target::Leader)
         .await
         .unwrap();
     let unblocked_at = last_fault_ms(&history);
-    let op = driver.put("s1-after", "1").await;
+    let op = put_until_ok(&driver, "s1-after").await;
     assert!(op.is_ok(), "{op:?}");
     let again = first_ok_after(&history, unblocked_at, "c1", Duration::from_secs(30));
-    eprintln!("S1 {}: {}", again.name, again.message);
-    assert!(again.passed);
+    eprintln!("S1 reconnect-time: {}", again.message);
+    assert!(again.passed());
 
     // S3: partition one follower (2 of 3 still write), kill the other (no quorum: writes fail
     // clearly), heal and start (writes resume, nothing lost).
@@ -441,9 +483,20 @@ async fn flaredb_scenarios(chainfire: PathBuf, flaredb: PathBuf, evidence: PathB
         let op = driver.put(&format!("f{i}"), &format!("v{i}")).await;
         assert!(op.is_ok(), "{op:?}");
     }
-    sup.wait_for_log(Some(FDB), None, "heartbeat", 0.0, Duration::from_secs(30))
+    // Every store's PD session is up (a line that merely mentions heartbeats, as openraft's
+    // do, is not enough: killing PD before the sessions exist tests nothing, and waits in vain
+    // for a "Reconnected to PD").
+    for index in 1..=3 {
+        sup.wait_for_log(
+            Some(FDB),
+            Some(index),
+            "PD heartbeat ok",
+            0.0,
+            Duration::from_secs(30),
+        )
         .await
         .unwrap();
+    }
     let faults = Faults::new(
         sup.clone(),
         Firewall::open(NetworkMode::PrivateNamespace),
@@ -471,8 +524,8 @@ async fn flaredb_scenarios(chainfire: PathBuf, flaredb: PathBuf, evidence: PathB
         node_name: None,
     };
     let s2 = checks::reconnect_time(&history.events(), killed_at, &to, Duration::from_secs(20));
-    eprintln!("S2 {}: {} {:?}", s2.name, s2.message, s2.numbers);
-    assert!(s2.passed);
+    eprintln!("S2 reconnect-time: {} {:?}", s2.message, s2.numbers);
+    assert!(s2.passed());
     assert!(driver.put("s2-after", "1").await.is_ok());
     faults
         .apply(CF, FaultKind::Start, &Target::Leader)
@@ -491,10 +544,10 @@ async fn flaredb_scenarios(chainfire: PathBuf, flaredb: PathBuf, evidence: PathB
         .unwrap();
     eprintln!("S4 restart: {}", restart.detail);
     let restarted_at = last_fault_ms(&history);
-    let op = driver.put("s4-after", "1").await;
+    let op = put_until_ok(&driver, "s4-after").await;
     assert!(op.is_ok(), "{op:?}");
     let s4 = first_ok_after(&history, restarted_at, "f1", Duration::from_secs(60));
-    eprintln!("S4 {}: {}", s4.name, s4.message);
+    eprintln!("S4 reconnect-time: {}", s4.message);
 
     driver.read_back(Duration::from_secs(60)).await;
     assert_nothing_lost_and_converged(&sup, &history, FDB).await;

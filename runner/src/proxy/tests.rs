@@ -527,6 +527,13 @@ impl RaftTransport for Raft {
     ) -> Result<tonic::Response<RaftPayload>, tonic::Status> {
         Err(tonic::Status::unimplemented("install_snapshot"))
     }
+
+    async fn identity(
+        &self,
+        _: tonic::Request<chainfire_api::raft_pb::IdentityQuery>,
+    ) -> Result<tonic::Response<chainfire_api::raft_pb::IdentityAnswer>, tonic::Status> {
+        Err(tonic::Status::unimplemented("identity"))
+    }
 }
 
 /// A gRPC server on its own runtime, so that killing it closes every connection at once.
@@ -576,6 +583,7 @@ fn payload(i: u8) -> RaftPayload {
     RaftPayload {
         data: vec![i; 100],
         from: u64::from(i),
+        ..Default::default()
     }
 }
 

@@ -2,8 +2,12 @@
 //! one testcase per matrix cell (classname = the covering scenario's id, name = the service).
 //!
 //! - failures and errors carry "expected ... ; happened ..." messages; under `--repeat`, later
-//!   failing runs are `rerunFailure`s, and a flaky cell is a `failure` whose failing runs are
-//!   `flakyFailure`s (so CI never counts it as passed);
+//!   failing runs are `rerunFailure`s. A flaky cell (passed in some runs) is, by default, a
+//!   `failure` with a `rerunFailure` per failed run, so no JUnit reader counts it as passed;
+//!   with `--flaky-is-pass` it is a passed testcase with a `flakyFailure` per failed run, the
+//!   shape Surefire and nextest give a test that failed and then passed;
+//! - each testcase's time is the cell's own share of its runs (see `report::cell_share_ms`), so
+//!   a suite's times add up to what it took;
 //! - SKIP, pending and not-selected cells are `skipped` with their reason; DOC-GAP cells are
 //!   `skipped` with type `DOC-GAP`, the gap, the observed behaviour and the recommendation;
 //! - recovery numbers are testsuite properties named `<cell>.<metric>` (Jenkins' JUnit XSD allows
@@ -24,8 +28,9 @@ use quick_junit::{
 };
 use quick_xml::events::{BytesStart, Event};
 
-use super::{CellReport, CellVerdict, RunVerdict};
+use super::{Basis, CellReport};
 use crate::matrix::CellStatus;
+use crate::verdict::Outcome;
 
 /// Facts about the whole run, recorded as properties of every testsuite.
 #[derive(Debug, Clone)]
@@ -35,6 +40,42 @@ pub struct RunFacts {
     pub network: String,
     pub evidence_root: String,
     pub duration: Duration,
+    /// Each server binary that ran: service, "PATH (VERSION)".
+    pub binaries: Vec<(String, String)>,
+}
+
+/// The report of a run that could not start (exit 2): one testcase in error saying why, so a
+/// CI's JUnit publisher shows the reason instead of "no report".
+pub fn not_run_report(reason: &str) -> Report {
+    let mut report = Report::new("reconnect-tests");
+    let mut suite = TestSuite::new("reconnect-runner");
+    let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+    status.set_message("nothing ran: the run was refused before any scenario started");
+    status.set_description(reason);
+    suite.add_test_case(TestCase::new("the run could start", status));
+    report.add_test_suite(suite);
+    report
+}
+
+/// Whether a report can be written at `path` (its folder made if needed), checked before the
+/// run rather than after it: a probe file is written next to it and removed.
+pub fn check_writable(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err(format!(
+            "--junit {} is a folder; give a file name",
+            path.display()
+        ));
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let probe = dir.join(format!(".reconnect-junit-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .map_err(|e| format!("cannot write the JUnit report in {}: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 /// Builds the report for every cell (cells must be in matrix order).
@@ -57,6 +98,9 @@ pub fn build_report(cells: &[CellReport], facts: &RunFacts) -> Report {
             Property::new("network", facts.network.clone()),
             Property::new("evidence", facts.evidence_root.clone()),
         ]);
+        for (service, binary) in &facts.binaries {
+            suite.add_property(Property::new(format!("binary.{service}"), binary.clone()));
+        }
         let mut time = Duration::ZERO;
         for c in &cells {
             for (metric, value) in c.median_numbers() {
@@ -84,44 +128,54 @@ pub fn build_report(cells: &[CellReport], facts: &RunFacts) -> Report {
 }
 
 fn test_case(c: &CellReport) -> TestCase {
-    let mut status = match &c.verdict {
-        CellVerdict::Passed => TestCaseStatus::success(),
-        CellVerdict::Failed { message } => {
-            let mut s = non_success(NonSuccessKind::Failure, message, "expectation");
-            s.add_reruns(c.runs.iter().skip(1).filter_map(rerun));
-            s
-        }
-        CellVerdict::Errored { message } => {
-            let mut s = non_success(NonSuccessKind::Error, message, "error");
-            s.add_reruns(c.runs.iter().skip(1).filter_map(rerun));
-            s
-        }
-        CellVerdict::Flaky { .. } => {
-            let mut s = non_success(NonSuccessKind::Failure, &c.verdict.explanation(), "flaky");
-            s.set_rerun_kind(FlakyOrRerun::Flaky);
+    let message = &c.verdict.verdict.message;
+    let mut status = match (&c.verdict.basis, c.verdict.outcome()) {
+        (Basis::Flaky { .. }, Outcome::Pass) => {
+            let mut s = TestCaseStatus::success();
             s.add_reruns(c.runs.iter().filter_map(rerun));
             s
         }
-        CellVerdict::Missing => non_success(
+        (Basis::Flaky { .. }, _) => {
+            let mut s = non_success(NonSuccessKind::Failure, &c.verdict.explanation(), "flaky");
+            s.set_rerun_kind(FlakyOrRerun::Rerun);
+            s.add_reruns(c.runs.iter().filter_map(rerun));
+            s
+        }
+        (Basis::Missing, _) => non_success(
             NonSuccessKind::Error,
             &c.verdict.explanation(),
             "missing-scenario",
         ),
-        CellVerdict::NotRun { reason } => non_success(NonSuccessKind::Error, reason, "not-run"),
-        CellVerdict::Skipped { reason } => skipped(reason, "SKIP", None),
-        CellVerdict::Pending { .. } => skipped(&c.verdict.explanation(), "PENDING", None),
-        CellVerdict::NotSelected => skipped(&c.verdict.explanation(), "NOT-SELECTED", None),
-        CellVerdict::Gap {
-            gap,
-            recommendation,
-            observed,
-        } => skipped(
+        (Basis::Pending, _) => skipped(&c.verdict.explanation(), "PENDING", None),
+        (Basis::NotSelected, _) => skipped(&c.verdict.explanation(), "NOT-SELECTED", None),
+        (
+            Basis::Gap {
+                gap,
+                recommendation,
+            },
+            _,
+        ) => skipped(
             &format!("DOC-GAP: {gap}"),
             "DOC-GAP",
             Some(format!(
-                "Gap: {gap}\nObserved: {observed}\nRecommendation: {recommendation}"
+                "Gap: {gap}\nObserved: {message}\nRecommendation: {recommendation}"
             )),
         ),
+        (Basis::Runs, Outcome::Pass) => TestCaseStatus::success(),
+        (Basis::Runs, Outcome::Fail) => {
+            let mut s = non_success(NonSuccessKind::Failure, message, "expectation");
+            s.add_reruns(c.runs.iter().skip(1).filter_map(rerun));
+            s
+        }
+        (Basis::Runs, Outcome::Error) => {
+            let mut s = non_success(NonSuccessKind::Error, message, "error");
+            s.add_reruns(c.runs.iter().skip(1).filter_map(rerun));
+            s
+        }
+        (Basis::Runs, Outcome::NotRun) => non_success(NonSuccessKind::Error, message, "not-run"),
+        (Basis::Runs, Outcome::Skip) => skipped(message, "SKIP", None),
+        // Observations come with the gap they document; one without is still no verdict.
+        (Basis::Runs, Outcome::Observed) => skipped(message, "DOC-GAP", None),
     };
     if c.status == CellStatus::DocGap
         && let TestCaseStatus::Skipped { ty, .. } = &mut status
@@ -156,11 +210,12 @@ fn skipped(message: &str, ty: &str, description: Option<String>) -> TestCaseStat
 
 /// A failing or erroring run as a rerun element (the schema requires its `type`).
 fn rerun(r: &super::CellRunSummary) -> Option<TestRerun> {
-    let (kind, message) = match &r.verdict {
-        RunVerdict::Failed { message } => (NonSuccessKind::Failure, message),
-        RunVerdict::Errored { message } => (NonSuccessKind::Error, message),
+    let kind = match r.verdict.outcome {
+        Outcome::Fail => NonSuccessKind::Failure,
+        Outcome::Error => NonSuccessKind::Error,
         _ => return None,
     };
+    let message = &r.verdict.message;
     let mut rerun = TestRerun::new(kind);
     rerun.set_message(format!("run {}: {}", r.run, first_line(message)));
     rerun.set_type(match kind {
@@ -190,6 +245,7 @@ fn system_out(c: &CellReport) -> String {
     }
     for r in &c.runs {
         let numbers: Vec<String> = r
+            .verdict
             .numbers
             .iter()
             .map(|(k, v)| format!("{k}={}", format_number(*v)))
@@ -198,13 +254,7 @@ fn system_out(c: &CellReport) -> String {
             out,
             "run {}: {} in {:.1} s; evidence: {}{}",
             r.run,
-            match &r.verdict {
-                RunVerdict::Passed => "passed",
-                RunVerdict::Failed { .. } => "failed",
-                RunVerdict::Errored { .. } => "errored",
-                RunVerdict::Skipped { .. } => "skipped",
-                RunVerdict::Observed { .. } => "observed",
-            },
+            r.verdict.outcome.as_str(),
             r.duration_ms / 1000.0,
             r.evidence_dir.display(),
             if numbers.is_empty() {
@@ -212,6 +262,13 @@ fn system_out(c: &CellReport) -> String {
             } else {
                 format!("; {}", numbers.join(" "))
             }
+        );
+        let _ = writeln!(
+            out,
+            "  timeline: {}",
+            r.evidence_dir
+                .join(super::timeline::TIMELINE_FILE)
+                .display()
         );
     }
     // Parsers trim the text's end; keep what is written equal to what is read back.
@@ -296,7 +353,9 @@ mod tests {
 
     use super::*;
     use crate::matrix::Origin;
+    use crate::report::CellVerdict;
     use crate::report::tests::summary;
+    use crate::verdict::Verdict;
 
     fn cell(
         id: &str,
@@ -320,71 +379,58 @@ mod tests {
             cell(
                 "S1/chainfire",
                 CellStatus::Test,
-                CellVerdict::Failed {
-                    message:
-                        "step 5 (get): expected ok within 20000 ms; happened: error after 3 retries"
-                            .into(),
-                },
+                CellVerdict::failed(
+                    "step 5 (get): expected ok within 20000 ms; happened: error after 3 retries",
+                ),
                 vec![summary(
                     1,
-                    RunVerdict::Failed {
-                        message: "step 5 (get): expected ok".into(),
-                    },
+                    Verdict::fail("step 5 (get): expected ok"),
                     812.0,
                 )],
             ),
             cell(
                 "S3/chainfire",
                 CellStatus::Test,
-                CellVerdict::Flaky {
-                    passed: 1,
-                    runs: 2,
-                    failures: vec!["run 2: lost write k3".into()],
-                },
+                CellVerdict::flaky(1, 2, vec!["run 2: lost write k3".into()]),
                 vec![
-                    summary(1, RunVerdict::Passed, 400.0),
-                    summary(
-                        2,
-                        RunVerdict::Failed {
-                            message: "lost write k3".into(),
-                        },
-                        600.0,
-                    ),
+                    summary(1, Verdict::pass(""), 400.0),
+                    summary(2, Verdict::fail("lost write k3"), 600.0),
                 ],
             ),
             cell(
                 "S4/chainfire",
                 CellStatus::Test,
-                CellVerdict::Passed,
-                vec![summary(1, RunVerdict::Passed, 90.0)],
+                CellVerdict::passed(),
+                vec![summary(1, Verdict::pass(""), 90.0)],
             ),
             cell(
                 "S3/iam",
                 CellStatus::Skip,
-                CellVerdict::Skipped {
-                    reason: "IAM is not part of this environment".into(),
-                },
+                CellVerdict::skipped("IAM is not part of this environment"),
                 vec![],
             ),
             cell(
                 "S5/chainfire",
                 CellStatus::DocGap,
-                CellVerdict::Gap {
-                    gap: "watch streams break".into(),
-                    recommendation: "add an auto-reconnect wrapper".into(),
-                    observed: "stream ended 12 ms after kill -9".into(),
-                },
+                CellVerdict::gap(
+                    "watch streams break".into(),
+                    "add an auto-reconnect wrapper".into(),
+                    "stream ended 12 ms after kill -9".into(),
+                ),
                 vec![],
             ),
             cell(
                 "S2/flaredb",
                 CellStatus::Test,
-                CellVerdict::Pending {
-                    reason: "flaredb scenarios not yet implemented".into(),
-                },
+                CellVerdict::pending("flaredb scenarios not yet implemented"),
                 vec![],
             ),
-            cell("S4/flaredb", CellStatus::Test, CellVerdict::Missing, vec![]),
+            cell(
+                "S4/flaredb",
+                CellStatus::Test,
+                CellVerdict::missing(),
+                vec![],
+            ),
         ]
     }
 
@@ -395,6 +441,10 @@ mod tests {
             network: "private network namespace".into(),
             evidence_root: "reconnect-results".into(),
             duration: Duration::from_secs(3),
+            binaries: vec![(
+                "chainfire".into(),
+                "/nix/store/x/bin/chainfire (chainfire 0.1.0)".into(),
+            )],
         }
     }
 
@@ -459,10 +509,28 @@ mod tests {
         match find("S3", "ChainFire").status {
             TestCaseStatus::NonSuccess { kind, reruns, .. } => {
                 assert_eq!(kind, NonSuccessKind::Failure, "flaky is not passed");
-                assert_eq!(reruns.kind, FlakyOrRerun::Flaky);
+                // rerunFailure, which every JUnit reader shows as failed.
+                assert_eq!(reruns.kind, FlakyOrRerun::Rerun);
                 assert_eq!(reruns.runs.len(), 1);
             }
             other => panic!("S3 should be flaky: {other:?}"),
+        }
+        // With --flaky-is-pass: passed, the failed run a flakyFailure (Surefire, nextest).
+        let mut cells = sample();
+        crate::report::flaky_is_pass(&mut cells);
+        let xml = String::from_utf8(to_xml(&build_report(&cells, &facts())).unwrap()).unwrap();
+        assert!(xml.contains("<flakyFailure"), "{xml}");
+        assert!(!xml.contains("<rerunFailure message=\"run 2"), "{xml}");
+        let flaky = Report::deserialize_from_str(&xml).unwrap();
+        let s3 = flaky
+            .test_suites
+            .iter()
+            .find(|s| s.name.as_str().starts_with("S3"))
+            .and_then(|s| s.test_cases.iter().find(|c| c.name.as_str() == "ChainFire"))
+            .unwrap();
+        match &s3.status {
+            TestCaseStatus::Success { flaky_runs } => assert_eq!(flaky_runs.len(), 1),
+            other => panic!("S3 should pass as flaky: {other:?}"),
         }
         match find("S5", "ChainFire").status {
             TestCaseStatus::Skipped {
@@ -533,6 +601,10 @@ mod tests {
         let out = case.system_out.as_ref().unwrap().as_str();
         assert!(out.contains("run 2: failed"), "{out}");
         assert!(
+            out.contains("timeline: reconnect-results/s1/run-2/timeline.html"),
+            "{out}"
+        );
+        assert!(
             out.contains("evidence: reconnect-results/s1/run-2"),
             "{out}"
         );
@@ -550,21 +622,60 @@ mod tests {
             return;
         }
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("junit.xml");
-        write(&build_report(&sample(), &facts()), &path).unwrap();
-        let out = std::process::Command::new(xmllint)
-            .arg("--noout")
-            .arg("--schema")
-            .arg(&xsd)
-            .arg(&path)
-            .output()
+        let mut flaky_passed = sample();
+        crate::report::flaky_is_pass(&mut flaky_passed);
+        for (name, report) in [
+            ("junit.xml", build_report(&sample(), &facts())),
+            ("flaky-is-pass.xml", build_report(&flaky_passed, &facts())),
+            (
+                "not-run.xml",
+                not_run_report("error: s.yaml:3:1: unknown step `kil`"),
+            ),
+        ] {
+            let path = dir.path().join(name);
+            write(&report, &path).unwrap();
+            let out = std::process::Command::new(&xmllint)
+                .arg("--noout")
+                .arg("--schema")
+                .arg(&xsd)
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "xmllint rejected {name}:\n{}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(&path).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_run_reports_one_error_saying_why_and_binaries_are_properties() {
+        let xml = String::from_utf8(to_xml(&not_run_report("no chainfire binary found")).unwrap())
             .unwrap();
+        assert!(xml.contains("errors=\"1\""), "{xml}");
+        assert!(xml.contains("no chainfire binary found"), "{xml}");
+        assert!(xml.contains("nothing ran"), "{xml}");
+        let xml = self::xml();
         assert!(
-            out.status.success(),
-            "xmllint rejected the report:\n{}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(&path).unwrap()
+            xml.contains(
+                r#"name="binary.chainfire" value="/nix/store/x/bin/chainfire (chainfire 0.1.0)""#
+            ),
+            "{xml}"
         );
+    }
+
+    #[test]
+    fn an_unwritable_report_path_is_found_before_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(check_writable(&dir.path().join("sub/junit.xml")).is_ok());
+        let err = check_writable(dir.path()).unwrap_err();
+        assert!(err.contains("is a folder"), "{err}");
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let err = check_writable(&file.join("junit.xml")).unwrap_err();
+        assert!(err.contains("cannot create"), "{err}");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 use std::fmt;
 
 use super::model::{
-    Expect, Outcome, ProbeOp, ReconnectUntil, Step, StopSignal, WatchExpectation, WatchMode,
+    Expect, LinkBehaviour, Outcome, ProbeOp, ReconnectUntil, Step, StopSignal, WatchExpectation,
+    WatchMode,
 };
 use crate::matrix::Service;
 
@@ -71,6 +72,25 @@ impl fmt::Display for Step {
                 Some(n) => write!(f, "heal partition of {}{n}", svc(s.service)),
                 None => write!(f, "heal all partitions"),
             },
+            Step::LinkFault(s) => {
+                let what = match s.link {
+                    LinkBehaviour::Delay { each_way_ms } => {
+                        format!("delay {each_way_ms} ms each way on")
+                    }
+                    LinkBehaviour::Reset => "reset".to_owned(),
+                    LinkBehaviour::Blackhole => "blackhole".to_owned(),
+                    LinkBehaviour::Pass => "let pass again".to_owned(),
+                };
+                write!(f, "{what} the client links to {}{}", svc(s.service), s.node)
+            }
+            Step::WriteBulk(s) => write!(
+                f,
+                "write {} values of {} KiB under {}{}/",
+                s.count,
+                s.value_kib,
+                svc(s.service),
+                s.key_prefix
+            ),
             Step::Sleep(s) => write!(f, "sleep {} ms", s.ms),
             Step::WaitForLeader(s) => {
                 write!(f, "wait for a {}leader", svc(s.service))?;
@@ -105,6 +125,11 @@ impl fmt::Display for Step {
                 f,
                 "check: retries of `{}` at the proxies keep the promised backoff",
                 s.op.as_deref().or(s.watch.as_deref()).unwrap_or("?")
+            ),
+            Step::CheckPeerBackoff(s) => write!(
+                f,
+                "check: {}'s Raft peer retries from `{}` to `{}` keep the documented peer policy",
+                s.node, s.from, s.until
             ),
             Step::CheckReconnect(s) => {
                 let until = match &s.until {

@@ -17,6 +17,80 @@ pub const MATRIX_FILE_NAME: &str = "matrix.yaml";
 pub struct ScenarioFile {
     pub path: PathBuf,
     pub scenario: Scenario,
+    /// Every duration a step gives (a number under a key `ms` or `*_ms`, at any depth), for
+    /// `validate`'s range check: one list for every step kind, present and future.
+    pub step_durations: Vec<StepDuration>,
+    /// Every key a step names (`key`, `key_prefix`, at any depth), for the same reason.
+    pub step_keys: Vec<StepKey>,
+}
+
+/// One key in a step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepKey {
+    pub step: usize,
+    pub path: String,
+    pub key: String,
+}
+
+/// One duration in a step: the step's index, the key path inside it, the value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepDuration {
+    pub step: usize,
+    pub path: String,
+    pub ms: u64,
+}
+
+/// The steps again, untyped, to find their durations.
+#[derive(serde::Deserialize)]
+struct UntypedSteps {
+    #[serde(default)]
+    steps: Vec<serde_json::Value>,
+}
+
+/// What `validate` range-checks in one step, found by key name at any depth.
+#[derive(Default)]
+struct Found {
+    durations: Vec<StepDuration>,
+    keys: Vec<StepKey>,
+}
+
+fn ranged_values_in(step: usize, path: &str, value: &serde_json::Value, out: &mut Found) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, v) in map {
+                let here = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                if (key == "ms" || key.ends_with("_ms"))
+                    && let Some(ms) = v.as_u64()
+                {
+                    out.durations.push(StepDuration {
+                        step,
+                        path: here.clone(),
+                        ms,
+                    });
+                }
+                if (key == "key" || key == "key_prefix")
+                    && let Some(text) = v.as_str()
+                {
+                    out.keys.push(StepKey {
+                        step,
+                        path: here.clone(),
+                        key: text.to_owned(),
+                    });
+                }
+                ranged_values_in(step, &here, v, out);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                ranged_values_in(step, path, item, out);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The scenario files named by `paths`: files as given, folders searched (not recursively)
@@ -66,8 +140,12 @@ fn is_scenario_file_name(p: &Path) -> bool {
 
 /// Parses one scenario file (syntax and types only; references are checked by `validate`).
 pub fn parse_file(path: &Path) -> Result<ScenarioFile, Problem> {
-    let text = std::fs::read_to_string(path)
+    let bytes = std::fs::read(path)
         .map_err(|e| Problem::in_file(path, format!("cannot read scenario file: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid_up_to = e.utf8_error().valid_up_to();
+        super::problem::not_utf8(path, e.as_bytes(), valid_up_to)
+    })?;
     parse_str(path, &text)
 }
 
@@ -75,9 +153,17 @@ pub fn parse_file(path: &Path) -> Result<ScenarioFile, Problem> {
 pub fn parse_str(path: &Path, text: &str) -> Result<ScenarioFile, Problem> {
     let scenario: Scenario =
         serde_saphyr::from_str(text).map_err(|e| Problem::from_yaml(path, &e))?;
+    let untyped: UntypedSteps =
+        serde_saphyr::from_str(text).map_err(|e| Problem::from_yaml(path, &e))?;
+    let mut found = Found::default();
+    for (i, step) in untyped.steps.iter().enumerate() {
+        ranged_values_in(i, "", step, &mut found);
+    }
     Ok(ScenarioFile {
         path: path.to_owned(),
         scenario,
+        step_durations: found.durations,
+        step_keys: found.keys,
     })
 }
 

@@ -158,8 +158,10 @@ pub struct NodeConfig {
     pub pd_reconnect_cycle_ms: Option<u64>,
     /// Log level of the node (default `debug`, the evidence the note asks for).
     pub log_level: Option<String>,
-    /// Further server flags, `--name: value`; they override the runner's own flags.
-    pub flags: BTreeMap<String, String>,
+    /// Further server flags, `--name: value`: behaviour flags only (see `scenario::flags`);
+    /// addresses, ports, paths and ids are the runner's.
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub flags: BTreeMap<String, Spanned<String>>,
 }
 
 impl NodeConfig {
@@ -253,6 +255,10 @@ pub enum Step {
     WatchStop(NamedRef),
     /// Start a named background write load at a fixed rate.
     LoadStart(LoadStartStep),
+    /// Writes `count` values of `value_kib` KiB each, one after another, through a client of its
+    /// own: bulk data a node that is down has to catch up on. Not part of the judged history
+    /// (the catch-up is proven by `check_converged`), so MiB of values stay out of it.
+    WriteBulk(WriteBulkStep),
     /// Stop a named background load.
     LoadStop(NamedRef),
     // --- faults
@@ -276,6 +282,10 @@ pub enum Step {
     Partition(FaultStep),
     /// Remove partitions: of one node, or all when `node` is not set.
     Heal(HealStep),
+    /// A fault on every client link to one node at the runner's in-path proxies: latency each
+    /// way, a reset of every connection, or a blackhole; `link: pass` lifts it. A slow network
+    /// for free, and nothing outside the run is touched.
+    LinkFault(LinkFaultStep),
     // --- waits
     /// Sleep a fixed time.
     Sleep(SleepStep),
@@ -299,6 +309,9 @@ pub enum Step {
     CheckConverged(CheckConvergedStep),
     /// A named operation's retry attempts follow the backoff schedule.
     CheckBackoff(CheckBackoffStep),
+    /// A cut-off node's Raft peer transport kept the documented peer policy (3 retries, x2.0,
+    /// then a probe every first delay), timed by the proxies on its peer links.
+    CheckPeerBackoff(CheckPeerBackoffStep),
     /// Time from a named fault (or heal, start...) to the first successful operation or to a
     /// named log wait is within a bound.
     CheckReconnect(CheckReconnectStep),
@@ -316,6 +329,9 @@ pub struct Expect {
     pub outcome: Outcome,
     /// The operation must finish (either way) within this bound; also the step's time bound.
     pub within_ms: Option<u64>,
+    /// The operation must take at least this long: evidence that a fault (a `link_fault`
+    /// delay) really was on its path.
+    pub at_least_ms: Option<u64>,
     /// Number of retries the client made (attempts - 1) must fall in this range.
     pub retries: Option<CountRange>,
     /// Texts that must all appear in the error (implies the operation may fail).
@@ -463,6 +479,22 @@ pub struct NamedRef {
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct WriteBulkStep {
+    #[serde(default)]
+    pub service: Option<Service>,
+    /// Keys are `<key_prefix>/<n>`.
+    pub key_prefix: String,
+    pub count: u32,
+    /// Size of each value (1 to 2048 KiB).
+    pub value_kib: u32,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub cells: Vec<CellId>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct LoadStartStep {
     /// Name for `load_stop`.
     pub name: String,
@@ -514,6 +546,34 @@ pub struct FaultStep {
     /// Save the chosen node under this name, for later steps (`node: $name`).
     #[serde(default, rename = "as")]
     pub save_as: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkFaultStep {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub service: Option<Service>,
+    pub node: NodeRef,
+    #[serde(default, rename = "as")]
+    pub save_as: Option<String>,
+    /// What the node's client links do from now on.
+    pub link: LinkBehaviour,
+}
+
+/// What a `link_fault` makes a node's client links do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum LinkBehaviour {
+    /// Hold every chunk this long in each direction.
+    Delay { each_way_ms: u64 },
+    /// Reset every connection (TCP RST), and every new one right after it is accepted.
+    Reset,
+    /// Accept and read, forward nothing either way.
+    Blackhole,
+    /// Forward again (lifts the fault).
+    Pass,
 }
 
 /// The signal `restart` stops a node with.
@@ -573,6 +633,10 @@ pub struct WaitForLeaderStep {
     /// Save the elected leader under this name.
     #[serde(default, rename = "as")]
     pub save_as: Option<String>,
+    /// The same leader at the same term must be reported by every live node for this long
+    /// without a break (so the next steps see no election). Default: a majority once.
+    #[serde(default)]
+    pub stable_ms: Option<u64>,
     pub within_ms: u64,
     #[serde(default)]
     pub cells: Vec<CellId>,
@@ -677,6 +741,12 @@ pub struct CheckConvergedStep {
     pub service: Option<Service>,
     /// Digests must become equal within this bound (polled).
     pub within_ms: u64,
+    /// With `metric`: report the time from the start of this named step (e.g. the `start` of a
+    /// node that was behind) to convergence: the catch-up time.
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub metric: Option<String>,
     #[serde(default)]
     pub cells: Vec<CellId>,
 }
@@ -702,6 +772,29 @@ pub struct CheckBackoffStep {
     /// that never ran proves nothing).
     #[serde(default)]
     pub min_retries: Option<u32>,
+    #[serde(default)]
+    pub cells: Vec<CellId>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckPeerBackoffStep {
+    #[serde(default)]
+    pub service: Option<Service>,
+    /// The node that was cut off (usually the `as:` name of a `partition`).
+    pub node: NodeRef,
+    /// The named fault that cut it off.
+    pub from: String,
+    /// The named step that healed it (the window ends when that step starts).
+    pub until: String,
+    /// The policy the transport is held to (default: the design note's 3 retries, x2.0,
+    /// 500 ms to 30 s, ±20 %; probes every first delay). Never the node's own configuration.
+    #[serde(default)]
+    pub promise: Option<RetryConfig>,
+    /// Probes (attempts after the last retry) every peer link must show before `until`
+    /// (default 1).
+    #[serde(default)]
+    pub min_probes: Option<u32>,
     #[serde(default)]
     pub cells: Vec<CellId>,
 }
@@ -780,6 +873,7 @@ impl Step {
             Step::WatchStart(_) => "watch_start",
             Step::WatchStop(_) => "watch_stop",
             Step::LoadStart(_) => "load_start",
+            Step::WriteBulk(_) => "write_bulk",
             Step::LoadStop(_) => "load_stop",
             Step::Kill(_) => "kill",
             Step::Term(_) => "term",
@@ -791,6 +885,7 @@ impl Step {
             Step::Unblock(_) => "unblock",
             Step::Partition(_) => "partition",
             Step::Heal(_) => "heal",
+            Step::LinkFault(_) => "link_fault",
             Step::Sleep(_) => "sleep",
             Step::WaitForLeader(_) => "wait_for_leader",
             Step::WaitForLog(_) => "wait_for_log",
@@ -800,6 +895,7 @@ impl Step {
             Step::CheckPdRegistration(_) => "check_pd_registration",
             Step::CheckConverged(_) => "check_converged",
             Step::CheckBackoff(_) => "check_backoff",
+            Step::CheckPeerBackoff(_) => "check_peer_backoff",
             Step::CheckReconnect(_) => "check_reconnect",
             Step::CheckClearError(_) => "check_clear_error",
             Step::CheckWatch(_) => "check_watch",
@@ -820,6 +916,7 @@ impl Step {
                 | Step::Unblock(_)
                 | Step::Partition(_)
                 | Step::Heal(_)
+                | Step::LinkFault(_)
         )
     }
 
@@ -834,7 +931,7 @@ impl Step {
                 | Step::Restart(_)
                 | Step::Block(_)
                 | Step::Partition(_)
-        )
+        ) || matches!(self, Step::LinkFault(s) if s.link != LinkBehaviour::Pass)
     }
 
     /// Whether this step is a check over the history (a `check_*` step).
@@ -846,6 +943,7 @@ impl Step {
                 | Step::CheckPdRegistration(_)
                 | Step::CheckConverged(_)
                 | Step::CheckBackoff(_)
+                | Step::CheckPeerBackoff(_)
                 | Step::CheckReconnect(_)
                 | Step::CheckClearError(_)
                 | Step::CheckWatch(_)
@@ -864,6 +962,8 @@ impl Step {
             Step::Block(s) | Step::Unblock(s) | Step::Partition(s) => s.name.as_deref(),
             Step::Restart(s) => s.name.as_deref(),
             Step::Heal(s) => s.name.as_deref(),
+            Step::LinkFault(s) => s.name.as_deref(),
+            Step::WriteBulk(s) => s.name.as_deref(),
             Step::WaitForLeader(s) => s.name.as_deref(),
             Step::WaitForLog(s) => s.name.as_deref(),
             Step::WaitUntilOk(s) => s.name.as_deref(),
@@ -877,6 +977,7 @@ impl Step {
             | Step::CheckPdRegistration(_)
             | Step::CheckConverged(_)
             | Step::CheckBackoff(_)
+            | Step::CheckPeerBackoff(_)
             | Step::CheckReconnect(_)
             | Step::CheckClearError(_)
             | Step::CheckWatch(_) => None,
@@ -896,7 +997,9 @@ impl Step {
             Step::CheckLinearizable(s) => &s.cells,
             Step::CheckPdRegistration(s) => &s.cells,
             Step::CheckConverged(s) => &s.cells,
+            Step::WriteBulk(s) => &s.cells,
             Step::CheckBackoff(s) => &s.cells,
+            Step::CheckPeerBackoff(s) => &s.cells,
             Step::CheckReconnect(s) => &s.cells,
             Step::CheckClearError(s) => &s.cells,
             Step::CheckWatch(s) => &s.cells,
@@ -912,6 +1015,7 @@ impl Step {
             Step::Delete(s) => s.service,
             Step::WatchStart(s) => s.service,
             Step::LoadStart(s) => s.service,
+            Step::WriteBulk(s) => s.service,
             Step::Kill(s)
             | Step::Term(s)
             | Step::Stop(s)
@@ -922,6 +1026,7 @@ impl Step {
             | Step::Partition(s) => s.service,
             Step::Restart(s) => s.service,
             Step::Heal(s) => s.service,
+            Step::LinkFault(s) => s.service,
             Step::WaitForLeader(s) => s.service,
             Step::WaitForLog(s) => s.service,
             Step::WaitUntilOk(s) => s.service,
@@ -929,6 +1034,7 @@ impl Step {
             Step::CheckLinearizable(s) => s.service,
             Step::CheckPdRegistration(_) => Some(Service::FlareDb),
             Step::CheckConverged(s) => s.service,
+            Step::CheckPeerBackoff(s) => s.service,
             Step::WatchStop(_)
             | Step::LoadStop(_)
             | Step::Sleep(_)
@@ -957,8 +1063,10 @@ impl Step {
             | Step::Partition(s) => refs.push(&s.node),
             Step::Restart(s) => refs.push(&s.node),
             Step::Heal(s) => refs.extend(s.node.as_ref()),
+            Step::LinkFault(s) => refs.push(&s.node),
             Step::WaitForLeader(s) => refs.extend(s.not.as_ref()),
             Step::WaitForLog(s) => refs.extend(s.node.as_ref()),
+            Step::CheckPeerBackoff(s) => refs.push(&s.node),
             _ => {}
         }
         refs
@@ -976,6 +1084,7 @@ impl Step {
             | Step::Unblock(s)
             | Step::Partition(s) => s.save_as.as_deref(),
             Step::Restart(s) => s.save_as.as_deref(),
+            Step::LinkFault(s) => s.save_as.as_deref(),
             Step::WaitForLeader(s) => s.save_as.as_deref(),
             _ => None,
         }

@@ -36,10 +36,83 @@ impl Problem {
         }
     }
 
-    /// A YAML syntax or type error, with the position and the excerpt the parser rendered.
+    /// A YAML syntax or type error, with the position and the excerpt the parser rendered, in
+    /// the scenario's words (the parser's own option and type names are translated).
     pub fn from_yaml(file: &Path, err: &serde_saphyr::Error) -> Self {
         let location = err.location().unwrap_or(Location::UNKNOWN);
-        Problem::at(file, location, err.to_string())
+        Problem::at(file, location, humanize(file, &err.to_string()))
+    }
+}
+
+/// The parser's message without its own position prefix (the problem has the position) and
+/// with library wording replaced; the excerpt it draws names the file.
+fn humanize(file: &Path, message: &str) -> String {
+    let mut text = message
+        .strip_prefix("error: ")
+        .unwrap_or(message)
+        .to_owned();
+    // "line 3 column 1: ..." repeats the position the problem already carries.
+    if let Some(rest) = text.strip_prefix("line ")
+        && let Some((_, after)) = rest.split_once(": ")
+        && rest
+            .split_once(": ")
+            .is_some_and(|(pos, _)| pos.contains(" column "))
+    {
+        text = after.to_owned();
+    }
+    let replacements = [
+        (", set DuplicateKeyPolicy in Options if acceptable", ""),
+        (
+            "duplicate mapping key: ",
+            "a key given twice in one mapping: ",
+        ),
+        (
+            "invalid u64",
+            "expected a whole number from 0 to 18446744073709551615",
+        ),
+        (
+            "invalid u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        ("invalid usize", "expected a whole number"),
+        ("invalid f64", "expected a number"),
+        ("<input>", "FILE"),
+        (
+            "multiple YAML documents detected; use from_str_multiple or from_str_multiple_with_options",
+            "more than one YAML document: a scenario file holds one (no `---` between several)",
+        ),
+        (
+            "budget breached",
+            "the file is too large, too deeply nested or uses too many aliases for a scenario",
+        ),
+        ("Options", "parser settings"),
+    ];
+    for (from, to) in replacements {
+        text = text.replace(from, to);
+    }
+    text.replace("FILE", &file.display().to_string())
+}
+
+/// The position of the first byte that is not UTF-8, as a problem: a scenario must be text.
+pub fn not_utf8(file: &Path, bytes: &[u8], valid_up_to: usize) -> Problem {
+    let before = &bytes[..valid_up_to];
+    let line = before.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+    let line_start = before
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count() as u64
+        + 1;
+    Problem {
+        file: file.to_owned(),
+        line: Some(line),
+        column: Some(column),
+        message: format!(
+            "byte 0x{:02x} is not UTF-8: a scenario file must be UTF-8 text",
+            bytes[valid_up_to]
+        ),
     }
 }
 

@@ -9,7 +9,8 @@ use serde_saphyr::Location;
 
 use super::load::ScenarioFile;
 use super::model::{
-    ClusterSpec, NodeConfig, Outcome, ReconnectUntil, RetryConfig, Scenario, Step, Workload,
+    ClusterSpec, LinkBehaviour, NodeConfig, Outcome, ReconnectUntil, RetryConfig, Scenario, Step,
+    Workload,
 };
 use super::problem::{Problem, Problems};
 use super::target::{NodeRef, is_name};
@@ -18,6 +19,19 @@ use crate::matrix::{CellStatus, Matrix, Service, is_slug};
 const LOG_LEVELS: [&str; 5] = ["trace", "debug", "info", "warn", "error"];
 /// Upper bound on a background load's rate: the runner's own client must keep up on 2 cores.
 const MAX_LOAD_RATE: f64 = 1000.0;
+/// A link delay longer than this is a blackhole in disguise: say `blackhole`.
+const MAX_LINK_DELAY_MS: u64 = 10_000;
+/// Bulk writes: at most this many values of at most this many KiB (1 GiB in all).
+const MAX_BULK_VALUES: u32 = 1024;
+const MAX_BULK_VALUE_KIB: u32 = 2048;
+/// Scenario ids name evidence folders and JUnit classes.
+const MAX_ID_LEN: usize = 64;
+/// Keys a step names (the servers take more; the evidence stays readable).
+const MAX_KEY_BYTES: usize = 1024;
+/// A scenario runs for a day at the most.
+const MAX_SCENARIO_TIMEOUT_MS: u64 = 86_400_000;
+/// The longest time setting the servers (and the runner's clients) take.
+const MAX_SERVER_MS: u64 = 600_000;
 
 /// Checks one scenario against itself and the matrix.
 pub fn validate(file: &ScenarioFile, matrix: &Matrix) -> Problems {
@@ -67,6 +81,12 @@ impl Validator<'_> {
     fn header(&mut self, matrix: &Matrix) {
         let s = self.scenario();
         let mut msgs = Vec::new();
+        if s.id.len() > MAX_ID_LEN {
+            msgs.push(format!(
+                "scenario id is {} characters; it must be at most {MAX_ID_LEN} (it names folders)",
+                s.id.len()
+            ));
+        }
         if !is_slug(&s.id) {
             msgs.push(format!(
                 "scenario id `{}` must be lowercase letters, digits and '-'",
@@ -84,6 +104,25 @@ impl Validator<'_> {
         }
         if s.step_timeout_ms == 0 || s.timeout_ms == 0 {
             msgs.push("time bounds must be positive".to_owned());
+        }
+        if s.timeout_ms > MAX_SCENARIO_TIMEOUT_MS {
+            msgs.push(format!(
+                "timeout_ms is {} ms; it must be from 1 to {MAX_SCENARIO_TIMEOUT_MS} (24 h)",
+                s.timeout_ms
+            ));
+        }
+        if s.step_timeout_ms > s.timeout_ms {
+            msgs.push(format!(
+                "step_timeout_ms ({}) is more than timeout_ms ({}): no step could use it",
+                s.step_timeout_ms, s.timeout_ms
+            ));
+        }
+        if let Some(ms) = s.client.op_timeout_ms
+            && !(1..=MAX_SERVER_MS).contains(&ms)
+        {
+            msgs.push(format!(
+                "client.op_timeout_ms is {ms}; it must be from 1 to {MAX_SERVER_MS}"
+            ));
         }
         let mut seen = BTreeSet::new();
         for cov in &s.covers {
@@ -219,6 +258,34 @@ impl Validator<'_> {
         if c.election_timeout_ms == Some(0) || c.heartbeat_interval_ms == Some(0) {
             self.file_problem(format!("{at}: timeouts must be positive"));
         }
+        for (name, ms) in [
+            ("election_timeout_ms", c.election_timeout_ms),
+            ("heartbeat_interval_ms", c.heartbeat_interval_ms),
+            ("pd_reconnect_cycle_ms", c.pd_reconnect_cycle_ms),
+            (
+                "retry.initial_delay_ms",
+                c.retry.as_ref().and_then(|r| r.initial_delay_ms),
+            ),
+            (
+                "retry.max_delay_ms",
+                c.retry.as_ref().and_then(|r| r.max_delay_ms),
+            ),
+        ] {
+            if let Some(ms) = ms
+                && ms > MAX_SERVER_MS
+            {
+                self.file_problem(format!(
+                    "{at}.{name} is {ms} ms; servers take at most {MAX_SERVER_MS} (10 min)"
+                ));
+            }
+        }
+        if let Some(n) = c.retry.as_ref().and_then(|r| r.max_retries)
+            && n > 20
+        {
+            self.file_problem(format!(
+                "{at}.retry.max_retries is {n}; it must be from 0 to 20"
+            ));
+        }
         if let (Some(e), Some(h)) = (c.election_timeout_ms, c.heartbeat_interval_ms)
             && h >= e
         {
@@ -228,6 +295,15 @@ impl Validator<'_> {
         }
         if let Some(r) = &c.retry {
             self.retry(&format!("{at}.retry"), r);
+        }
+        for (name, value) in &c.flags {
+            if let Err(why) = super::flags::check(&svc.to_string(), name, &value.value) {
+                self.problems.push(Problem::at(
+                    &self.file.path,
+                    value.referenced,
+                    format!("{at}.flags: {why}"),
+                ));
+            }
         }
     }
 
@@ -317,6 +393,41 @@ impl Validator<'_> {
                     "its bound ({ms} ms) exceeds the scenario's timeout_ms ({})",
                     scenario.timeout_ms
                 ));
+            }
+            // Every other duration in the step (a sleep, a restart's downtime, a hold...) fits
+            // in the scenario too; this also keeps every deadline the runner computes in range.
+            for d in self.file.step_durations.iter().filter(|d| d.step == i) {
+                if d.ms > scenario.timeout_ms && Some(d.ms) != step.own_bound_ms() {
+                    msgs.push(format!(
+                        "`{}` is {} ms, more than the scenario's timeout_ms ({}): it must be \
+                         from 0 to {}",
+                        d.path, d.ms, scenario.timeout_ms, scenario.timeout_ms
+                    ));
+                }
+            }
+
+            // A partition needs another side; a 1-node cluster has none.
+            if let (Step::Partition(_), Some(svc)) = (step, service)
+                && scenario.cluster(svc).is_some_and(|c| c.nodes < 2)
+            {
+                msgs.push(format!(
+                    "a partition needs at least 2 nodes; the {svc} cluster has 1 (use `block`)"
+                ));
+            }
+            // Keys the runner writes or reads: not empty, not huge.
+            for key in self.file.step_keys.iter().filter(|k| k.step == i) {
+                if key.key.is_empty() {
+                    msgs.push(format!(
+                        "`{}` is empty; a key needs at least one byte",
+                        key.path
+                    ));
+                } else if key.key.len() > MAX_KEY_BYTES {
+                    msgs.push(format!(
+                        "`{}` is {} bytes; keys are at most {MAX_KEY_BYTES}",
+                        key.path,
+                        key.key.len()
+                    ));
+                }
             }
 
             self.step_specific(step, &mut defined, &mut msgs);
@@ -465,6 +576,56 @@ impl Validator<'_> {
                         "min_retries: 0 would let a schedule that never ran pass; use 1 or more"
                             .into(),
                     );
+                }
+            }
+            Step::WriteBulk(s) => {
+                if !(1..=MAX_BULK_VALUES).contains(&s.count) {
+                    msgs.push(format!(
+                        "count must be 1..={MAX_BULK_VALUES}, got {}",
+                        s.count
+                    ));
+                }
+                if !(1..=MAX_BULK_VALUE_KIB).contains(&s.value_kib) {
+                    msgs.push(format!(
+                        "value_kib must be 1..={MAX_BULK_VALUE_KIB} (a request is at most 4 MiB), got {}",
+                        s.value_kib
+                    ));
+                }
+            }
+            Step::CheckConverged(s) => {
+                if let Some(from) = &s.from
+                    && !d.step_names.contains_key(from)
+                {
+                    msgs.push(format!("`from: {from}` names no earlier step"));
+                }
+                if s.from.is_some() != s.metric.is_some() {
+                    msgs.push("`from` and `metric` go together (the time from `from` to convergence is reported as `metric`)".into());
+                }
+                if let Some(m) = &s.metric
+                    && !is_name(m)
+                {
+                    msgs.push(format!("bad metric name `{m}`"));
+                }
+            }
+            Step::LinkFault(s) => {
+                if let LinkBehaviour::Delay { each_way_ms } = s.link
+                    && !(1..=MAX_LINK_DELAY_MS).contains(&each_way_ms)
+                {
+                    msgs.push(format!(
+                        "link: delay each_way_ms must be 1..={MAX_LINK_DELAY_MS}, got {each_way_ms}"
+                    ));
+                }
+            }
+            Step::CheckPeerBackoff(s) => {
+                for name in [&s.from, &s.until] {
+                    if !d.step_names.contains_key(name) {
+                        msgs.push(format!("`{name}` names no earlier step"));
+                    }
+                }
+                if let Some(p) = &s.promise
+                    && let Err(e) = p.policy().validate()
+                {
+                    msgs.push(format!("promise: {e}"));
                 }
             }
             Step::CheckClearError(s) => op_name(d, &s.op, msgs),
@@ -618,6 +779,39 @@ cells:
     }
 
     #[test]
+    fn link_faults_and_peer_backoff_checks_are_validated() {
+        let out = problems(&format!(
+            "{CF3}steps:\n  - link_fault: {{node: leader, link: {{delay: {{each_way_ms: 0}}}}}}\n  - link_fault: {{node: $gone, link: pass}}\n  - check_peer_backoff: {{node: 1, from: nope, until: heal}}\n"
+        ));
+        assert!(
+            out.contains("step 1 (link_fault): link: delay each_way_ms must be 1..=10000, got 0"),
+            "{out}"
+        );
+        assert!(
+            out.contains("step 2 (link_fault): $gone is not saved"),
+            "{out}"
+        );
+        assert!(
+            out.contains("step 3 (check_peer_backoff): `nope` names no earlier step"),
+            "{out}"
+        );
+        assert!(
+            out.contains("step 3 (check_peer_backoff): `heal` names no earlier step"),
+            "{out}"
+        );
+        let text = format!(
+            "id: s1-x\ntitle: x\ncovers:\n  - {{cell: S1/chainfire, status: TEST}}\n{CF3}steps:\n  - link_fault: {{node: leader, link: sideways}}\n"
+        );
+        let err = parse_str(Path::new("s.yaml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("s.yaml:8:38") && err.contains("unknown variant `sideways`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn node_out_of_range_and_unsaved_names_are_errors() {
         let out = problems(&format!(
             "{CF3}steps:\n  - kill: {{node: 4}}\n  - start: {{node: $victim}}\n"
@@ -688,6 +882,59 @@ cells:
         ] {
             assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
         }
+    }
+
+    #[test]
+    fn flags_that_name_addresses_paths_or_ids_are_refused_at_their_position() {
+        let steps = "steps:\n  - kill: {node: leader}\n  - check_linearizable: {}\n";
+        let hostile = problems(&format!(
+            "clusters:\n  chainfire:\n    nodes: 3\n    config:\n      flags: {{\"--data-dir\": \"/\", \"--election-timeout-ms\": \"18446744073709551615\"}}\n    overrides:\n      2: {{flags: {{\"--client-addr\": \"0.0.0.0:2379\"}}}}\n{steps}"
+        ));
+        assert!(
+            hostile.contains("s.yaml:9:")
+                && hostile.contains("`--data-dir` names a path, which only the runner sets"),
+            "{hostile}"
+        );
+        assert!(hostile.contains("from 50 to 600000"), "{hostile}");
+        assert!(
+            hostile.contains(
+                "clusters.chainfire.overrides.2.flags: flag `--client-addr` names an address"
+            ),
+            "{hostile}"
+        );
+        assert!(hostile.contains("3 problems found"), "{hostile}");
+        let fine = problems(&format!(
+            "clusters:\n  chainfire:\n    nodes: 3\n    config:\n      flags: {{\"--snapshot-logs\": \"32\"}}\n{steps}"
+        ));
+        assert!(fine.contains("0 problems") || fine.is_empty(), "{fine}");
+    }
+
+    #[test]
+    fn numbers_are_range_checked_with_the_range_in_the_message() {
+        let huge = problems(
+            "timeout_ms: 60000\nclient: {op_timeout_ms: 0}\nclusters:\n  chainfire:\n    nodes: 1\n    config: {election_timeout_ms: 18446744073709551615}\nsteps:\n  - restart: {node: 1, down_ms: 18446744073709551615}\n  - sleep: {ms: 60001}\n  - partition: {node: 1}\n  - put: {key: \"\", value: v}\n  - check_linearizable: {}\n",
+        );
+        for expected in [
+            "s.yaml:12:5: step 1 (restart): `restart.down_ms` is 18446744073709551615 ms, more than the scenario's timeout_ms (60000): it must be from 0 to 60000",
+            "step 2 (sleep): its bound (60001 ms) exceeds the scenario's timeout_ms (60000)",
+            "client.op_timeout_ms is 0; it must be from 1 to 600000",
+            "election_timeout_ms is 18446744073709551615 ms; servers take at most 600000",
+            "a partition needs at least 2 nodes",
+            "`put.key` is empty",
+        ] {
+            assert!(huge.contains(expected), "{expected}\n{huge}");
+        }
+        let matrix = Matrix::parse(Path::new("matrix.yaml"), MATRIX).unwrap();
+        let text = format!(
+            "id: {}\ntitle: x\ncovers:\n  - {{cell: S1/chainfire, status: TEST}}\n{CF3}steps:\n  - kill: {{node: leader}}\n  - check_linearizable: {{}}\n",
+            "a".repeat(300)
+        );
+        let file = parse_str(Path::new("s.yaml"), &text).unwrap();
+        let msg = validate(&file, &matrix).to_string();
+        assert!(
+            msg.contains("scenario id is 300 characters; it must be at most 64"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -4,9 +4,12 @@
 //! note does (`iptables -A INPUT -s <node2-ip> -j DROP`); 127.0.0.1 is left to the runner and its
 //! clients so no client is mistaken for a node. Inside a private network namespace the note's
 //! fixed ports are used (nothing else lives there); on the host network free ports are picked so
-//! parallel runs and other services never collide.
+//! parallel runs and other services never collide, and each worker claims its own address range
+//! (127.X.*.*, X in 200..=254, held by a lock file for the process's life) so one run's iptables
+//! rules never cut another run's nodes.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::sync::OnceLock;
 
 use crate::netns::NetworkMode;
 
@@ -22,13 +25,60 @@ pub struct NodeAddresses {
     pub peer: SocketAddr,
 }
 
-/// The node's loopback IP: ChainFire node i is 127.0.1.i, FlareDB node i is 127.0.2.i.
+/// The second octet of this process's node addresses on the host network (see
+/// [`claim_host_range`]); 0 inside a private namespace.
+static HOST_RANGE: OnceLock<(u8, std::fs::File)> = OnceLock::new();
+
+/// Claims an address range of its own for this process's nodes on the host network: the first
+/// X in 200..=254 whose lock file (`$TMPDIR/reconnect-runner-net-X.lock`) no live process holds.
+/// The lock goes with the process, however it dies.
+pub fn claim_host_range() -> Result<u8, String> {
+    if let Some((octet, _)) = HOST_RANGE.get() {
+        return Ok(*octet);
+    }
+    for octet in 200..=254u8 {
+        let path = std::env::temp_dir().join(format!("reconnect-runner-net-{octet}.lock"));
+        let Ok(file) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+        else {
+            continue;
+        };
+        if file.try_lock().is_ok() {
+            let _ = HOST_RANGE.set((octet, file));
+            return Ok(octet);
+        }
+    }
+    Err("every host-network address range (127.200-254.*.*) is held by another run".into())
+}
+
+/// The node's loopback IP: ChainFire node i is 127.X.1.i, FlareDB node i is 127.X.2.i, with X 0
+/// in a private namespace and the claimed range on the host network.
 pub fn node_ip(service: Service, index: usize) -> Ipv4Addr {
     let third = match service {
         Service::ChainFire => 1,
         Service::FlareDb => 2,
     };
-    Ipv4Addr::new(127, 0, third, index as u8)
+    let second = HOST_RANGE.get().map_or(0, |(octet, _)| *octet);
+    Ipv4Addr::new(127, second, third, index as u8)
+}
+
+/// Where client number `client` (from 1) reaches node `index` of `service` through its proxy
+/// (see `links`): `127.<10+client>.<s>.<i>` in a private namespace (`s` 1 for ChainFire, 2 for
+/// FlareDB), and inside the claimed range on the host network, `127.X.<10+client>.<10*s+i>`, so
+/// two runs' proxies never share an address either.
+pub fn client_proxy_ip(client: u8, service: Service, index: usize) -> Ipv4Addr {
+    let s = match service {
+        Service::ChainFire => 1u8,
+        Service::FlareDb => 2,
+    };
+    let client = 10u8.saturating_add(client);
+    match HOST_RANGE.get() {
+        Some((octet, _)) => Ipv4Addr::new(127, *octet, client, 10 * s + index as u8),
+        None => Ipv4Addr::new(127, client, s, index as u8),
+    }
 }
 
 /// Fixed ports of the plan (ChainFire clients 2379.., peers 2389..; FlareDB clients 5000..,
@@ -122,6 +172,25 @@ mod tests {
         assert_eq!(a.ip, Ipv4Addr::new(127, 0, 1, 2));
         assert_ne!(a.client.port(), 0);
         ensure_free(a.client, "chainfire-2", "client").unwrap();
+    }
+
+    #[test]
+    fn client_proxies_never_take_a_node_address() {
+        // (This process never claims a host range: the private-namespace plan.)
+        assert_eq!(
+            client_proxy_ip(3, Service::FlareDb, 2),
+            Ipv4Addr::new(127, 13, 2, 2)
+        );
+        for s in [Service::ChainFire, Service::FlareDb] {
+            for i in 1..=9 {
+                for k in 1..=40 {
+                    let ip = client_proxy_ip(k, s, i);
+                    assert!(ip.is_loopback() && ip != Ipv4Addr::LOCALHOST);
+                    assert_ne!(ip, node_ip(Service::ChainFire, i));
+                    assert_ne!(ip, node_ip(Service::FlareDb, i));
+                }
+            }
+        }
     }
 
     #[test]

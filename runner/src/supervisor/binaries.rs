@@ -1,5 +1,7 @@
-//! Finding the server binaries: an explicit per-service path, then `--bin-dir`, then the folder
-//! of the runner's own executable (where `cargo build` and the Nix package put them), then `PATH`.
+//! Finding the server binaries: an explicit per-service path; else `--bin-dir` alone when it is
+//! given (strict: a binary missing there is an error, never one found elsewhere); else the
+//! folder of the runner's own executable (where `cargo build` and the Nix package put them),
+//! then `PATH`. [`describe`] names the binary and its version, for the run's report.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -24,21 +26,29 @@ impl BinaryPaths {
             Service::ChainFire => &self.chainfire,
             Service::FlareDb => &self.flaredb,
         };
-        let candidates = match explicit {
-            Some(path) => vec![path.clone()],
-            None => self.default_candidates(service.binary_name()),
+        let candidates = match (explicit, &self.bin_dir) {
+            (Some(path), _) => vec![path.clone()],
+            (None, Some(dir)) => vec![dir.join(service.binary_name())],
+            (None, None) => self.default_candidates(service.binary_name()),
         };
-        candidates.iter().find(|p| is_executable(p)).cloned().ok_or(
-            SupervisorError::MissingBinary {
+        if let Some(found) = candidates.iter().find(|p| is_executable(p)) {
+            return Ok(found.clone());
+        }
+        // Say "not executable" when that is what it is, not "not found".
+        if let Some(file) = candidates.iter().find(|p| p.is_file()) {
+            return Err(SupervisorError::NotExecutable {
                 service,
-                searched: candidates,
-            },
-        )
+                path: file.clone(),
+            });
+        }
+        Err(SupervisorError::MissingBinary {
+            service,
+            searched: candidates,
+        })
     }
 
     fn default_candidates(&self, name: &str) -> Vec<PathBuf> {
         let mut dirs = Vec::new();
-        dirs.extend(self.bin_dir.clone());
         if let Some(dir) = std::env::current_exe()
             .ok()
             .and_then(|e| e.parent().map(Path::to_path_buf))
@@ -56,6 +66,21 @@ impl BinaryPaths {
         }
         dirs.into_iter().map(|d| d.join(name)).collect()
     }
+}
+
+/// `PATH (VERSION)` of a binary: what `--version` prints (bounded at 2 s), for the report.
+pub fn describe(path: &Path) -> String {
+    let version = std::process::Command::new(path)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "version unknown".into());
+    format!("{} ({version})", path.display())
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -100,13 +125,46 @@ mod tests {
     }
 
     #[test]
-    fn a_non_executable_file_does_not_count() {
+    fn a_non_executable_file_is_said_to_be_so() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("flaredb"), "").unwrap();
         let paths = BinaryPaths {
             flaredb: Some(dir.path().join("flaredb")),
             ..Default::default()
         };
-        assert!(paths.locate(Service::FlareDb).is_err());
+        let err = paths.locate(Service::FlareDb).unwrap_err().to_string();
+        assert!(err.contains("is not executable"), "{err}");
+    }
+
+    #[test]
+    fn a_bin_dir_without_the_binary_is_an_error_even_if_path_has_one() {
+        // `sh` is on PATH; a --bin-dir without it must not fall back to PATH's.
+        let dir = tempfile::tempdir().unwrap();
+        let paths = BinaryPaths {
+            bin_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        let err = paths.locate(Service::ChainFire).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "no chainfire binary found (searched: {})",
+                dir.path().join("chainfire").display()
+            )
+        );
+    }
+
+    #[test]
+    fn describe_names_the_path_and_the_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chainfire");
+        std::fs::write(&path, "#!/bin/sh\necho chainfire 9.9.9\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(
+            describe(&path),
+            format!("{} (chainfire 9.9.9)", path.display())
+        );
+        let silent = fake_binary(dir.path(), "flaredb");
+        assert!(describe(&silent).ends_with("(version unknown)"));
     }
 }

@@ -4,10 +4,18 @@
 //! - [`raft_pb`]: the peer transport (`raft.v1`), generated from `proto/raft.proto`.
 //! - [`retry`]: the retry policy (3 retries, x2.0, 500 ms .. 30 s, jitter) every client uses.
 //! - [`raft_client`]: the openraft network over gRPC, retrying failed RPCs with that policy.
+//! - [`peer_gate`]: the per-peer backoff schedule every peer request passes.
+//! - [`peer_limits`]: the one size limit of peer messages and the openraft settings under it.
+//! - [`json_bytes`]: byte strings in JSON as base64 (entries, snapshots), fast even unoptimized.
 //! - [`raft_server`]: the gRPC service that hands incoming peer RPCs to a local openraft node.
+//! - [`identity`]: cluster and member ids; a wiped member is refused.
 //! - [`raft_node`]: member-list parsing, cluster formation, role names, leader-change logging.
 //! - [`process`]: logging setup and the shutdown signal both server binaries use.
 
+pub mod identity;
+pub mod json_bytes;
+pub mod peer_gate;
+pub mod peer_limits;
 pub mod process;
 pub mod raft_client;
 pub mod raft_node;

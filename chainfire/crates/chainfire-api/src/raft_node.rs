@@ -90,14 +90,20 @@ pub fn source_ip_for(listen_addr: &str) -> Option<IpAddr> {
 }
 
 /// Forms the cluster when this node's storage is fresh: every node calls `initialize` with the
-/// same members, which openraft allows. Returns whether this call initialized the node.
+/// same members, which openraft allows. Returns whether this call initialized the node. A wiped
+/// member rejoining (`identity.rejoining()`) never does: it takes the leader's log instead of
+/// starting one of its own (which would conflict with it).
 pub async fn initialize_if_fresh<C>(
     raft: &Raft<C>,
     members: BTreeMap<u64, BasicNode>,
+    identity: &crate::identity::IdentityGate,
 ) -> Result<bool, RaftError<u64, InitializeError<u64, BasicNode>>>
 where
     C: RaftTypeConfig<NodeId = u64, Node = BasicNode>,
 {
+    if identity.rejoining() {
+        return Ok(false);
+    }
     match raft.initialize(members).await {
         Ok(()) => Ok(true),
         Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(false),

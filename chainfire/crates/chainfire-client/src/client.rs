@@ -133,12 +133,26 @@ impl Client {
         expected: Compare,
         value: impl AsRef<[u8]>,
     ) -> Result<CasResult, ClientError> {
+        self.compare_and_swap_with_lease(key, expected, value, 0)
+            .await
+    }
+
+    /// Like [`compare_and_swap`](Self::compare_and_swap), with the new value attached to a
+    /// lease (0: none), as [`put_with_lease`](Self::put_with_lease) does.
+    pub async fn compare_and_swap_with_lease(
+        &self,
+        key: impl AsRef<[u8]>,
+        expected: Compare,
+        value: impl AsRef<[u8]>,
+        lease_id: u64,
+    ) -> Result<CasResult, ClientError> {
         let key = key.as_ref();
         let request = pb::CompareAndSwapRequest {
             key: key.to_vec(),
             value: value.as_ref().to_vec(),
             request_id: new_request_id(),
             expected: Some(expected.to_pb()),
+            lease: lease_id,
         };
         let (resp, info) = self
             .inner
@@ -241,19 +255,20 @@ impl Client {
         self.range(RangeOptions::prefix(prefix)).await
     }
 
-    /// Grants a lease of `ttl` (whole seconds, at least 1). A retried grant whose first attempt
-    /// was applied leaves an unused lease behind that simply expires.
+    /// Grants a lease of `ttl` (whole seconds, at least 1). Retried with one request id, so a
+    /// retry of a grant that was applied gets the same lease, never a second one.
     pub async fn lease_grant(&self, ttl: Duration) -> Result<LeaseGrantResult, ClientError> {
         let request = pb::LeaseGrantRequest {
             ttl_seconds: ttl.as_secs().max(1) as i64,
             id: 0,
+            request_id: new_request_id(),
         };
         let (resp, info) = self
             .inner
-            .execute(
-                self.spec("lease_grant", None, Route::Leader),
-                |mut c| async move { c.lease_grant(request).await },
-            )
+            .execute(self.spec("lease_grant", None, Route::Leader), |mut c| {
+                let request = request.clone();
+                async move { c.lease_grant(request).await }
+            })
             .await?;
         Ok(LeaseGrantResult {
             id: resp.id,
@@ -296,31 +311,22 @@ impl Client {
         })
     }
 
-    /// Revokes a lease and deletes its keys. If an earlier attempt's outcome was unknown and a
-    /// retry finds the lease gone, the revoke counts as done.
+    /// Revokes a lease and deletes its keys. Retried with one request id, so a retry of a
+    /// revoke that was applied gets its answer, and "not found" always means the lease did
+    /// not exist ([`ClientError::is_lease_not_found`]).
     pub async fn lease_revoke(&self, id: u64) -> Result<CallInfo, ClientError> {
-        let request = pb::LeaseRevokeRequest { id };
-        let result = self
+        let request = pb::LeaseRevokeRequest {
+            id,
+            request_id: new_request_id(),
+        };
+        let (_, info) = self
             .inner
-            .execute(
-                self.spec("lease_revoke", None, Route::Leader),
-                |mut c| async move { c.lease_revoke(request).await },
-            )
-            .await;
-        match result {
-            Ok((_, info)) => Ok(info),
-            Err(e) if e.is_lease_not_found() && e.failed_op().is_some_and(|f| f.attempts > 1) => {
-                let f = e.failed_op().expect("checked above");
-                Ok(CallInfo {
-                    endpoint: f.last_endpoint.clone(),
-                    attempts: f.attempts,
-                    redirects: 0,
-                    retries: f.retries,
-                    elapsed: f.elapsed,
-                })
-            }
-            Err(e) => Err(e),
-        }
+            .execute(self.spec("lease_revoke", None, Route::Leader), |mut c| {
+                let request = request.clone();
+                async move { c.lease_revoke(request).await }
+            })
+            .await?;
+        Ok(info)
     }
 
     /// One node's status: a single attempt bounded by `request_timeout` (a probe, not retried).

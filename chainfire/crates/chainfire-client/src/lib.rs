@@ -17,12 +17,12 @@
 //! # What a retried write guarantees
 //! Each put, delete or compare-and-swap carries one random 128-bit request id, reused on every retry of that
 //! call; the server applies a request id at most once and answers a repeat with the first
-//! result, as long as the id is among the last `--dedup-window` ids it saw (default 10,000
-//! writes). So `Ok` means applied exactly once, `ClientError::Rejected` means not applied, and
+//! result, for 75 s after it was proposed (`chainfire_storage::dedup::DedupRule::PLATFORM`:
+//! the 45 s call deadline plus the 30 s largest backoff, by age, not count). So `Ok` means applied exactly once, `ClientError::Rejected` means not applied, and
 //! `ClientError::Exhausted` means unknown: applied once or not at all (read the key to find
 //! out; a write cut off by a lost quorum may still be applied when the quorum returns). A
-//! call's retries end within `op_deadline`, so only a cluster taking more than the dedup window
-//! of other writes in that time could see a duplicate. Finer than the variant:
+//! call's retries end within `op_deadline`, inside that window, so a retry never applies twice
+//! (unless more than 250,000 writes in 75 s overflow the window, which the server logs). Finer than the variant:
 //! [`ClientError::maybe_applied`] is false when every attempt was definitely not applied and
 //! true when any attempt may have been (the table is [`engine::effect_of`]); a `Rejected` call
 //! whose earlier attempt timed out may still have been applied.

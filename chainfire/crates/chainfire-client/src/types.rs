@@ -232,6 +232,10 @@ pub struct WatchOptions {
     pub prefix: bool,
     /// First revision to deliver; 0 means "changes after the current revision".
     pub start_revision: u64,
+    /// Ask the server to end the stream when its node has no leader a quorum acknowledges
+    /// (`None`: on for the reconnecting [`Client::watch`](crate::Client::watch), which then
+    /// moves to another endpoint or waits for the node to rejoin; off for the raw stream).
+    pub require_leader: Option<bool>,
 }
 
 impl WatchOptions {

@@ -2,13 +2,16 @@
 //! break once and ends (the design note's scenario 5 gap). [`Watch`] closes that gap: it
 //! reopens the stream on another endpoint (or the restarted server) from the last revision it
 //! delivered and drops what it already delivered, so the caller sees every event once, in order.
+//! It also asks the server for progress notifications every [`PROGRESS_EVERY`] and treats
+//! [`SILENCE_LIMIT`] without any response as a dead stream, and (by default) requires a leader,
+//! so a stream on a node cut off from its cluster ends instead of staying open and silent.
 
 use std::collections::{HashSet, VecDeque};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use chainfire_api::pb;
 use chainfire_api::retry::RetryPolicy;
@@ -19,6 +22,11 @@ use crate::client::Client;
 use crate::engine::{Call, CallInfo, FailedOp, Failure, RetryEvent, Route};
 use crate::error::ClientError;
 use crate::types::{WatchEvent, WatchOptions, key_text};
+
+/// How often the reconnecting watch asks its server for a progress notification.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// How long the reconnecting watch waits for any response before it counts the stream dead.
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(3);
 
 /// Events already delivered, so a resumed stream's repeats can be dropped. Revisions are per
 /// write, but one write (a lease expiry) may change several keys at the same revision, so the
@@ -54,11 +62,18 @@ impl Client {
         options: &WatchOptions,
         start_revision: u64,
         policy: &RetryPolicy,
+        reconnecting: bool,
     ) -> Result<(tonic::Streaming<pb::WatchResponse>, CallInfo), ClientError> {
         let request = pb::WatchRequest {
             key: options.key.clone(),
             prefix: options.prefix,
             start_revision,
+            require_leader: options.require_leader.unwrap_or(reconnecting),
+            progress_notify_ms: if reconnecting {
+                PROGRESS_EVERY.as_millis() as u32
+            } else {
+                0
+            },
         };
         let spec = Call {
             op: "watch",
@@ -79,7 +94,7 @@ impl Client {
     pub async fn watch_raw(&self, options: WatchOptions) -> Result<RawWatch, ClientError> {
         let retry = self.inner.config.call.retry;
         let (stream, info) = self
-            .open_watch(&options, options.start_revision, &retry)
+            .open_watch(&options, options.start_revision, &retry, false)
             .await?;
         let state = RawState {
             stream,
@@ -110,7 +125,7 @@ impl Client {
         }
         let policy = self.inner.config.watch_retry;
         let (stream, info) = self
-            .open_watch(&options, options.start_revision, &policy)
+            .open_watch(&options, options.start_revision, &policy, true)
             .await?;
         let shared = Arc::new(WatchShared {
             reconnects: AtomicU64::new(0),
@@ -124,7 +139,7 @@ impl Client {
             stream: Some(OpenStream::new(stream, info.endpoint)),
             pending: VecDeque::new(),
             delivered: Delivered::default(),
-            quick_breaks: 0,
+            outage_attempts: 0,
             last_break: String::new(),
             done: false,
             shared: shared.clone(),
@@ -251,7 +266,8 @@ struct OpenStream {
     stream: tonic::Streaming<pb::WatchResponse>,
     endpoint: String,
     opened_at: Instant,
-    got_message: bool,
+    /// Delivered an event, or stayed up for a request timeout.
+    healthy: bool,
 }
 
 impl OpenStream {
@@ -260,7 +276,7 @@ impl OpenStream {
             stream,
             endpoint,
             opened_at: Instant::now(),
-            got_message: false,
+            healthy: false,
         }
     }
 }
@@ -272,9 +288,12 @@ struct Resumer {
     stream: Option<OpenStream>,
     pending: VecDeque<WatchEvent>,
     delivered: Delivered,
-    /// Streams in a row that broke before delivering anything or staying up for a request
-    /// timeout: a server that accepts and drops at once must not make us spin.
-    quick_breaks: usize,
+    /// Failed attempts of the current outage: opens that failed and streams that broke before
+    /// they proved healthy (delivered an event, or stayed up for a request timeout). One
+    /// backoff schedule runs across all of them, so a server that accepts and drops at once
+    /// (a node still without a leader) does not restart the schedule; it resets once a stream
+    /// is healthy.
+    outage_attempts: usize,
     last_break: String,
     done: bool,
     shared: Arc<WatchShared>,
@@ -296,10 +315,26 @@ impl Resumer {
                 }
                 continue;
             };
-            match open.stream.message().await {
+            let message = match tokio::time::timeout(SILENCE_LIMIT, open.stream.message()).await {
+                Ok(message) => message,
+                Err(_) => {
+                    self.broken(format!(
+                        "no response (not even a progress notification) for {} ms",
+                        SILENCE_LIMIT.as_millis()
+                    ));
+                    continue;
+                }
+            };
+            match message {
                 Ok(Some(response)) => {
-                    open.got_message = true;
-                    self.quick_breaks = 0;
+                    if !open.healthy
+                        && (!response.events.is_empty()
+                            || open.opened_at.elapsed()
+                                >= self.client.inner.config.call.request_timeout)
+                    {
+                        open.healthy = true;
+                        self.outage_attempts = 0;
+                    }
                     for event in response.events.into_iter().map(WatchEvent::from_pb) {
                         if self.delivered.admit(&event) {
                             self.pending.push_back(event);
@@ -332,9 +367,10 @@ impl Resumer {
             return;
         };
         self.client.inner.router.on_failure(&open.endpoint);
-        let quick = !open.got_message
-            && open.opened_at.elapsed() < self.client.inner.config.call.request_timeout;
-        self.quick_breaks = if quick { self.quick_breaks + 1 } else { 0 };
+        if !open.healthy {
+            // Broke before it proved healthy: one more failed attempt of this outage.
+            self.outage_attempts += 1;
+        }
         tracing::info!(
             endpoint = %open.endpoint,
             key = %key_text(&self.options.key),
@@ -345,38 +381,61 @@ impl Resumer {
         self.last_break = format!("{} ({cause})", open.endpoint);
     }
 
-    /// Opens a new stream from the last delivered revision (or the original start).
+    /// Opens a new stream from the last delivered revision (or the original start), backing off
+    /// across the outage's failed attempts (see `outage_attempts`).
     async fn reopen(&mut self) -> Result<(), ClientError> {
-        if self.quick_breaks > 0 {
-            let Some(delay) = self.policy.backoff().nth(self.quick_breaks - 1) else {
-                return Err(ClientError::Exhausted(Box::new(FailedOp {
+        loop {
+            if self.outage_attempts > 0 {
+                let Some(delay) = self.policy.backoff().nth(self.outage_attempts - 1) else {
+                    return Err(ClientError::Exhausted(Box::new(FailedOp {
+                        op: "watch",
+                        key: Some(key_text(&self.options.key)),
+                        endpoints: self.client.endpoints().to_vec(),
+                        attempts: self.outage_attempts,
+                        retries: self.outage_attempts - 1,
+                        elapsed: std::time::Duration::ZERO,
+                        deadline: None,
+                        code: None,
+                        last_endpoint: self.last_break.clone(),
+                        last_cause: format!(
+                            "the watch could not be resumed: {} attempts failed or broke at once",
+                            self.outage_attempts
+                        ),
+                        maybe_applied: false,
+                    })));
+                };
+                self.client.inner.report_retry(RetryEvent {
                     op: "watch",
                     key: Some(key_text(&self.options.key)),
-                    endpoints: self.client.endpoints().to_vec(),
-                    attempts: self.quick_breaks,
-                    retries: self.quick_breaks - 1,
-                    elapsed: std::time::Duration::ZERO,
-                    deadline: None,
-                    code: None,
-                    last_endpoint: self.last_break.clone(),
-                    last_cause: format!(
-                        "stream broke {} times in a row right after opening",
-                        self.quick_breaks
-                    ),
-                    maybe_applied: false,
-                })));
-            };
-            self.client.inner.report_retry(RetryEvent {
-                op: "watch",
-                key: Some(key_text(&self.options.key)),
-                attempt: self.quick_breaks,
-                delay,
-                endpoint: self.last_break.clone(),
-                cause: "stream broke right after opening".into(),
-                at: SystemTime::now(),
-            });
-            tokio::time::sleep(delay).await;
+                    attempt: self.outage_attempts,
+                    delay,
+                    endpoint: self.last_break.clone(),
+                    cause: "resuming the watch".into(),
+                    at: SystemTime::now(),
+                });
+                // Failpoint `watch::reopen_without_backoff`: a reconnecting watch that reopens
+                // at once after a failed attempt, while still announcing the delays it skips.
+                #[cfg(feature = "failpoints")]
+                let delay = fail::eval("watch::reopen_without_backoff", |_| {
+                    std::time::Duration::ZERO
+                })
+                .unwrap_or(delay);
+                tokio::time::sleep(delay).await;
+            }
+            match self.try_reopen().await {
+                Ok(()) => return Ok(()),
+                // The attempt failed: the next one of this outage comes after its delay.
+                Err(ClientError::Exhausted(failed)) => {
+                    self.outage_attempts += 1;
+                    self.last_break = format!("{} ({})", failed.last_endpoint, failed.last_cause);
+                }
+                Err(other) => return Err(other),
+            }
         }
+    }
+
+    /// One attempt to open the stream again (no retries of its own: `reopen` schedules them).
+    async fn try_reopen(&mut self) -> Result<(), ClientError> {
         let start = match self.delivered.last_revision {
             0 => self.options.start_revision,
             // Ask again for the last revision: other keys may share it (see `Delivered`).
@@ -393,9 +452,13 @@ impl Resumer {
             })
             .unwrap_or(start),
         };
+        let once = RetryPolicy {
+            max_retries: 0,
+            ..self.policy
+        };
         let (stream, info) = self
             .client
-            .open_watch(&self.options, start, &self.policy)
+            .open_watch(&self.options, start, &once, true)
             .await?;
         tracing::info!(
             endpoint = %info.endpoint,

@@ -8,6 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chainfire_storage::dedup::Stamped;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, RaftError};
 
 use crate::kv::{Request, Response};
@@ -28,6 +29,8 @@ pub struct Cluster {
     pub client_addrs: Arc<BTreeMap<u64, String>>,
     /// Deadline for a proposal to commit or a leadership check to complete.
     pub op_timeout: Duration,
+    /// When this node last heard from a leader (require-leader watches of a follower).
+    pub leader_contact: chainfire_api::raft_server::LeaderContact,
 }
 
 /// A leader id for messages: the number, or "none".
@@ -166,10 +169,12 @@ impl Cluster {
     pub async fn propose(&self, request: Request) -> Result<Response, RaftOpError> {
         chainfire_api::raft_node::check_leader(&self.raft)
             .map_err(|leader| self.not_leader(leader))?;
+        // The leader's clock dates the request for the dedup window (forgotten by age).
+        let request = Stamped::now(request);
         // Failpoint `kv::ack_before_commit`: a node that answers a put as done at once and
         // proposes it in the background, so an acknowledged write may never commit.
         #[cfg(feature = "failpoints")]
-        if matches!(request.op, crate::kv::Operation::Put { .. })
+        if matches!(request.request.op, crate::kv::Operation::Put { .. })
             && fail::eval("kv::ack_before_commit", |_| ()).is_some()
         {
             let raft = self.raft.clone();

@@ -21,6 +21,12 @@ use crate::store::StoreLimits;
 /// peers speak `raft.v1.RaftTransport` on --peer-addr. Logs go to stderr (or --log-file); the
 /// line "chainfire ready" is logged once the client port serves. SIGTERM/SIGINT shut down
 /// gracefully (exit 0).
+/// Every time flag is in milliseconds, from 1 ms to 1 h: a larger value is a typo, and would
+/// overflow the deadlines computed from it.
+fn millis() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::builder::RangedU64ValueParser::new().range(0..=3_600_000)
+}
+
 #[derive(Debug, Clone, Parser)]
 #[command(name = "chainfire", version)]
 pub struct Cli {
@@ -60,12 +66,12 @@ pub struct Cli {
     pub log_file: Option<PathBuf>,
 
     /// Leader heartbeat interval, in milliseconds.
-    #[arg(long, env = "CHAINFIRE_HEARTBEAT_INTERVAL_MS", default_value_t = 100)]
+    #[arg(long, env = "CHAINFIRE_HEARTBEAT_INTERVAL_MS", default_value_t = 100, value_parser = millis())]
     pub heartbeat_interval_ms: u64,
 
     /// Election timeout in milliseconds: a follower that hears nothing from the leader for
     /// between this and 1.2 x this starts an election (must exceed 2.5 x the heartbeat).
-    #[arg(long, env = "CHAINFIRE_ELECTION_TIMEOUT_MS", default_value_t = 1000)]
+    #[arg(long, env = "CHAINFIRE_ELECTION_TIMEOUT_MS", default_value_t = 1000, value_parser = millis())]
     pub election_timeout_ms: u64,
 
     /// Retries of a failed Raft RPC to a peer (attempts = retries + 1).
@@ -73,7 +79,7 @@ pub struct Cli {
     pub retry_max_retries: usize,
 
     /// Delay before the first retry of a failed Raft RPC, in milliseconds.
-    #[arg(long, env = "CHAINFIRE_RETRY_INITIAL_DELAY_MS", default_value_t = 500)]
+    #[arg(long, env = "CHAINFIRE_RETRY_INITIAL_DELAY_MS", default_value_t = 500, value_parser = millis())]
     pub retry_initial_delay_ms: u64,
 
     /// Growth factor between consecutive retry delays (>= 1.0).
@@ -81,7 +87,7 @@ pub struct Cli {
     pub retry_multiplier: f64,
 
     /// Cap on any retry delay, jitter included, in milliseconds.
-    #[arg(long, env = "CHAINFIRE_RETRY_MAX_DELAY_MS", default_value_t = 30_000)]
+    #[arg(long, env = "CHAINFIRE_RETRY_MAX_DELAY_MS", default_value_t = 30_000, value_parser = millis())]
     pub retry_max_delay_ms: u64,
 
     /// Symmetric jitter as a fraction of each retry delay, in [0, 1).
@@ -92,11 +98,11 @@ pub struct Cli {
     /// wait for a quorum before failing with UNAVAILABLE "no quorum", in milliseconds. Kept
     /// below chainfire-client's 2 s per-attempt bound, so a client sees the server's "no quorum"
     /// reason rather than its own "no answer within 2s".
-    #[arg(long, env = "CHAINFIRE_WRITE_TIMEOUT_MS", default_value_t = 1_500)]
+    #[arg(long, env = "CHAINFIRE_WRITE_TIMEOUT_MS", default_value_t = 1_500, value_parser = millis())]
     pub write_timeout_ms: u64,
 
     /// How often the leader checks lease deadlines, in milliseconds.
-    #[arg(long, env = "CHAINFIRE_LEASE_CHECK_INTERVAL_MS", default_value_t = 250)]
+    #[arg(long, env = "CHAINFIRE_LEASE_CHECK_INTERVAL_MS", default_value_t = 250, value_parser = millis())]
     pub lease_check_interval_ms: u64,
 
     /// Build a snapshot after this many log entries since the last one.
@@ -113,14 +119,16 @@ pub struct Cli {
     #[arg(long, env = "CHAINFIRE_WATCH_HISTORY", default_value_t = 10_000)]
     pub watch_history: u64,
 
-    /// Number of most recent request ids remembered to make retried puts/deletes idempotent.
-    #[arg(long, env = "CHAINFIRE_DEDUP_WINDOW", default_value_t = 10_000)]
-    pub dedup_window: u64,
-
     /// On SIGTERM/SIGINT, how long to wait for in-flight requests before stopping anyway, in
     /// milliseconds.
-    #[arg(long, env = "CHAINFIRE_SHUTDOWN_TIMEOUT_MS", default_value_t = 5_000)]
+    #[arg(long, env = "CHAINFIRE_SHUTDOWN_TIMEOUT_MS", default_value_t = 5_000, value_parser = millis())]
     pub shutdown_timeout_ms: u64,
+
+    /// Let a member whose data dir was wiped rejoin under its old id: it catches up from the
+    /// leader and votes only after it has heard from one. Without it such a member refuses to
+    /// start (its peers remember it, and it could vote twice in one term).
+    #[arg(long)]
+    pub rejoin_wiped_member: bool,
 }
 
 /// Log verbosity for `--log-level`.
@@ -187,7 +195,8 @@ impl RaftSettings {
     pub fn openraft_config(&self) -> openraft::Config {
         let election_ms = self.election_timeout.as_millis() as u64;
         let (election_timeout_min, election_timeout_max) = self.openraft_election_timeouts();
-        openraft::Config {
+        // Chunk size and batch length come from the peer transport's one message limit.
+        chainfire_api::peer_limits::configure(openraft::Config {
             cluster_name: "chainfire".into(),
             heartbeat_interval: self.heartbeat_interval.as_millis() as u64,
             election_timeout_min,
@@ -199,7 +208,7 @@ impl RaftSettings {
             // Followers further behind than this get a snapshot instead of log entries.
             replication_lag_threshold: (self.snapshot_logs + self.snapshot_keep_logs).max(5_000),
             ..Default::default()
-        }
+        })
     }
 }
 
@@ -226,6 +235,7 @@ pub struct Config {
     pub lease_check_interval: Duration,
     pub limits: StoreLimits,
     pub shutdown_timeout: Duration,
+    pub rejoin_wiped_member: bool,
 }
 
 /// A command line that cannot run.
@@ -349,11 +359,6 @@ impl Cli {
                 flag: "--watch-history",
             });
         }
-        if self.dedup_window == 0 {
-            return Err(ConfigError::Zero {
-                flag: "--dedup-window",
-            });
-        }
         let retry = RetryPolicy::from_flags(
             self.retry_max_retries,
             self.retry_initial_delay_ms,
@@ -386,9 +391,11 @@ impl Cli {
             )?,
             limits: StoreLimits {
                 history_revisions: self.watch_history,
-                dedup_window: self.dedup_window,
+                // The platform's rule, the same in FlareDB: not a per-node choice.
+                dedup: chainfire_storage::dedup::DedupRule::PLATFORM,
             },
             shutdown_timeout: positive("--shutdown-timeout-ms", self.shutdown_timeout_ms)?,
+            rejoin_wiped_member: self.rejoin_wiped_member,
         })
     }
 }
@@ -598,5 +605,12 @@ mod tests {
             )),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_time_flag_beyond_an_hour_is_refused_not_overflowed() {
+        let err = cli(&["--election-timeout-ms", "18446744073709551615"]).unwrap_err();
+        assert!(err.to_string().contains("is not in 0..=3600000"), "{err}");
+        assert!(cli(&["--election-timeout-ms", "3600000"]).is_ok());
     }
 }

@@ -3,8 +3,11 @@
 //! becomes leader it resets every deadline to now + TTL (so a leader change never expires a
 //! lease early), keepalives push a deadline out, and when one passes the leader proposes a
 //! revoke through Raft, which deletes the attached keys on every replica at one revision.
+//! From the moment the expiry task picks a lease until its revoke is applied, the lease is
+//! "being revoked": keepalives for it fail as not found instead of reporting a renewal that the
+//! revoke is about to undo.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -25,6 +28,8 @@ struct Deadline {
 #[derive(Debug, Default)]
 pub struct LeaseDeadlines {
     entries: HashMap<u64, Deadline>,
+    /// Expired leases whose revoke has been picked up but not applied yet.
+    revoking: HashSet<u64>,
 }
 
 /// Deadlines shared by the gRPC service (grant, keepalive) and the expiry task.
@@ -86,14 +91,39 @@ impl LeaseDeadlines {
         );
     }
 
+    /// A keepalive: pushes the deadline out like [`refresh`](Self::refresh), unless the lease
+    /// is being revoked (then false, and nothing changes).
+    pub fn keep_alive(&mut self, id: u64, ttl_seconds: i64, now: Instant) -> bool {
+        if self.revoking.contains(&id) {
+            return false;
+        }
+        self.refresh(id, ttl_seconds, now);
+        true
+    }
+
+    /// The leases due at `now` (as [`expired`](Self::expired)), each marked as being revoked
+    /// until [`forget`](Self::forget) or [`revoke_failed`](Self::revoke_failed).
+    pub fn take_expired(&mut self, now: Instant) -> Vec<u64> {
+        let due = self.expired(now);
+        self.revoking.extend(due.iter().copied());
+        due
+    }
+
+    /// The revoke of `id` could not be proposed: it may be renewed again (and expire again).
+    pub fn revoke_failed(&mut self, id: u64) {
+        self.revoking.remove(&id);
+    }
+
     /// Stops tracking a lease (revoked).
     pub fn forget(&mut self, id: u64) {
         self.entries.remove(&id);
+        self.revoking.remove(&id);
     }
 
     /// Stops tracking everything (no longer leader).
     pub fn clear(&mut self) {
         self.entries.clear();
+        self.revoking.clear();
     }
 
     /// Leases whose deadline has passed at `now`, most overdue first.
@@ -175,7 +205,7 @@ pub async fn run_expiry(cluster: Cluster, interval: Duration, mut shutdown: watc
             } else {
                 deadlines.reconcile(&leases, now);
             }
-            deadlines.expired(now)
+            deadlines.take_expired(now)
         };
         for id in expired {
             if !revoke_expired(&cluster, id).await {
@@ -212,11 +242,16 @@ async fn revoke_expired(cluster: &Cluster, id: u64) -> bool {
             true
         }
         Ok(other) => {
+            lock(&cluster.leases).revoke_failed(id);
             tracing::warn!(lease = id, response = ?other, "unexpected result revoking an expired lease");
             true
         }
-        Err(RaftOpError::NotLeader { .. } | RaftOpError::LeadershipLost { .. }) => false,
+        Err(RaftOpError::NotLeader { .. } | RaftOpError::LeadershipLost { .. }) => {
+            lock(&cluster.leases).revoke_failed(id);
+            false
+        }
         Err(e) => {
+            lock(&cluster.leases).revoke_failed(id);
             tracing::warn!(lease = id, error = %e, "revoking expired lease failed; retrying next tick");
             true
         }
@@ -282,5 +317,26 @@ mod tests {
         d.clear();
         assert!(d.is_empty());
         assert!(d.expired(t0 + secs(5)).is_empty());
+    }
+
+    #[test]
+    fn a_lease_being_revoked_is_not_renewed() {
+        let t0 = Instant::now();
+        let mut d = LeaseDeadlines::default();
+        d.refresh(1, 2, t0);
+        d.refresh(2, 60, t0);
+        assert!(d.keep_alive(1, 2, t0 + secs(1)));
+        // Lease 1 is due at 3 s: the expiry task picks it up...
+        assert_eq!(d.take_expired(t0 + secs(3)), vec![1]);
+        // ... and a keepalive racing the revoke is refused, while other leases renew.
+        assert!(!d.keep_alive(1, 2, t0 + secs(3)));
+        assert!(d.keep_alive(2, 60, t0 + secs(3)));
+        // A revoke that could not be proposed lets it be renewed again.
+        d.revoke_failed(1);
+        assert!(d.keep_alive(1, 2, t0 + secs(3)));
+        // Revoked and forgotten: the mark goes with it (the store no longer has the lease).
+        assert_eq!(d.take_expired(t0 + secs(6)), vec![1]);
+        d.forget(1);
+        assert!(d.keep_alive(1, 2, t0 + secs(6)));
     }
 }

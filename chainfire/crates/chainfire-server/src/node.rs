@@ -11,10 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
+use chainfire_api::identity::{self, Establish, IdentityGate};
 use chainfire_api::pb::kv_server::KvServer;
 use chainfire_api::raft_client::GrpcNetworkFactory;
 use chainfire_api::raft_node::{initialize_if_fresh, source_ip_for, spawn_leader_change_logger};
-use chainfire_api::raft_server::RaftTransportService;
+use chainfire_api::raft_server::{LeaderContact, RaftTransportService};
 use chainfire_storage::{RedbLogStore, open_database};
 use openraft::BasicNode;
 use tokio::net::TcpListener;
@@ -108,17 +109,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let peer_bound = peer_listener.local_addr()?;
 
     let db = open_database(&config.data_dir)?;
-    let store = Store::open(db.clone(), config.limits).with_context(|| {
+    let store = Store::open(db.clone(), config.limits, &config.data_dir).with_context(|| {
         format!(
             "opening the state machine tables in {}",
             config.data_dir.display()
         )
     })?;
-    let log_store = RedbLogStore::<TypeConfig>::new(db)
-        .with_context(|| format!("opening the raft log in {}", config.data_dir.display()))?;
+    let log_store = RedbLogStore::<TypeConfig>::new(db.clone())
+        .with_context(|| format!("opening the raft log in {}", config.data_dir.display()))?
+        .with_batch_bytes(chainfire_api::peer_limits::APPEND_BATCH_BYTES);
     let hub = WatchHub::new();
+    let identity_gate = IdentityGate::new();
     let network = GrpcNetworkFactory::new(config.id, config.retry)
-        .with_local_address(source_ip_for(&config.peer_listen.to_string()));
+        .with_local_address(source_ip_for(&config.peer_listen.to_string()))
+        .with_identity(identity_gate.clone());
     let raft_config = config
         .raft
         .openraft_config()
@@ -135,19 +139,48 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .context("starting raft")?;
 
     let shutdown = Shutdown::new();
+    let leader_contact = LeaderContact::default();
     let peer_server = spawn_server(
         "peer",
-        server_builder().add_service(RaftTransportService::new(raft.clone()).into_server()),
+        server_builder().add_service(
+            RaftTransportService::new(raft.clone())
+                .with_leader_contact(leader_contact.clone())
+                .with_identity(identity_gate.clone(), config.id, db.clone())
+                .into_server(),
+        ),
         peer_listener,
         &shutdown,
     );
+
+    let identity = identity::establish(
+        &db,
+        &identity_gate,
+        Establish {
+            service: "chainfire",
+            me: config.id,
+            members: &config.members,
+            local_address: source_ip_for(&config.peer_listen.to_string()),
+            rejoin_wiped: config.rejoin_wiped_member,
+            peer_wait: identity::PEER_WAIT,
+        },
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "member {} with data dir {}",
+            config.id,
+            config.data_dir.display()
+        )
+    })?;
+    tracing::info!(cluster = %identity.cluster_id, member = identity.member_id, "cluster identity settled");
+    identity::spawn_seen_recorder(raft.clone(), db.clone());
 
     let members: BTreeMap<u64, BasicNode> = config
         .members
         .iter()
         .map(|(id, addr)| (*id, BasicNode::new(addr)))
         .collect();
-    if initialize_if_fresh(&raft, members)
+    if initialize_if_fresh(&raft, members, &identity_gate)
         .await
         .context("forming the cluster from --initial-cluster")?
     {
@@ -165,6 +198,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         leases: Arc::new(Mutex::new(LeaseDeadlines::default())),
         client_addrs: Arc::new(config.client_addrs.clone()),
         op_timeout: config.op_timeout,
+        leader_contact,
     };
     let client_server = spawn_server(
         "client",

@@ -7,7 +7,7 @@
 //! - a watch from a compacted revision: OUT_OF_RANGE "compacted: ...".
 
 use std::pin::Pin;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chainfire_api::pb::kv_server::Kv;
 use chainfire_api::pb::{self, event::EventType};
@@ -25,7 +25,7 @@ use crate::kv::{
 };
 use crate::lease;
 use crate::store::StoreError;
-use crate::watch::{Watch, WatchBatch, WatchError};
+use crate::watch::{LeaderCheck, Liveness, Watch, WatchBatch, WatchError};
 
 /// Buffered watch responses per stream before the watch waits for the client.
 const WATCH_CHANNEL_CAPACITY: usize = 64;
@@ -60,12 +60,13 @@ fn store_status(op: &str, error: StoreError) -> Status {
     Status::internal(format!("{op}: {error}"))
 }
 
-fn rejection_status(rejection: Rejection) -> Status {
+pub(crate) fn rejection_status(rejection: Rejection) -> Status {
     let message = rejection.to_string();
     match rejection {
         Rejection::LeaseNotFound(_) => Status::not_found(message),
         Rejection::LeaseExists(_) => Status::already_exists(message),
         Rejection::InvalidTtl(_) => Status::invalid_argument(message),
+        Rejection::RequestIdReused(_) => Status::invalid_argument(message),
     }
 }
 
@@ -237,6 +238,7 @@ impl Kv for KvService {
             key: req.key,
             value: req.value,
             expected,
+            lease: req.lease,
         };
         match self
             .propose(Request::with_request_id(op, req.request_id))
@@ -305,6 +307,15 @@ impl Kv for KvService {
             require_key(&req.key)?;
             KeySelector::Key(req.key)
         };
+        let leader = req.require_leader.then(|| leader_check(&self.cluster));
+        if let Some(Err(reason)) = leader.as_ref().map(|check| check()) {
+            return Err(watch_status(WatchError::NoLeader(reason)));
+        }
+        let liveness = Liveness {
+            progress_every: (req.progress_notify_ms > 0)
+                .then(|| Duration::from_millis(req.progress_notify_ms.into())),
+            leader,
+        };
         let watch = Watch::register(
             self.cluster.store.clone(),
             &self.cluster.hub,
@@ -319,7 +330,7 @@ impl Kv for KvService {
             "watch registered"
         );
         let (tx, rx) = mpsc::channel(WATCH_CHANNEL_CAPACITY);
-        tokio::spawn(watch.run(tx, self.shutdown.clone()));
+        tokio::spawn(watch.run(tx, self.shutdown.clone(), liveness));
         let cluster = self.cluster.clone();
         let stream = ReceiverStream::new(rx).map(move |item: Result<WatchBatch, WatchError>| {
             item.map(|batch| pb::WatchResponse {
@@ -343,7 +354,10 @@ impl Kv for KvService {
             id: req.id,
             ttl_seconds: req.ttl_seconds,
         };
-        match self.propose(Request::new(op)).await? {
+        match self
+            .propose(Request::with_request_id(op, req.request_id))
+            .await?
+        {
             Response::LeaseGrant { id, ttl_seconds } => {
                 lease::lock(&self.cluster.leases).refresh(id, ttl_seconds, Instant::now());
                 Ok(GrpcResponse::new(pb::LeaseGrantResponse {
@@ -374,7 +388,11 @@ impl Kv for KvService {
             .lease_ttl(id)
             .map_err(|e| store_status("reading lease", e))?
             .ok_or_else(|| rejection_status(Rejection::LeaseNotFound(id)))?;
-        lease::lock(&self.cluster.leases).refresh(id, ttl_seconds, Instant::now());
+        // A lease the expiry task is revoking is gone already: renewing it now would report a
+        // success that the revoke undoes a moment later.
+        if !lease::lock(&self.cluster.leases).keep_alive(id, ttl_seconds, Instant::now()) {
+            return Err(rejection_status(Rejection::LeaseNotFound(id)));
+        }
         Ok(GrpcResponse::new(pb::LeaseKeepAliveResponse {
             header: Some(self.header(self.current_revision()?)),
             id,
@@ -386,12 +404,16 @@ impl Kv for KvService {
         &self,
         request: GrpcRequest<pb::LeaseRevokeRequest>,
     ) -> Result<GrpcResponse<pb::LeaseRevokeResponse>, Status> {
-        let id = request.into_inner().id;
+        let req = request.into_inner();
+        let id = req.id;
         let op = Operation::LeaseRevoke {
             id,
             reason: crate::kv::RevokeReason::Client,
         };
-        match self.propose(Request::new(op)).await? {
+        match self
+            .propose(Request::with_request_id(op, req.request_id))
+            .await?
+        {
             Response::LeaseRevoke { revision, .. } => {
                 lease::lock(&self.cluster.leases).forget(id);
                 Ok(GrpcResponse::new(pb::LeaseRevokeResponse {
@@ -461,7 +483,50 @@ impl Kv for KvService {
 fn watch_status(error: WatchError) -> Status {
     match error {
         WatchError::Compacted { .. } => Status::out_of_range(error.to_string()),
+        WatchError::NoLeader(_) => Status::unavailable(format!("watch ended: {error}")),
         WatchError::Store(e) => store_status("watch", e),
+    }
+}
+
+/// A require-leader watch's check: a leader whose quorum acknowledged it within two election
+/// timeouts, or a follower that heard from its leader within two election timeouts (a node just
+/// restarted names the leader of its persisted vote before it heard from anyone; a cut-off
+/// follower stops hearing, then campaigns).
+fn leader_check(cluster: &Cluster) -> LeaderCheck {
+    let metrics = cluster.raft.metrics();
+    let contact = cluster.leader_contact.clone();
+    let max_silence_ms = 2 * cluster.raft.config().election_timeout_max;
+    Box::new(move || {
+        let m = metrics.borrow();
+        let silence_ms = match m.state {
+            openraft::ServerState::Leader => m.millis_since_quorum_ack,
+            _ => contact.since().map(|d| d.as_millis() as u64),
+        };
+        has_leader(m.state, m.current_leader, silence_ms, max_silence_ms)
+    })
+}
+
+/// `silence_ms`: for a leader, since a quorum acknowledged it; for a follower, since it heard
+/// from its leader (`None`: never).
+fn has_leader(
+    state: openraft::ServerState,
+    leader: Option<u64>,
+    silence_ms: Option<u64>,
+    max_silence_ms: u64,
+) -> Result<(), String> {
+    use openraft::ServerState::{Follower, Leader};
+    let quiet = |ms: Option<u64>| ms.map_or("ever".to_owned(), |ms| format!("{ms} ms"));
+    match (state, leader, silence_ms) {
+        (Leader | Follower, Some(_), Some(ms)) if ms <= max_silence_ms => Ok(()),
+        (Leader, _, ms) => Err(format!(
+            "this node leads, but no quorum acknowledged it for {} (bound {max_silence_ms} ms)",
+            quiet(ms)
+        )),
+        (Follower, Some(id), ms) => Err(format!(
+            "this node follows node {id} but has not heard from it for {} (bound {max_silence_ms} ms)",
+            quiet(ms)
+        )),
+        (state, _, _) => Err(format!("this node is a {state:?} with no known leader")),
     }
 }
 
@@ -548,5 +613,29 @@ mod tests {
         let pb = event_to_pb(event);
         assert_eq!(pb.r#type, EventType::Delete as i32);
         assert_eq!(pb.kv.unwrap().mod_revision, 4);
+    }
+
+    #[test]
+    fn a_watch_needs_an_acknowledged_leader_or_a_known_one() {
+        use openraft::ServerState::{Candidate, Follower, Leader, Learner};
+        assert!(has_leader(Leader, Some(1), Some(120), 4000).is_ok());
+        let cut_off = has_leader(Leader, Some(1), Some(9000), 4000).unwrap_err();
+        assert!(
+            cut_off.contains("no quorum acknowledged it for 9000 ms"),
+            "{cut_off}"
+        );
+        assert!(has_leader(Leader, Some(1), None, 4000).is_err());
+        assert!(has_leader(Follower, Some(2), Some(90), 4000).is_ok());
+        // Just restarted: it names the leader of its persisted vote, but heard nothing yet.
+        let restarted = has_leader(Follower, Some(2), None, 4000).unwrap_err();
+        assert!(
+            restarted.contains("has not heard from it for ever"),
+            "{restarted}"
+        );
+        assert!(has_leader(Follower, Some(2), Some(5000), 4000).is_err());
+        let lost = has_leader(Follower, None, None, 4000).unwrap_err();
+        assert!(lost.contains("no known leader"), "{lost}");
+        assert!(has_leader(Candidate, Some(2), None, 4000).is_err());
+        assert!(has_leader(Learner, None, None, 4000).is_err());
     }
 }

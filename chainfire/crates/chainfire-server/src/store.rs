@@ -6,22 +6,29 @@
 //! - `sm_meta`: the [`SmMeta`] (last applied log id, membership, store revision, ...);
 //! - `sm_leases` / `sm_lease_keys`: lease id -> TTL, and lease id -> attached keys;
 //! - `sm_events`: (revision, seq) -> encoded [`Event`], the bounded history watches replay;
-//! - `sm_requests` / `sm_request_order`: the request-id dedup window;
+//! - `sm_dedup_ids` / `sm_dedup_age` / `sm_dedup_clock`: the request-id dedup window
+//!   ([`chainfire_storage::dedup`], the rule FlareDB keeps too);
 //! - `sm_snapshot`: the last built or installed snapshot, so it survives restarts.
 //!
 //! A batch of log entries is applied in one write transaction (one fsync), so after a crash the
 //! tables and `last_applied` always agree. Readers use their own read transactions and never
 //! block the writer.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use chainfire_storage::dedup::{
+    self, DedupDump, DedupRule, DedupTables, DedupWindow, Seen, Stamped,
+};
+use chainfire_storage::digest::StateDigest;
+use chainfire_storage::keys;
+use chainfire_storage::snapshot_file::{JsonObjectWriter, SnapshotFileError, SnapshotFiles};
 use openraft::{BasicNode, LogId, SnapshotMeta, StoredMembership};
 use redb::{
     Database, Durability, MultimapTable, MultimapTableDefinition, ReadableDatabase, ReadableTable,
     ReadableTableMetadata, Table, TableDefinition, WriteTransaction,
 };
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::kv::{
     self, CorruptRecord, Event, EventKind, KeySelector, KeyValue, Operation, Record, Rejection,
@@ -34,15 +41,16 @@ const LEASES: TableDefinition<u64, i64> = TableDefinition::new("sm_leases");
 const LEASE_KEYS: MultimapTableDefinition<u64, &[u8]> =
     MultimapTableDefinition::new("sm_lease_keys");
 const EVENTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("sm_events");
-const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_requests");
-const REQUEST_ORDER: TableDefinition<u64, &str> = TableDefinition::new("sm_request_order");
+const DEDUP: DedupTables = DedupTables::named("sm_dedup_ids", "sm_dedup_age", "sm_dedup_clock");
 const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("sm_snapshot");
 
 const META_KEY: &str = "state";
-const SNAPSHOT_META_KEY: &str = "meta";
-const SNAPSHOT_DATA_KEY: &str = "data";
-/// Version of the snapshot encoding, checked on install.
-const SNAPSHOT_FORMAT: u32 = 1;
+/// The state digest's domain: the store revision, every key's stored record in key order, then
+/// every lease id and TTL ([`StateDigest`]).
+const DIGEST_DOMAIN: &str = "chainfire-digest-v2";
+/// Version of the snapshot encoding, checked on install. Format 1 carried the dedup window by
+/// count; it still installs (its request ids are dropped: the window starts empty).
+const SNAPSHOT_FORMAT: u32 = 2;
 
 /// Openraft's snapshot metadata for this server's node types.
 pub type SnapshotMetaOf = SnapshotMeta<u64, BasicNode>;
@@ -64,8 +72,19 @@ pub enum StoreError {
     },
     #[error(transparent)]
     Corrupt(#[from] CorruptRecord),
-    #[error("snapshot format {found} is not supported (expected {SNAPSHOT_FORMAT})")]
+    #[error(
+        "snapshot format {found} is not supported (this build installs formats 1 to {SNAPSHOT_FORMAT})"
+    )]
     SnapshotFormat { found: u32 },
+    #[error(transparent)]
+    Dedup(#[from] dedup::DedupError),
+    #[error(transparent)]
+    SnapshotFile(#[from] SnapshotFileError),
+    #[error("writing snapshot file {path}: {source}")]
+    SnapshotWrite {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -87,15 +106,15 @@ fn json(op: &'static str) -> impl FnOnce(serde_json::Error) -> StoreError {
 pub struct StoreLimits {
     /// Revisions of change history kept for watches; older ones are compacted away.
     pub history_revisions: u64,
-    /// Request ids remembered for idempotent retries.
-    pub dedup_window: u64,
+    /// How long and how many request ids are remembered for idempotent retries.
+    pub dedup: DedupRule,
 }
 
 impl Default for StoreLimits {
     fn default() -> Self {
         Self {
             history_revisions: 10_000,
-            dedup_window: 10_000,
+            dedup: DedupRule::PLATFORM,
         }
     }
 }
@@ -112,15 +131,13 @@ pub struct SmMeta {
     pub compact_revision: u64,
     /// Last lease id handed out for a grant with id 0.
     pub lease_seq: u64,
-    /// Sequence number of the last remembered request id (orders the dedup window).
-    pub request_seq: u64,
 }
 
 /// One log entry's payload, reduced to what the store needs.
 #[derive(Debug, Clone)]
 pub enum ApplyPayload {
     Blank,
-    Request(Request),
+    Request(Stamped<Request>),
     Membership(StoredMembership<u64, BasicNode>),
 }
 
@@ -172,14 +189,6 @@ pub struct Summary {
     pub last_applied: Option<LogId<u64>>,
 }
 
-/// A remembered request: its order in the window and the result it got the first time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct DedupEntry {
-    seq: u64,
-    id: String,
-    response: Response,
-}
-
 /// Everything the state machine holds, as a snapshot serializes it.
 #[derive(Debug, Serialize, Deserialize)]
 struct SnapshotDump {
@@ -188,7 +197,9 @@ struct SnapshotDump {
     kvs: Vec<KeyValue>,
     leases: Vec<(u64, i64)>,
     events: Vec<Event>,
-    requests: Vec<DedupEntry>,
+    /// The request-id window (absent in format 1).
+    #[serde(default)]
+    dedup: DedupDump<Response>,
 }
 
 /// Handle to the state machine tables. Cheap to clone; all clones share the database.
@@ -196,6 +207,7 @@ struct SnapshotDump {
 pub struct Store {
     db: Arc<Database>,
     limits: StoreLimits,
+    snapshots: Arc<SnapshotFiles>,
 }
 
 /// The tables one apply transaction writes.
@@ -204,12 +216,11 @@ struct Tables<'t> {
     leases: Table<'t, u64, i64>,
     lease_keys: MultimapTable<'t, u64, &'static [u8]>,
     events: Table<'t, (u64, u32), &'static [u8]>,
-    requests: Table<'t, &'static str, &'static [u8]>,
-    request_order: Table<'t, u64, &'static str>,
+    dedup: DedupWindow<'t>,
 }
 
 impl<'t> Tables<'t> {
-    fn open(txn: &'t WriteTransaction) -> Result<Self> {
+    fn open(txn: &'t WriteTransaction, rule: DedupRule) -> Result<Self> {
         Ok(Self {
             kv: txn.open_table(KV).map_err(db_err("opening table sm_kv"))?,
             leases: txn
@@ -221,12 +232,7 @@ impl<'t> Tables<'t> {
             events: txn
                 .open_table(EVENTS)
                 .map_err(db_err("opening table sm_events"))?,
-            requests: txn
-                .open_table(REQUESTS)
-                .map_err(db_err("opening table sm_requests"))?,
-            request_order: txn
-                .open_table(REQUEST_ORDER)
-                .map_err(db_err("opening table sm_request_order"))?,
+            dedup: DedupWindow::open(txn, DEDUP, rule)?,
         })
     }
 }
@@ -254,13 +260,14 @@ impl EventSink<'_> {
 }
 
 impl Store {
-    /// Opens (creating when missing) the state machine tables in `db`.
-    pub fn open(db: Arc<Database>, limits: StoreLimits) -> Result<Self> {
+    /// Opens (creating when missing) the state machine tables in `db`; snapshot files live in
+    /// `data_dir/snapshots`.
+    pub fn open(db: Arc<Database>, limits: StoreLimits, data_dir: &Path) -> Result<Self> {
         let txn = db
             .begin_write()
             .map_err(db_err("creating state machine tables"))?;
         {
-            Tables::open(&txn)?;
+            Tables::open(&txn, limits.dedup)?;
             txn.open_table(META)
                 .map_err(db_err("opening table sm_meta"))?;
             txn.open_table(SNAPSHOT)
@@ -268,7 +275,12 @@ impl Store {
         }
         txn.commit()
             .map_err(db_err("committing state machine table creation"))?;
-        Ok(Self { db, limits })
+        let snapshots = Arc::new(SnapshotFiles::open(data_dir, SNAPSHOT)?);
+        Ok(Self {
+            db,
+            limits,
+            snapshots,
+        })
     }
 
     /// The bookkeeping as of the last committed batch.
@@ -299,7 +311,7 @@ impl Store {
                 .open_table(META)
                 .map_err(db_err("opening table sm_meta"))?;
             let mut meta = read_meta(&meta_table)?;
-            let mut tables = Tables::open(&txn)?;
+            let mut tables = Tables::open(&txn, self.limits.dedup)?;
             for item in items {
                 meta.last_applied = Some(item.log_id);
                 let response = match item.payload {
@@ -308,13 +320,9 @@ impl Store {
                         meta.last_membership = membership;
                         Response::Empty
                     }
-                    ApplyPayload::Request(request) => apply_request(
-                        &mut tables,
-                        &mut meta,
-                        &mut applied.events,
-                        &request,
-                        self.limits,
-                    )?,
+                    ApplyPayload::Request(request) => {
+                        apply_request(&mut tables, &mut meta, &mut applied.events, &request)?
+                    }
                 };
                 applied.responses.push(response);
             }
@@ -365,7 +373,7 @@ impl Store {
         let limit = if limit == 0 { usize::MAX } else { limit };
         let (start, end): (&[u8], Option<Vec<u8>>) = match selector {
             KeySelector::Key(k) => (k, Some([k.as_slice(), &[0]].concat())),
-            KeySelector::Prefix(p) => (p, kv::prefix_end(p)),
+            KeySelector::Prefix(p) => (p, keys::prefix_end(p)),
             KeySelector::Range { start, end } => (start, Some(end.clone())),
         };
         let iter = match &end {
@@ -474,31 +482,30 @@ impl Store {
         let leases = txn
             .open_table(LEASES)
             .map_err(db_err("opening table sm_leases"))?;
-        let mut hasher = Sha256::new();
-        hasher.update(b"chainfire-digest-v1\0");
-        hasher.update(meta.revision.to_le_bytes());
+        let mut digest = StateDigest::new(DIGEST_DOMAIN);
+        digest.number(meta.revision.into());
         for entry in kv.iter().map_err(db_err("hashing keys"))? {
             let (k, v) = entry.map_err(db_err("hashing keys"))?;
-            for part in [k.value(), v.value()] {
-                hasher.update((part.len() as u64).to_le_bytes());
-                hasher.update(part);
-            }
+            digest.pair(k.value(), v.value());
         }
         for entry in leases.iter().map_err(db_err("hashing leases"))? {
             let (id, ttl) = entry.map_err(db_err("hashing leases"))?;
-            hasher.update(id.value().to_le_bytes());
-            hasher.update(ttl.value().to_le_bytes());
+            digest.number(id.value().into());
+            digest.number(ttl.value().into());
         }
+        let (digest, _) = digest.finish();
         Ok(Summary {
             revision: meta.revision,
             key_count: kv.len().map_err(db_err("counting keys"))?,
-            digest: hex::encode(hasher.finalize()),
+            digest,
             last_applied: meta.last_applied,
         })
     }
 
-    /// Serializes the whole state machine from one read transaction.
-    pub fn dump(&self) -> Result<(SmMeta, Vec<u8>)> {
+    /// Streams the whole state machine, from one read transaction, into a snapshot file and
+    /// makes it the current snapshot (fsynced, see [`SnapshotFiles`]); returns its meta, file
+    /// and size.
+    pub fn build_snapshot(&self) -> Result<(SnapshotMetaOf, PathBuf, u64)> {
         let txn = self
             .db
             .begin_read()
@@ -507,53 +514,79 @@ impl Store {
             &txn.open_table(META)
                 .map_err(db_err("opening table sm_meta"))?,
         )?;
-        let mut dump = SnapshotDump {
-            format: SNAPSHOT_FORMAT,
-            meta: meta.clone(),
-            kvs: Vec::new(),
-            leases: Vec::new(),
-            events: Vec::new(),
-            requests: Vec::new(),
+        let mut building = self.snapshots.create_building()?;
+        let path = building.path.clone();
+        let file = |source| StoreError::SnapshotWrite {
+            path: path.clone(),
+            source,
         };
+        // The fields of `SnapshotDump`; keys and history streamed one by one.
+        let mut out = JsonObjectWriter::new(&mut building.writer).map_err(file)?;
+        out.field("format", &SNAPSHOT_FORMAT).map_err(file)?;
+        out.field("meta", &meta).map_err(file)?;
+        out.begin_seq("kvs").map_err(file)?;
         let kv = txn.open_table(KV).map_err(db_err("opening table sm_kv"))?;
         for entry in kv.iter().map_err(db_err("dumping keys"))? {
             let (k, v) = entry.map_err(db_err("dumping keys"))?;
-            dump.kvs
-                .push(kv::decode_record(v.value())?.into_key_value(k.value().to_vec()));
+            out.item(&kv::decode_record(v.value())?.into_key_value(k.value().to_vec()))
+                .map_err(file)?;
         }
+        out.end_seq().map_err(file)?;
         let leases = txn
             .open_table(LEASES)
             .map_err(db_err("opening table sm_leases"))?;
+        out.begin_seq("leases").map_err(file)?;
         for entry in leases.iter().map_err(db_err("dumping leases"))? {
             let (id, ttl) = entry.map_err(db_err("dumping leases"))?;
-            dump.leases.push((id.value(), ttl.value()));
+            out.item(&(id.value(), ttl.value())).map_err(file)?;
         }
+        out.end_seq().map_err(file)?;
         let events = txn
             .open_table(EVENTS)
             .map_err(db_err("opening table sm_events"))?;
+        out.begin_seq("events").map_err(file)?;
         for entry in events.iter().map_err(db_err("dumping history"))? {
             let (_, v) = entry.map_err(db_err("dumping history"))?;
-            dump.events.push(kv::decode_event(v.value())?);
+            out.item(&kv::decode_event(v.value())?).map_err(file)?;
         }
-        let requests = txn
-            .open_table(REQUESTS)
-            .map_err(db_err("opening table sm_requests"))?;
-        for entry in requests.iter().map_err(db_err("dumping request ids"))? {
-            let (_, v) = entry.map_err(db_err("dumping request ids"))?;
-            dump.requests.push(
-                serde_json::from_slice(v.value()).map_err(json("decoding a request id entry"))?,
-            );
-        }
-        let bytes = serde_json::to_vec(&dump).map_err(json("encoding snapshot"))?;
-        Ok((meta, bytes))
+        out.end_seq().map_err(file)?;
+        out.field("dedup", &dedup::dump::<Response>(&txn, DEDUP)?)
+            .map_err(file)?;
+        out.finish().map_err(file)?;
+        let (temp, size) = building.finish()?;
+        let millis = dedup::unix_ms();
+        let snapshot_id = match meta.last_applied {
+            Some(log_id) => format!("{}-{}-{millis}", log_id.leader_id.term, log_id.index),
+            None => format!("empty-{millis}"),
+        };
+        let snapshot_meta = SnapshotMetaOf {
+            last_log_id: meta.last_applied,
+            last_membership: meta.last_membership,
+            snapshot_id,
+        };
+        let path =
+            self.snapshots
+                .commit(&self.db, &snapshot_meta.snapshot_id, &snapshot_meta, &temp)?;
+        Ok((snapshot_meta, path, size))
     }
 
-    /// Replaces the whole state machine with a snapshot's contents and remembers the snapshot
-    /// as the current one, atomically.
-    pub fn install_snapshot(&self, snapshot_meta: &SnapshotMetaOf, data: &[u8]) -> Result<()> {
+    /// Where snapshots the leader sends are received ([`SnapshotFiles::begin_receiving`]).
+    pub fn snapshot_files(&self) -> &SnapshotFiles {
+        &self.snapshots
+    }
+
+    /// Replaces the whole state machine with the snapshot in the file `received` (read as a
+    /// stream) and makes that file the current snapshot, atomically.
+    pub fn install_snapshot(&self, snapshot_meta: &SnapshotMetaOf, received: &Path) -> Result<()> {
+        let reader = std::fs::File::open(received)
+            .map(|f| std::io::BufReader::with_capacity(1 << 20, f))
+            .map_err(|source| StoreError::SnapshotWrite {
+                path: received.to_owned(),
+                source,
+            })?;
         let mut dump: SnapshotDump =
-            serde_json::from_slice(data).map_err(json("decoding snapshot"))?;
-        if dump.format != SNAPSHOT_FORMAT {
+            serde_json::from_reader(reader).map_err(json("decoding snapshot"))?;
+        if !(1..=SNAPSHOT_FORMAT).contains(&dump.format) {
             return Err(StoreError::SnapshotFormat { found: dump.format });
         }
         // Openraft's metadata is authoritative for what the snapshot covers.
@@ -571,12 +604,8 @@ impl Store {
             .map_err(db_err("clearing sm_lease_keys"))?;
         txn.delete_table(EVENTS)
             .map_err(db_err("clearing sm_events"))?;
-        txn.delete_table(REQUESTS)
-            .map_err(db_err("clearing sm_requests"))?;
-        txn.delete_table(REQUEST_ORDER)
-            .map_err(db_err("clearing sm_request_order"))?;
         {
-            let mut tables = Tables::open(&txn)?;
+            let mut tables = Tables::open(&txn, self.limits.dedup)?;
             for kv in &dump.kvs {
                 let record = kv::encode_record(&Record {
                     value: kv.value.clone(),
@@ -615,70 +644,30 @@ impl Store {
                     .insert((rev, seq), kv::encode_event(event).as_slice())
                     .map_err(db_err("restoring history"))?;
             }
-            for entry in &dump.requests {
-                let bytes = serde_json::to_vec(entry).map_err(json("encoding a request id"))?;
-                tables
-                    .requests
-                    .insert(entry.id.as_str(), bytes.as_slice())
-                    .map_err(db_err("restoring request ids"))?;
-                tables
-                    .request_order
-                    .insert(entry.seq, entry.id.as_str())
-                    .map_err(db_err("restoring request ids"))?;
-            }
+            tables.dedup.restore(&dump.dedup)?;
             let mut meta_table = txn
                 .open_table(META)
                 .map_err(db_err("opening table sm_meta"))?;
             write_meta(&mut meta_table, &dump.meta)?;
-            let mut snap = txn
-                .open_table(SNAPSHOT)
-                .map_err(db_err("opening table sm_snapshot"))?;
-            write_snapshot(&mut snap, snapshot_meta, data)?;
         }
+        self.snapshots
+            .commit_in(&txn, &snapshot_meta.snapshot_id, snapshot_meta, received)?;
         txn.commit()
             .map_err(db_err("committing snapshot install"))?;
+        self.snapshots.prune(&self.db)?;
         Ok(())
     }
 
-    /// Remembers a snapshot built from this store as the current one.
-    pub fn save_snapshot(&self, snapshot_meta: &SnapshotMetaOf, data: &[u8]) -> Result<()> {
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(db_err("starting snapshot save"))?;
-        {
-            let mut snap = txn
-                .open_table(SNAPSHOT)
-                .map_err(db_err("opening table sm_snapshot"))?;
-            write_snapshot(&mut snap, snapshot_meta, data)?;
-        }
-        txn.commit().map_err(db_err("committing snapshot save"))?;
-        Ok(())
+    /// The last built or installed snapshot and its file.
+    pub fn current_snapshot(&self) -> Result<Option<(SnapshotMetaOf, PathBuf)>> {
+        Ok(self.snapshots.current(&self.db)?)
     }
 
-    /// The last built or installed snapshot.
-    pub fn current_snapshot(&self) -> Result<Option<(SnapshotMetaOf, Vec<u8>)>> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(db_err("starting snapshot read"))?;
-        let snap = txn
-            .open_table(SNAPSHOT)
-            .map_err(db_err("opening table sm_snapshot"))?;
-        let meta = snap
-            .get(SNAPSHOT_META_KEY)
-            .map_err(db_err("reading snapshot meta"))?;
-        let data = snap
-            .get(SNAPSHOT_DATA_KEY)
-            .map_err(db_err("reading snapshot data"))?;
-        match (meta, data) {
-            (Some(meta), Some(data)) => {
-                let meta =
-                    serde_json::from_slice(meta.value()).map_err(json("decoding snapshot meta"))?;
-                Ok(Some((meta, data.value().to_vec())))
-            }
-            _ => Ok(None),
-        }
+    /// The last built or installed snapshot, its file opened for sending.
+    pub async fn current_snapshot_for_sending(
+        &self,
+    ) -> Result<Option<(SnapshotMetaOf, tokio::fs::File)>, SnapshotFileError> {
+        self.snapshots.current_for_sending(&self.db).await
     }
 }
 
@@ -697,89 +686,30 @@ fn write_meta(table: &mut Table<'_, &'static str, &'static [u8]>, meta: &SmMeta)
     Ok(())
 }
 
-fn write_snapshot(
-    table: &mut Table<'_, &'static str, &'static [u8]>,
-    meta: &SnapshotMetaOf,
-    data: &[u8],
-) -> Result<()> {
-    let meta_bytes = serde_json::to_vec(meta).map_err(json("encoding snapshot meta"))?;
-    table
-        .insert(SNAPSHOT_META_KEY, meta_bytes.as_slice())
-        .map_err(db_err("writing snapshot meta"))?;
-    table
-        .insert(SNAPSHOT_DATA_KEY, data)
-        .map_err(db_err("writing snapshot data"))?;
-    Ok(())
-}
-
-/// Applies one client command, honouring the dedup window.
+/// Applies one client command, honouring the dedup window: a retry gets its first answer, an
+/// id reused for another operation is refused.
 fn apply_request(
     tables: &mut Tables<'_>,
     meta: &mut SmMeta,
     events: &mut Vec<Event>,
-    request: &Request,
-    limits: StoreLimits,
+    stamped: &Stamped<Request>,
 ) -> Result<Response> {
-    if let Some(id) = &request.request_id
-        && let Some(seen) = tables
-            .requests
-            .get(id.as_str())
-            .map_err(db_err("looking up request id"))?
-    {
-        let entry: DedupEntry =
-            serde_json::from_slice(seen.value()).map_err(json("decoding a request id entry"))?;
-        return Ok(entry.response);
+    tables.dedup.advance(stamped.proposed_at_ms)?;
+    let request = &stamped.request;
+    let Some(id) = &request.request_id else {
+        return apply_operation(tables, meta, events, &request.op);
+    };
+    let print = dedup::fingerprint(&request.op);
+    match tables.dedup.check::<Response>(id, &print)? {
+        Seen::Repeat(first) => return Ok(first),
+        Seen::Reused => return Ok(Response::Rejected(Rejection::RequestIdReused(id.clone()))),
+        Seen::First => {}
     }
     let response = apply_operation(tables, meta, events, &request.op)?;
-    if let Some(id) = &request.request_id {
-        remember_request(tables, meta, id, &response, limits.dedup_window)?;
-    }
+    tables
+        .dedup
+        .remember(id, &print, stamped.proposed_at_ms, &response)?;
     Ok(response)
-}
-
-/// Records a request id's first result and evicts the oldest ids beyond the window.
-fn remember_request(
-    tables: &mut Tables<'_>,
-    meta: &mut SmMeta,
-    id: &str,
-    response: &Response,
-    window: u64,
-) -> Result<()> {
-    meta.request_seq += 1;
-    let entry = DedupEntry {
-        seq: meta.request_seq,
-        id: id.to_owned(),
-        response: response.clone(),
-    };
-    let bytes = serde_json::to_vec(&entry).map_err(json("encoding a request id entry"))?;
-    tables
-        .requests
-        .insert(id, bytes.as_slice())
-        .map_err(db_err("remembering request id"))?;
-    tables
-        .request_order
-        .insert(entry.seq, id)
-        .map_err(db_err("remembering request id"))?;
-    while tables
-        .request_order
-        .len()
-        .map_err(db_err("sizing dedup window"))?
-        > window
-    {
-        let Some((_, oldest)) = tables
-            .request_order
-            .pop_first()
-            .map_err(db_err("evicting request id"))?
-        else {
-            break;
-        };
-        let oldest = oldest.value().to_owned();
-        tables
-            .requests
-            .remove(oldest.as_str())
-            .map_err(db_err("evicting request id"))?;
-    }
-    Ok(())
 }
 
 fn read_record(tables: &Tables<'_>, key: &[u8]) -> Result<Option<Record>> {
@@ -876,6 +806,7 @@ fn apply_operation(
             key,
             value,
             expected,
+            lease,
         } => {
             let current = read_record(tables, key)?;
             if !expected.matches(current.as_ref()) {
@@ -888,7 +819,7 @@ fn apply_operation(
             let put = Operation::Put {
                 key: key.clone(),
                 value: value.clone(),
-                lease: 0,
+                lease: *lease,
             };
             match apply_operation(tables, meta, events, &put)? {
                 Response::Put { revision, .. } => Ok(Response::CompareAndSwap {
@@ -1023,17 +954,19 @@ mod tests {
     use super::*;
     use crate::kv::RevokeReason;
 
-    fn memory_store(limits: StoreLimits) -> Store {
-        let db = Database::builder()
-            .create_with_backend(redb::backends::InMemoryBackend::new())
-            .unwrap();
-        Store::open(Arc::new(db), limits).unwrap()
+    /// A store in memory; its snapshot files in `dir`.
+    fn memory_store(limits: StoreLimits, dir: &Path) -> Store {
+        let db = chainfire_storage::in_memory_database();
+        Store::open(Arc::new(db), limits, dir).unwrap()
     }
 
     /// Applies requests one per log entry, numbering entries after the last applied one.
     struct Harness {
         store: Store,
+        dir: tempfile::TempDir,
         index: u64,
+        /// The leader's clock stamping each request: 1 ms a request unless moved on.
+        now_ms: u64,
     }
 
     impl Harness {
@@ -1042,9 +975,12 @@ mod tests {
         }
 
         fn with_limits(limits: StoreLimits) -> Self {
+            let dir = tempfile::tempdir().unwrap();
             Self {
-                store: memory_store(limits),
+                store: memory_store(limits, dir.path()),
+                dir,
                 index: 0,
+                now_ms: 1_000_000,
             }
         }
 
@@ -1056,12 +992,22 @@ mod tests {
         fn apply(&mut self, requests: Vec<Request>) -> Applied {
             let items = requests
                 .into_iter()
-                .map(|r| ApplyItem {
-                    log_id: self.next_log_id(),
-                    payload: ApplyPayload::Request(r),
+                .map(|r| {
+                    self.now_ms += 1;
+                    ApplyItem {
+                        log_id: self.next_log_id(),
+                        payload: ApplyPayload::Request(Stamped::at(self.now_ms, r)),
+                    }
                 })
                 .collect();
             self.store.apply_batch(items).unwrap()
+        }
+
+        /// A snapshot file as the transport would have received it.
+        fn receive(&self, data: &[u8]) -> PathBuf {
+            let path = self.dir.path().join(format!("received-{}.tmp", data.len()));
+            std::fs::write(&path, data).unwrap();
+            path
         }
 
         fn one(&mut self, op: Operation) -> Response {
@@ -1157,7 +1103,7 @@ mod tests {
             "req-1".into(),
         )]);
         let again = h.apply(vec![Request::with_request_id(
-            put("k", "DIFFERENT", 0),
+            put("k", "v1", 0),
             "req-1".into(),
         )]);
         assert_eq!(first.responses, again.responses);
@@ -1181,7 +1127,44 @@ mod tests {
             key: key.into(),
             value: value.into(),
             expected,
+            lease: 0,
         }
+    }
+
+    #[test]
+    fn compare_and_swap_attaches_its_value_to_a_lease() {
+        use crate::kv::Expected;
+        let mut h = Harness::new();
+        let Response::LeaseGrant { id, .. } = h.one(Operation::LeaseGrant {
+            id: 0,
+            ttl_seconds: 5,
+        }) else {
+            panic!("grant rejected")
+        };
+        let with_lease = |expected, value: &str, lease| Operation::CompareAndSwap {
+            key: b"leader".to_vec(),
+            value: value.into(),
+            expected,
+            lease,
+        };
+        assert!(matches!(
+            h.one(with_lease(Expected::Absent, "n1", id)),
+            Response::CompareAndSwap {
+                succeeded: true,
+                ..
+            }
+        ));
+        assert_eq!(h.store.get(b"leader").unwrap().0.unwrap().lease, id);
+        // An unknown lease is refused like a put's, and changes nothing.
+        assert_eq!(
+            h.one(with_lease(Expected::ModRevision(1), "n2", 99)),
+            Response::Rejected(Rejection::LeaseNotFound(99))
+        );
+        h.one(Operation::LeaseRevoke {
+            id,
+            reason: RevokeReason::Expired,
+        });
+        assert!(h.store.get(b"leader").unwrap().0.is_none());
     }
 
     #[test]
@@ -1285,29 +1268,59 @@ mod tests {
     }
 
     #[test]
-    fn dedup_window_forgets_the_oldest_ids() {
-        let mut h = Harness::with_limits(StoreLimits {
-            history_revisions: 100,
-            dedup_window: 3,
-        });
-        for i in 0..5 {
-            h.apply(vec![Request::with_request_id(
-                put("k", "v", 0),
-                format!("id-{i}"),
-            )]);
+    fn a_write_that_lost_its_answer_is_applied_once_for_as_long_as_its_client_retries() {
+        let mut h = Harness::new();
+        let lost = || Request::with_request_id(put("k", "v", 0), "lost-answer".into());
+        h.apply(vec![lost()]);
+        let revision = h.store.get(b"k").unwrap().1;
+        // 20,000 other writes in 20 s (the old window forgot ids after 10,000), then 50 s of
+        // silence: the retry comes 70 s after the first attempt, within 45 s + 30 s.
+        let others: Vec<Request> = (0..20_000)
+            .map(|i| Request::with_request_id(put("other", "x", 0), format!("other-{i}")))
+            .collect();
+        for batch in others.chunks(1_000) {
+            h.apply(batch.to_vec());
         }
-        assert_eq!(h.store.get(b"k").unwrap().1, 5);
-        // id-4 is remembered, id-0 fell out of the window and applies again.
+        h.now_ms += 50_000;
+        let revision_before_retry = h.store.get(b"other").unwrap().1;
+        assert_eq!(revision_before_retry, revision + 20_000);
+        let retry = h.apply(vec![lost()]).responses.remove(0);
+        assert_eq!(
+            retry,
+            Response::Put {
+                revision,
+                prev: None
+            },
+            "the first answer, not a second put"
+        );
+        assert_eq!(h.store.get(b"k").unwrap().0.unwrap().mod_revision, revision);
+        // Past the window (75 s) the id is forgotten: a write with it applies again.
+        h.now_ms += DedupRule::PLATFORM.keep_ms;
+        h.apply(vec![lost()]);
+        assert_eq!(
+            h.store.get(b"k").unwrap().0.unwrap().mod_revision,
+            revision_before_retry + 1
+        );
+    }
+
+    #[test]
+    fn a_request_id_reused_for_another_operation_is_refused() {
+        let mut h = Harness::new();
         h.apply(vec![Request::with_request_id(
             put("k", "v", 0),
-            "id-4".into(),
+            "r1".into(),
         )]);
-        assert_eq!(h.store.get(b"k").unwrap().1, 5);
-        h.apply(vec![Request::with_request_id(
-            put("k", "v", 0),
-            "id-0".into(),
-        )]);
-        assert_eq!(h.store.get(b"k").unwrap().1, 6);
+        let reused = h
+            .apply(vec![Request::with_request_id(delete("k"), "r1".into())])
+            .responses
+            .remove(0);
+        assert_eq!(
+            reused,
+            Response::Rejected(Rejection::RequestIdReused("r1".into()))
+        );
+        assert!(h.store.get(b"k").unwrap().0.is_some(), "nothing deleted");
+        let status = crate::service::rejection_status(Rejection::RequestIdReused("r1".into()));
+        assert_eq!(status.code(), tonic::Code::InvalidArgument);
     }
 
     #[test]
@@ -1349,6 +1362,42 @@ mod tests {
             end: b"a".to_vec(),
         };
         assert!(h.store.range(&empty, 0).unwrap().kvs.is_empty());
+    }
+
+    #[test]
+    fn a_retried_lease_grant_or_revoke_is_applied_once() {
+        let mut h = Harness::new();
+        let grant = || {
+            Request::with_request_id(
+                Operation::LeaseGrant {
+                    id: 0,
+                    ttl_seconds: 5,
+                },
+                "grant-1".into(),
+            )
+        };
+        let first = h.apply(vec![grant()]).responses;
+        let retried = h.apply(vec![grant()]).responses;
+        assert_eq!(first, retried, "the retry gets the first answer");
+        assert_eq!(h.store.leases().unwrap().len(), 1, "one lease, not two");
+        let Response::LeaseGrant { id, .. } = first[0] else {
+            panic!("grant rejected: {first:?}")
+        };
+        let revoke = || {
+            Request::with_request_id(
+                Operation::LeaseRevoke {
+                    id,
+                    reason: RevokeReason::Client,
+                },
+                "revoke-1".into(),
+            )
+        };
+        let first = h.apply(vec![revoke()]).responses;
+        assert!(
+            matches!(first[0], Response::LeaseRevoke { .. }),
+            "{first:?}"
+        );
+        assert_eq!(h.apply(vec![revoke()]).responses, first);
     }
 
     #[test]
@@ -1446,7 +1495,7 @@ mod tests {
     fn history_replays_events_from_a_revision_and_reports_compaction() {
         let mut h = Harness::with_limits(StoreLimits {
             history_revisions: 3,
-            dedup_window: 10,
+            dedup: DedupRule::PLATFORM,
         });
         let applied = h.apply(vec![
             Request::new(put("a", "1", 0)),
@@ -1549,15 +1598,16 @@ mod tests {
             }])
             .unwrap();
 
-        let (meta, data) = src.store.dump().unwrap();
-        let snapshot_meta = SnapshotMetaOf {
-            last_log_id: meta.last_applied,
-            last_membership: meta.last_membership.clone(),
-            snapshot_id: "test-1".into(),
-        };
+        let meta = src.store.meta().unwrap();
+        let (snapshot_meta, built, _) = src.store.build_snapshot().unwrap();
+        assert_eq!(snapshot_meta.last_log_id, meta.last_applied);
+        let data = std::fs::read(&built).unwrap();
         let mut dst = Harness::new();
         dst.put("stale", "gone after install");
-        dst.store.install_snapshot(&snapshot_meta, &data).unwrap();
+        let received = dst.receive(&data);
+        dst.store
+            .install_snapshot(&snapshot_meta, &received)
+            .unwrap();
 
         assert_eq!(src.store.summary().unwrap(), dst.store.summary().unwrap());
         assert_eq!(dst.store.meta().unwrap(), meta);
@@ -1567,9 +1617,9 @@ mod tests {
             src.store.history(1, &KeySelector::Prefix(vec![])).unwrap(),
             dst.store.history(1, &KeySelector::Prefix(vec![])).unwrap()
         );
-        let (saved_meta, saved_data) = dst.store.current_snapshot().unwrap().unwrap();
+        let (saved_meta, saved_file) = dst.store.current_snapshot().unwrap().unwrap();
         assert_eq!(saved_meta, snapshot_meta);
-        assert_eq!(saved_data, data);
+        assert_eq!(std::fs::read(saved_file).unwrap(), data);
 
         // The dedup window and lease attachments came along.
         dst.index = src.index;
@@ -1594,13 +1644,14 @@ mod tests {
     fn install_rejects_an_unknown_format() {
         let h = Harness::new();
         let bad = br#"{"format":99,"meta":{"last_applied":null,"last_membership":{"log_id":null,"membership":{"configs":[],"nodes":{}}},"revision":0,"compact_revision":0,"lease_seq":0,"request_seq":0},"kvs":[],"leases":[],"events":[],"requests":[]}"#;
+        let received = h.receive(bad);
         let err = h
             .store
-            .install_snapshot(&SnapshotMetaOf::default(), bad)
+            .install_snapshot(&SnapshotMetaOf::default(), &received)
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "snapshot format 99 is not supported (expected 1)"
+            "snapshot format 99 is not supported (this build installs formats 1 to 2)"
         );
     }
 }

@@ -7,8 +7,14 @@
 //! past the last revision seen means events were missed (the subscriber lagged, or a snapshot
 //! replaced the state): the watch then re-reads history from where it stopped. Responses always
 //! carry whole revisions, so a client resuming from "last revision + 1" misses nothing.
+//!
+//! [`Liveness`] keeps a quiet watch honest: progress notifications (an empty response with the
+//! revision seen so far after a silence), and a leader check that ends the watch with
+//! [`WatchError::NoLeader`] once this node has no leader a quorum acknowledges (a node cut off
+//! from its cluster would otherwise keep the stream open and silent for the whole partition).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, watch};
 
@@ -75,6 +81,23 @@ pub enum WatchError {
     Compacted { requested: u64, oldest: u64 },
     #[error("reading watch history: {0}")]
     Store(#[from] StoreError),
+    #[error("no leader: {0}")]
+    NoLeader(String),
+}
+
+/// How often a watch that requires a leader checks that this node still has one.
+pub const LEADER_CHECK_EVERY: Duration = Duration::from_millis(250);
+
+/// Whether this node has a leader a quorum acknowledges; `Err` says why not.
+pub type LeaderCheck = Box<dyn Fn() -> Result<(), String> + Send>;
+
+/// What keeps a watch honest while nothing happens (see the module docs).
+#[derive(Default)]
+pub struct Liveness {
+    /// Send an empty batch after this long without sending anything.
+    pub progress_every: Option<Duration>,
+    /// Checked every [`LEADER_CHECK_EVERY`]; a failure ends the watch.
+    pub leader: Option<LeaderCheck>,
 }
 
 /// Tracks what a watch delivered, so history and live batches join exactly.
@@ -212,6 +235,7 @@ impl Watch {
         mut self,
         out: mpsc::Sender<Result<WatchBatch, WatchError>>,
         mut shutdown: watch::Receiver<bool>,
+        liveness: Liveness,
     ) {
         let registered = WatchBatch {
             events: Vec::new(),
@@ -224,11 +248,40 @@ impl Watch {
         if !self.send_chunks(&out, initial).await {
             return;
         }
+        let period = match (liveness.progress_every, &liveness.leader) {
+            (Some(p), Some(_)) => p.min(LEADER_CHECK_EVERY),
+            (Some(p), None) => p,
+            (None, _) => LEADER_CHECK_EVERY,
+        };
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_sent = tokio::time::Instant::now();
         loop {
             let signal = tokio::select! {
-                signal = self.rx.recv() => signal,
+                signal = self.rx.recv() => Some(signal),
                 _ = out.closed() => return,
                 _ = shutdown.wait_for(|stop| *stop) => return,
+                _ = tick.tick(), if liveness.progress_every.is_some() || liveness.leader.is_some() => None,
+            };
+            let Some(signal) = signal else {
+                if let Some(Err(reason)) = liveness.leader.as_ref().map(|check| check()) {
+                    tracing::info!(%reason, "watch ended: this node has no leader");
+                    let _ = out.send(Err(WatchError::NoLeader(reason))).await;
+                    return;
+                }
+                if let Some(every) = liveness.progress_every
+                    && last_sent.elapsed() >= every
+                {
+                    let progress = WatchBatch {
+                        events: Vec::new(),
+                        revision: self.position.seen,
+                    };
+                    if out.send(Ok(progress)).await.is_err() {
+                        return;
+                    }
+                    last_sent = tokio::time::Instant::now();
+                }
+                continue;
             };
             let step = match signal {
                 Ok(WatchSignal::Events(batch)) => self.position.accept(&batch, &self.selector),
@@ -247,8 +300,11 @@ impl Watch {
                     }
                 },
             };
-            if !events.is_empty() && !self.send_chunks(&out, events).await {
-                return;
+            if !events.is_empty() {
+                if !self.send_chunks(&out, events).await {
+                    return;
+                }
+                last_sent = tokio::time::Instant::now();
             }
         }
     }

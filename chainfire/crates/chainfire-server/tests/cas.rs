@@ -24,6 +24,7 @@ fn raw_cas(key: &str, expected: Expected, value: &str, id: &str) -> pb::CompareA
         value: value.into(),
         request_id: id.into(),
         expected: Some(expected),
+        lease: 0,
     }
 }
 
@@ -124,6 +125,21 @@ async fn compare_and_swap_semantics_dedup_follower_and_watch() {
     assert!(!repeat.succeeded, "{repeat:?}");
     assert_eq!(repeat.current, failed.current);
     assert!(client.get("cas/b").await.unwrap().kv.is_none());
+
+    // The id of a finished swap reused for another operation: INVALID_ARGUMENT, nothing done
+    // (not INTERNAL, and not the old swap's answer as if it were this one's).
+    let reused = raw_cas("cas/b", Expected::Absent(true), "other value", "raw-cas-1");
+    let err = leader_raw.compare_and_swap(reused).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message()
+            .contains("already used for a different operation"),
+        "{err:?}"
+    );
+    assert!(
+        client.get("cas/b").await.unwrap().kv.is_none(),
+        "nothing written"
+    );
 
     // Bad input is refused before proposing.
     let mut no_expected = raw_cas("cas/c", Expected::Absent(true), "v", "raw-cas-3");

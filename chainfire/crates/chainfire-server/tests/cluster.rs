@@ -405,4 +405,15 @@ async fn invalid_requests_are_rejected_not_retried() {
     assert!(matches!(err, ClientError::Rejected(_)), "{err:?}");
     assert!(err.is_lease_not_found(), "{err}");
     assert_eq!(err.failed_op().unwrap().retries, 0);
+
+    // Revoking a lease that never existed, through a follower that redirects to the leader:
+    // still "not found" (a client once took the redirect for a retry of an applied revoke).
+    let leader = cluster.wait_leader(LEADER_BOUND).await.node_id;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let via_follower = cluster.node_client(follower).await;
+    let err = via_follower
+        .lease_revoke(987_654_321)
+        .await
+        .expect_err("no such lease, even after a redirect");
+    assert!(err.is_lease_not_found(), "{err}");
 }

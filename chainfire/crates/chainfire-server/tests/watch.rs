@@ -166,3 +166,44 @@ async fn a_reconnecting_watch_survives_a_server_restart_and_a_raw_watch_ends() {
     let extra = tokio::time::timeout(Duration::from_millis(500), resuming.next()).await;
     assert!(extra.is_err(), "unexpected extra event: {extra:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_that_requires_a_leader_ends_when_its_node_loses_the_cluster() {
+    let mut cluster = Cluster::start(common::options()).await;
+    let leader = cluster.wait_leader(LEADER_BOUND).await.node_id;
+    let watched = (1..=3).find(|id| *id != leader).unwrap();
+    let client = cluster.node_client(watched).await;
+    let mut options = WatchOptions::prefix("rl/");
+    options.require_leader = Some(true);
+    let mut required = client.watch_raw(options).await.unwrap();
+    // The same watch without the option: stays open (and silent) on a node cut off.
+    let mut plain = client.watch_raw(WatchOptions::prefix("rl/")).await.unwrap();
+    cluster.client().await.put("rl/a", "1").await.unwrap();
+    for watch in [&mut required, &mut plain] {
+        let first = next(watch, "first event").await.unwrap().unwrap();
+        assert_eq!(first.kv.key, b"rl/a");
+    }
+
+    // The watched node loses both peers: it has no leader within an election timeout or two.
+    let started = std::time::Instant::now();
+    for id in (1..=3).filter(|id| *id != watched) {
+        cluster.kill(id);
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(20), required.next())
+        .await
+        .expect("a require-leader watch on a node with no leader must end within 20 s");
+    let Some(Err(ClientError::WatchEnded { cause, .. })) = ended else {
+        panic!("expected the watch to end with an error, got {ended:?}")
+    };
+    assert!(cause.contains("no leader"), "{cause}");
+    println!(
+        "require-leader watch ended {:?} after its node lost its peers: {cause}",
+        started.elapsed()
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), plain.next())
+            .await
+            .is_err(),
+        "the watch without require_leader stays open (that is what the option is for)"
+    );
+}

@@ -6,13 +6,21 @@
 //! (fdatasync) before openraft is told it is done, so an entry openraft counts towards a
 //! quorum survives `kill -9`.
 //!
-//! The state machine is application specific and lives with each server, in its own tables of
-//! the same database ([`open_database`]): redb allows one writer at a time and never blocks
-//! readers, and one file per node keeps a node's data dir simple.
+//! The state machine's semantics are each server's own, in its own tables of the same database
+//! ([`open_database`]): redb allows one writer at a time and never blocks readers, and one file
+//! per node keeps a node's data dir simple. What both state machines share lives here once:
+//! the request-id window ([`dedup`]), the state digest ([`digest`]), key ranges ([`keys`]),
+//! snapshots as streamed files ([`snapshot_file`]), the node's identity ([`identity`]) and
+//! [`blocking`].
 
+pub mod dedup;
+pub mod digest;
+pub mod identity;
+pub mod keys;
 mod log_store;
+pub mod snapshot_file;
 
-pub use log_store::RedbLogStore;
+pub use log_store::{RedbLogStore, holds_raft_state};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,4 +60,24 @@ pub fn open_database(data_dir: &Path) -> Result<Arc<redb::Database>, StorageErro
         source: Box::new(source),
     })?;
     Ok(Arc::new(db))
+}
+
+/// Runs blocking redb or file work off the async runtime's worker threads (a panic in it is
+/// resumed here, as if it had run inline).
+pub async fn blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(join) => std::panic::resume_unwind(join.into_panic()),
+    }
+}
+
+/// A database in memory, for tests of anything that keeps tables in the node's database.
+pub fn in_memory_database() -> redb::Database {
+    redb::Database::builder()
+        .create_with_backend(redb::backends::InMemoryBackend::new())
+        .expect("an in-memory redb database always opens")
 }

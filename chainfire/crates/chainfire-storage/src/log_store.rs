@@ -23,10 +23,35 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft_meta");
 const VOTE_KEY: &str = "vote";
 const PURGED_KEY: &str = "last_purged";
 const COMMITTED_KEY: &str = "committed";
+const FORMAT_KEY: &str = "entry_format";
+/// How entries are encoded: 2 = keys, values and snapshot chunks as base64 strings. Logs from
+/// before the marker (hex strings in ChainFire, arrays of numbers in FlareDB) are refused: a hex
+/// string also decodes as base64, to other bytes, so they cannot be read safely.
+pub const ENTRY_FORMAT: u64 = 2;
+
+/// Whether `db` holds any Raft state (a vote or a log entry): false for a fresh or wiped data
+/// dir.
+pub fn holds_raft_state(db: &Database) -> bool {
+    let Ok(txn) = db.begin_read() else {
+        return false;
+    };
+    let has_vote = txn
+        .open_table(META)
+        .ok()
+        .is_some_and(|t| t.get(VOTE_KEY).ok().flatten().is_some());
+    let has_entries = txn
+        .open_table(LOG)
+        .ok()
+        .is_some_and(|t| t.first().ok().flatten().is_some());
+    has_vote || has_entries
+}
 
 /// openraft log storage on a shared redb database. Cheap to clone: clones share the database.
 pub struct RedbLogStore<C: RaftTypeConfig> {
     db: Arc<Database>,
+    /// Stored bytes of entries replication reads for one AppendEntries (see
+    /// [`RedbLogStore::with_batch_bytes`]).
+    batch_bytes: usize,
     _config: PhantomData<fn() -> C>,
 }
 
@@ -34,6 +59,7 @@ impl<C: RaftTypeConfig> Clone for RedbLogStore<C> {
     fn clone(&self) -> Self {
         Self {
             db: self.db.clone(),
+            batch_bytes: self.batch_bytes,
             _config: PhantomData,
         }
     }
@@ -50,18 +76,57 @@ type Result<T, C> = std::result::Result<T, StorageError<<C as RaftTypeConfig>::N
 impl<C: RaftTypeConfig> RedbLogStore<C> {
     /// Wraps `db`, creating the log tables if they do not exist yet.
     pub fn new(db: Arc<Database>) -> std::result::Result<Self, OpenError> {
-        let init = || -> std::result::Result<(), redb::Error> {
+        let init = || -> std::result::Result<Option<u64>, redb::Error> {
             let txn = db.begin_write()?;
-            txn.open_table(LOG)?;
-            txn.open_table(META)?;
+            let format = {
+                let log = txn.open_table(LOG)?;
+                let mut meta = txn.open_table(META)?;
+                let stored = meta
+                    .get(FORMAT_KEY)?
+                    .and_then(|v| serde_json::from_slice::<u64>(v.value()).ok());
+                match stored {
+                    Some(format) => Some(format),
+                    // A fresh log is written in this build's format from the start.
+                    None if log.first()?.is_none() => {
+                        let bytes = serde_json::to_vec(&ENTRY_FORMAT).expect("a number encodes");
+                        meta.insert(FORMAT_KEY, bytes.as_slice())?;
+                        Some(ENTRY_FORMAT)
+                    }
+                    None => None,
+                }
+            };
             txn.commit()?;
-            Ok(())
+            Ok(format)
         };
-        init().map_err(|e| OpenError::Init(e.to_string()))?;
+        match init().map_err(|e| OpenError::Init(e.to_string()))? {
+            Some(ENTRY_FORMAT) => {}
+            found => {
+                return Err(OpenError::Init(format!(
+                    "the Raft log here is in entry format {}, this build reads format \
+                     {ENTRY_FORMAT} (keys and values as base64): it cannot be read safely; \
+                     start the node on an empty data dir (a wiped member: see \
+                     --rejoin-wiped-member)",
+                    found.map_or_else(
+                        || "1 (before format markers)".to_string(),
+                        |f| f.to_string()
+                    )
+                )));
+            }
+        }
         Ok(Self {
             db,
+            batch_bytes: usize::MAX,
             _config: PhantomData,
         })
+    }
+
+    /// Makes replication read at most about `bytes` of stored entries for one AppendEntries
+    /// (always at least one entry; unlimited by default). Entries are stored as the JSON the
+    /// peer transport sends, so this bounds the message and the time to send and store it: a
+    /// follower that missed 64 MiB of 1 MiB values would otherwise be sent them in one batch.
+    pub fn with_batch_bytes(mut self, bytes: usize) -> Self {
+        self.batch_bytes = bytes;
+        self
     }
 
     fn read_meta<T: DeserializeOwned>(
@@ -125,6 +190,27 @@ where
             let mut entries = Vec::new();
             for item in table.range::<u64>(bounds).map_err(|e| AnyError::new(&e))? {
                 let (_, value) = item.map_err(|e| AnyError::new(&e))?;
+                entries.push(serde_json::from_slice(value.value()).map_err(|e| AnyError::new(&e))?);
+            }
+            Ok(entries)
+        };
+        read().map_err(|e| StorageIOError::read_logs(e).into())
+    }
+
+    /// Entries from `start` until `end` or until they pass `batch_bytes` stored bytes
+    /// (never none when the range is not empty).
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<C::Entry>, C> {
+        let read = || -> std::result::Result<Vec<C::Entry>, AnyError> {
+            let txn = self.db.begin_read().map_err(|e| AnyError::new(&e))?;
+            let table = txn.open_table(LOG).map_err(|e| AnyError::new(&e))?;
+            let mut entries = Vec::new();
+            let mut bytes = 0usize;
+            for item in table.range(start..end).map_err(|e| AnyError::new(&e))? {
+                let (_, value) = item.map_err(|e| AnyError::new(&e))?;
+                bytes = bytes.saturating_add(value.value().len());
+                if !entries.is_empty() && bytes > self.batch_bytes {
+                    break;
+                }
                 entries.push(serde_json::from_slice(value.value()).map_err(|e| AnyError::new(&e))?);
             }
             Ok(entries)
@@ -290,6 +376,56 @@ mod tests {
             .iter()
             .map(|e| e.log_id.index)
             .collect()
+    }
+
+    #[tokio::test]
+    async fn limited_reads_stop_at_the_byte_budget_but_return_at_least_one_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let stored = serde_json::to_vec(&entry(1, 1)).unwrap().len();
+        let mut store = open(dir.path()).with_batch_bytes(stored * 3);
+        store
+            .blocking_append((1..=10).map(|i| entry(1, i)))
+            .await
+            .unwrap();
+        let limited = |entries: Vec<Entry<TestConfig>>| -> Vec<u64> {
+            entries.iter().map(|e| e.log_id.index).collect()
+        };
+        let first = store.limited_get_log_entries(1, 11).await.unwrap();
+        assert_eq!(limited(first), [1, 2, 3]);
+        let tail = store.limited_get_log_entries(9, 11).await.unwrap();
+        assert_eq!(limited(tail), [9, 10]);
+        let mut tiny = open_again(&store).with_batch_bytes(1);
+        let one = tiny.limited_get_log_entries(4, 11).await.unwrap();
+        assert_eq!(limited(one), [4]);
+        // Unlimited by default.
+        let mut plain = open_again(&store);
+        assert_eq!(
+            plain.limited_get_log_entries(1, 11).await.unwrap().len(),
+            10
+        );
+    }
+
+    fn open_again(store: &RedbLogStore<TestConfig>) -> RedbLogStore<TestConfig> {
+        RedbLogStore::new(store.db.clone()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_log_without_a_format_marker_is_refused_and_a_marked_one_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        store.blocking_append([entry(1, 1)]).await.unwrap();
+        open_again(&store);
+        // A log written before the marker: entries and no "entry_format".
+        let txn = store.db.begin_write().unwrap();
+        txn.open_table(META).unwrap().remove(FORMAT_KEY).unwrap();
+        txn.commit().unwrap();
+        let err = RedbLogStore::<TestConfig>::new(store.db.clone()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("entry format 1 (before format markers)")
+                && err.to_string().contains("empty data dir"),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -12,9 +12,11 @@
 //! - [`chainfire`]: a ChainFire cluster launcher, for ChainFire's own tests and as FlareDB's PD.
 //! - [`policy`]: a client retry policy that rides out elections on a slow machine.
 //! - [`poll`]: bounded polling until a condition holds.
+//! - [`bulk`]: the bulk values the catch-up tests write while a node is down.
 
 pub mod addrs;
 pub mod binary;
+pub mod bulk;
 pub mod chainfire;
 pub mod env;
 pub mod logs;
@@ -24,6 +26,7 @@ pub mod process;
 
 pub use addrs::{free_ports, loopback_addrs, member_list};
 pub use binary::chainfire_bin;
+pub use bulk::{bulk_value, catch_up_writes};
 pub use chainfire::{Cluster, ClusterOptions, Node};
 pub use env::TestEnv;
 pub use logs::{tail, wait_for_log};

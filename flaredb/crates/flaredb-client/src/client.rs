@@ -366,8 +366,15 @@ impl Client {
         Err(GaveUp::new(failed, failure.retryable()).into())
     }
 
-    /// The status of every known store, concurrently, in `endpoints()` order.
+    /// The status of every known store, concurrently, in `endpoints()` order; with no store
+    /// known yet and PD configured, PD is asked for them first.
     pub async fn status_all(&self) -> Vec<(String, Result<pb::StatusResponse, ClientError>)> {
+        if self.endpoints().is_empty() && self.inner.pd.is_some() {
+            let bound = self.inner.config.call.request_timeout * 2;
+            if let Err(cause) = self.inner.discover(Instant::now() + bound).await {
+                tracing::debug!(%cause, "no stores found in PD");
+            }
+        }
         let endpoints = self.endpoints();
         let statuses = futures::future::join_all(endpoints.iter().map(|e| self.status(e))).await;
         endpoints.into_iter().zip(statuses).collect()

@@ -20,6 +20,12 @@ use clap::Parser;
 /// session reconnects by itself ("Reconnected to PD" at INFO). PD is not in the data path: reads
 /// and writes go on while it is away. The line "flaredb ready" is logged once the client port
 /// serves. SIGTERM/SIGINT shut down gracefully (exit 0); invalid flags exit 2.
+/// Every time flag is in milliseconds, from 1 ms to 1 h: a larger value is a typo, and would
+/// overflow the deadlines computed from it.
+fn millis() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::builder::RangedU64ValueParser::new().range(0..=3_600_000)
+}
+
 #[derive(Debug, Clone, Parser)]
 #[command(name = "flaredb", version)]
 pub struct Args {
@@ -64,12 +70,12 @@ pub struct Args {
     pub log_file: Option<PathBuf>,
 
     /// Raft leader heartbeat interval, in milliseconds.
-    #[arg(long, env = "FLAREDB_HEARTBEAT_INTERVAL_MS", default_value_t = 100)]
+    #[arg(long, env = "FLAREDB_HEARTBEAT_INTERVAL_MS", default_value_t = 100, value_parser = millis())]
     pub heartbeat_interval_ms: u64,
 
     /// Raft election timeout, in milliseconds (a follower waits a random time in [T, 2T) without
     /// heartbeats before it starts an election). Must exceed the heartbeat interval.
-    #[arg(long, env = "FLAREDB_ELECTION_TIMEOUT_MS", default_value_t = 1000)]
+    #[arg(long, env = "FLAREDB_ELECTION_TIMEOUT_MS", default_value_t = 1000, value_parser = millis())]
     pub election_timeout_ms: u64,
 
     /// Retries after a failed Raft peer RPC or PD call (attempts = retries + 1).
@@ -77,7 +83,7 @@ pub struct Args {
     pub retry_max_retries: usize,
 
     /// Delay before the first retry, in milliseconds.
-    #[arg(long, env = "FLAREDB_RETRY_INITIAL_DELAY_MS", default_value_t = 500)]
+    #[arg(long, env = "FLAREDB_RETRY_INITIAL_DELAY_MS", default_value_t = 500, value_parser = millis())]
     pub retry_initial_delay_ms: u64,
 
     /// Growth factor between consecutive retry delays (>= 1.0).
@@ -85,7 +91,7 @@ pub struct Args {
     pub retry_multiplier: f64,
 
     /// Cap on any retry delay, jitter included, in milliseconds.
-    #[arg(long, env = "FLAREDB_RETRY_MAX_DELAY_MS", default_value_t = 30_000)]
+    #[arg(long, env = "FLAREDB_RETRY_MAX_DELAY_MS", default_value_t = 30_000, value_parser = millis())]
     pub retry_max_delay_ms: u64,
 
     /// Symmetric jitter as a fraction of each delay, in [0, 1).
@@ -97,13 +103,14 @@ pub struct Args {
     #[arg(
         long,
         env = "FLAREDB_PD_RECONNECT_INTERVAL_MS",
+        value_parser = millis(),
         default_value_t = 10_000
     )]
     pub pd_reconnect_interval_ms: u64,
 
     /// Interval between PD heartbeats (lease keep-alives), in milliseconds. A failed heartbeat
     /// counts as a lost PD connection.
-    #[arg(long, env = "FLAREDB_PD_HEARTBEAT_INTERVAL_MS", default_value_t = 1000)]
+    #[arg(long, env = "FLAREDB_PD_HEARTBEAT_INTERVAL_MS", default_value_t = 1000, value_parser = millis())]
     pub pd_heartbeat_interval_ms: u64,
 
     /// TTL of the PD lease the store's registration is bound to, in seconds; ChainFire removes
@@ -112,12 +119,12 @@ pub struct Args {
     pub pd_lease_ttl_s: u64,
 
     /// Deadline of one PD request attempt, in milliseconds.
-    #[arg(long, env = "FLAREDB_PD_REQUEST_TIMEOUT_MS", default_value_t = 2000)]
+    #[arg(long, env = "FLAREDB_PD_REQUEST_TIMEOUT_MS", default_value_t = 2000, value_parser = millis())]
     pub pd_request_timeout_ms: u64,
 
     /// A write (or linearizable read) that a majority has not confirmed within this many
     /// milliseconds fails with UNAVAILABLE instead of waiting for a quorum forever.
-    #[arg(long, env = "FLAREDB_WRITE_TIMEOUT_MS", default_value_t = 3000)]
+    #[arg(long, env = "FLAREDB_WRITE_TIMEOUT_MS", default_value_t = 3000, value_parser = millis())]
     pub write_timeout_ms: u64,
 
     /// Build a snapshot after this many log entries since the last one.
@@ -128,6 +135,12 @@ pub struct Args {
     /// up from the log instead of a full snapshot.
     #[arg(long, env = "FLAREDB_SNAPSHOT_KEEP_LOGS", default_value_t = 2000)]
     pub snapshot_keep_logs: u64,
+
+    /// Let a member whose data dir was wiped rejoin under its old id: it catches up from the
+    /// leader and votes only after it has heard from one. Without it such a member refuses to
+    /// start (its peers remember it, and it could vote twice in one term).
+    #[arg(long)]
+    pub rejoin_wiped_member: bool,
 }
 
 /// Validated settings of one store.
@@ -148,6 +161,7 @@ pub struct Config {
     pub write_timeout: Duration,
     pub snapshot_logs: u64,
     pub snapshot_keep_logs: u64,
+    pub rejoin_wiped_member: bool,
 }
 
 /// How the store talks to its placement driver.
@@ -302,6 +316,7 @@ impl Args {
             write_timeout: Duration::from_millis(self.write_timeout_ms),
             snapshot_logs: self.snapshot_logs,
             snapshot_keep_logs: self.snapshot_keep_logs,
+            rejoin_wiped_member: self.rejoin_wiped_member,
         })
     }
 }
@@ -412,5 +427,11 @@ mod tests {
         check_host_port("--addr", "localhost:80").unwrap();
         assert!(check_host_port("--addr", "h:0").is_err());
         assert!(check_host_port("--addr", ":80").is_err());
+    }
+
+    #[test]
+    fn a_time_flag_beyond_an_hour_is_refused_not_overflowed() {
+        let err = parse(&["--pd-reconnect-interval-ms", "99999999999"]).unwrap_err();
+        assert!(err.contains("is not in 0..=3600000"), "{err}");
     }
 }

@@ -40,12 +40,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let peer_server = tokio::spawn(
         Server::builder()
-            .add_service(RaftTransportService::new(raft.clone()).into_server())
+            .add_service(
+                RaftTransportService::new(raft.clone())
+                    .with_identity(node.identity.clone(), config.id, node.database.clone())
+                    .into_server(),
+            )
             .serve_with_incoming_shutdown(
                 TcpIncoming::from(peer_listener).with_nodelay(Some(true)),
                 shutdown_requested(stop_rx.clone()),
             ),
     );
+
+    node::join(&config, &node).await?;
 
     let pd_status = PdStatus::new(config.pd.endpoints.clone());
     let service = FlareDbService::new(

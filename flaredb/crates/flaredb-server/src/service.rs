@@ -15,6 +15,7 @@ use tonic::{Code, Request, Response, Status};
 use crate::pd::PdStatus;
 use crate::state_machine::{KvStateMachine, ScanRange, StateError};
 use chainfire_api::raft_node::role_name;
+use chainfire_storage::dedup::Stamped;
 
 use crate::types::{self, FlareRaft};
 
@@ -93,7 +94,20 @@ impl FlareDbService {
     async fn write(&self, op: &str, request: types::Request) -> Result<types::Response, Status> {
         chainfire_api::raft_node::check_leader(&self.raft)
             .map_err(|leader| self.not_leader(leader))?;
-        match tokio::time::timeout(self.write_timeout, self.raft.client_write(request)).await {
+        let request_id = request.request_id().unwrap_or_default().to_owned();
+        match tokio::time::timeout(
+            self.write_timeout,
+            self.raft.client_write(Stamped::now(request)),
+        )
+        .await
+        {
+            Ok(Ok(written)) if written.data.request_id_reused => {
+                Err(Status::invalid_argument(format!(
+                    "{op}: request id {:?} was already used for a different operation; a retry \
+                     must repeat its operation, a new operation needs a new id",
+                    request_id
+                )))
+            }
             Ok(Ok(written)) => Ok(written.data),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
                 Err(Status::unavailable(format!(

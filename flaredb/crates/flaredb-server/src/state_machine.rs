@@ -6,18 +6,25 @@
 //! openraft re-applies the rest from the (durable) log. Applies commit with
 //! `Durability::None`: the log, not the state machine, is what makes a write durable, and the log
 //! store's next fsynced commit persists these pages too (redb makes every commit before a durable
-//! one durable). Snapshots are written with `Durability::Immediate` because the log store purges
-//! entries they cover.
+//! one durable). Snapshots are files streamed from a read transaction and recorded durably,
+//! because the log store purges entries they cover ([`chainfire_storage::snapshot_file`]).
 //!
 //! Client writes carry a request id; a repeated id (a client retry of a write whose answer was
-//! lost) is answered with the first result and changes nothing, within [`DEDUP_WINDOW`] log
-//! entries.
+//! lost) is answered with the first result and changes nothing, for as long as the client can
+//! retry, and an id reused for another operation is refused: the window and its rule are
+//! ChainFire's too ([`chainfire_storage::dedup`]).
 
 use std::collections::BTreeMap;
-use std::io::Cursor;
 use std::ops::Bound;
 use std::sync::Arc;
 
+use chainfire_storage::blocking;
+use chainfire_storage::dedup::{
+    self, DedupDump, DedupRule, DedupTables, DedupWindow, Seen, Stamped,
+};
+use chainfire_storage::digest::StateDigest;
+use chainfire_storage::keys;
+use chainfire_storage::snapshot_file::{JsonObjectWriter, SnapshotFiles};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, SnapshotMeta,
@@ -25,7 +32,6 @@ use openraft::{
 };
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::types::{Request, Response, TypeConfig};
 
@@ -33,23 +39,23 @@ use crate::types::{Request, Response, TypeConfig};
 const KV: TableDefinition<&[u8], &[u8]> = TableDefinition::new("flaredb_kv");
 /// Applied position, membership and store addresses, as JSON.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("flaredb_meta");
-/// Request id -> JSON [`Response`] of its first application.
-const REQUESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("flaredb_requests");
-/// Log index -> request id applied there, to forget ids that left the dedup window in order.
-const REQUEST_LOG: TableDefinition<u64, &str> = TableDefinition::new("flaredb_request_log");
-/// The current snapshot: "meta" (JSON [`SnapshotMeta`]) and "data" (JSON [`SnapshotPayload`]).
+/// The request-id window: id -> first response, eviction order, clock.
+const DEDUP: DedupTables = DedupTables::named(
+    "flaredb_dedup_ids",
+    "flaredb_dedup_age",
+    "flaredb_dedup_clock",
+);
+/// The current snapshot: "meta" (JSON [`SnapshotMeta`]) and "file" (its file in
+/// `snapshots/`, JSON [`SnapshotPayload`]).
 const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("flaredb_snapshot");
 
 const LAST_APPLIED_KEY: &str = "last_applied";
 const MEMBERSHIP_KEY: &str = "membership";
 const STORE_ADDRS_KEY: &str = "store_addrs";
-const SNAPSHOT_META_KEY: &str = "meta";
-const SNAPSHOT_DATA_KEY: &str = "data";
-
-/// Number of log entries a request id is remembered for.
-pub const DEDUP_WINDOW: u64 = 100_000;
 
 type NodeId = u64;
+/// openraft's snapshot metadata for FlareDB's node types.
+type SnapshotMetaOf = SnapshotMeta<NodeId, BasicNode>;
 
 /// Key-value pairs in key order.
 pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
@@ -67,6 +73,10 @@ pub enum StateError {
     Task(#[from] tokio::task::JoinError),
     #[error("snapshot payload: {0}")]
     Snapshot(String),
+    #[error(transparent)]
+    SnapshotFile(#[from] chainfire_storage::snapshot_file::SnapshotFileError),
+    #[error(transparent)]
+    Dedup(#[from] dedup::DedupError),
 }
 
 impl StateError {
@@ -93,86 +103,79 @@ pub enum ScanRange {
 }
 
 impl ScanRange {
-    /// The redb bounds of this scan. A prefix scan ends before the smallest key greater than every
-    /// key with the prefix (unbounded when the prefix is empty or all 0xff).
+    /// The redb bounds of this scan ([`chainfire_storage::keys`]).
     fn bounds(&self) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
         match self {
-            ScanRange::Prefix(prefix) => (
-                Bound::Included(prefix.clone()),
-                prefix_end(prefix).map_or(Bound::Unbounded, Bound::Excluded),
-            ),
-            ScanRange::Range { start, end } => (
-                Bound::Included(start.clone()),
-                end.clone().map_or(Bound::Unbounded, Bound::Excluded),
-            ),
+            ScanRange::Prefix(prefix) => keys::prefix_bounds(prefix),
+            ScanRange::Range { start, end } => keys::range_bounds(start, end.as_deref()),
         }
     }
-}
-
-/// The smallest key greater than every key starting with `prefix`, if there is one.
-pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return Some(end);
-        }
-    }
-    None
 }
 
 /// A summary of the replica for the status call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateSummary {
     pub last_applied: Option<LogId<NodeId>>,
-    /// Hex SHA-256 over the key-value pairs in key order (see [`digest_pairs`]).
+    /// Hex SHA-256 over the key-value pairs in key order ([`StateDigest`]).
     pub digest: String,
     pub key_count: u64,
 }
 
-/// Hashes key-value pairs given in key order: each pair contributes its key length (u64 BE), key,
-/// value length (u64 BE) and value, so different pair lists never hash the same bytes.
-pub fn digest_pairs<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> (String, u64) {
-    let mut hasher = Sha256::new();
-    let mut count = 0;
-    for (key, value) in pairs {
-        hasher.update((key.len() as u64).to_be_bytes());
-        hasher.update(key);
-        hasher.update((value.len() as u64).to_be_bytes());
-        hasher.update(value);
-        count += 1;
-    }
-    (hex::encode(hasher.finalize()), count)
-}
+/// The domain of FlareDB's state digest: the pairs in key order ([`StateDigest`]).
+const DIGEST_DOMAIN: &str = "flaredb-digest-v2";
 
-/// Everything a snapshot carries besides its openraft metadata.
+/// Everything a snapshot carries besides its openraft metadata, as JSON.
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
 struct SnapshotPayload {
-    /// Hex-encoded key and value, in key order.
+    /// Key and value (base64 strings in the JSON, see [`chainfire_api::json_bytes`]), in key
+    /// order.
+    #[serde(default)]
+    pairs: Vec<Pair>,
+    /// What snapshots built before `pairs` carried instead: hex-encoded key and value (2 bytes
+    /// per byte, and slow to decode). Still installed; never written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     kvs: Vec<(String, String)>,
     store_addrs: BTreeMap<u64, String>,
-    /// (log index, request id, first response) of the remembered request ids.
-    requests: Vec<(u64, String, Response)>,
+    /// The request-id window. Snapshots from before it (with `requests` by log index) install
+    /// with an empty window.
+    #[serde(default)]
+    dedup: DedupDump<Response>,
 }
+
+/// One key and its value in a snapshot.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Pair(
+    #[serde(with = "chainfire_api::json_bytes")] Vec<u8>,
+    #[serde(with = "chainfire_api::json_bytes")] Vec<u8>,
+);
+
+/// A [`Pair`] borrowed from the table while a snapshot streams out (the same JSON).
+#[derive(Serialize)]
+struct PairRef<'a>(
+    #[serde(with = "chainfire_api::json_bytes")] &'a [u8],
+    #[serde(with = "chainfire_api::json_bytes")] &'a [u8],
+);
 
 /// FlareDB's state machine. Cheap to clone: clones share the database, so the gRPC service reads
 /// through a clone while openraft applies through another.
 #[derive(Clone)]
 pub struct KvStateMachine {
     db: Arc<Database>,
+    snapshots: Arc<SnapshotFiles>,
 }
 
 impl KvStateMachine {
-    /// Wraps `db`, creating the state machine tables if they do not exist yet.
-    pub fn new(db: Arc<Database>) -> Result<Self, StateError> {
+    /// Wraps `db`, creating the state machine tables if they do not exist yet; snapshot files
+    /// live in `data_dir/snapshots`.
+    pub fn new(db: Arc<Database>, data_dir: &std::path::Path) -> Result<Self, StateError> {
         let txn = db.begin_write().map_err(redb::Error::from)?;
         txn.open_table(KV).map_err(redb::Error::from)?;
         txn.open_table(META).map_err(redb::Error::from)?;
-        txn.open_table(REQUESTS).map_err(redb::Error::from)?;
-        txn.open_table(REQUEST_LOG).map_err(redb::Error::from)?;
+        DedupWindow::open(&txn, DEDUP, DedupRule::PLATFORM)?;
         txn.open_table(SNAPSHOT).map_err(redb::Error::from)?;
         txn.commit().map_err(redb::Error::from)?;
-        Ok(Self { db })
+        let snapshots = Arc::new(SnapshotFiles::open(data_dir, SNAPSHOT)?);
+        Ok(Self { db, snapshots })
     }
 
     /// The value of `key` in this replica.
@@ -188,8 +191,8 @@ impl KvStateMachine {
     pub fn scan(&self, range: &ScanRange, limit: usize) -> Result<(Pairs, bool), StateError> {
         let txn = self.db.begin_read().map_err(redb::Error::from)?;
         let table = txn.open_table(KV).map_err(redb::Error::from)?;
-        let (start, end) = range.bounds();
-        let bounds = (as_slice_bound(&start), as_slice_bound(&end));
+        let owned = range.bounds();
+        let bounds = keys::as_slices(&owned);
         let mut pairs = Vec::new();
         for item in table.range::<&[u8]>(bounds).map_err(redb::Error::from)? {
             let (key, value) = item.map_err(redb::Error::from)?;
@@ -207,12 +210,12 @@ impl KvStateMachine {
         let meta = txn.open_table(META).map_err(redb::Error::from)?;
         let last_applied = read_json(&meta, LAST_APPLIED_KEY)?;
         let table = txn.open_table(KV).map_err(redb::Error::from)?;
-        let mut pairs = Vec::new();
+        let mut digest = StateDigest::new(DIGEST_DOMAIN);
         for item in table.iter().map_err(redb::Error::from)? {
             let (key, value) = item.map_err(redb::Error::from)?;
-            pairs.push((key.value().to_vec(), value.value().to_vec()));
+            digest.pair(key.value(), value.value());
         }
-        let (digest, key_count) = digest_pairs(pairs.iter().map(|(k, v)| (&k[..], &v[..])));
+        let (digest, key_count) = digest.finish();
         Ok(StateSummary {
             last_applied,
             digest,
@@ -234,32 +237,6 @@ impl KvStateMachine {
         let membership = read_json(&meta, MEMBERSHIP_KEY)?.unwrap_or_default();
         Ok((last_applied, membership))
     }
-
-    fn current_snapshot_blocking(&self) -> Result<Option<Snapshot<TypeConfig>>, StateError> {
-        let txn = self.db.begin_read().map_err(redb::Error::from)?;
-        let table = txn.open_table(SNAPSHOT).map_err(redb::Error::from)?;
-        let Some(meta) = read_json::<SnapshotMeta<NodeId, BasicNode>>(&table, SNAPSHOT_META_KEY)?
-        else {
-            return Ok(None);
-        };
-        let data = table
-            .get(SNAPSHOT_DATA_KEY)
-            .map_err(redb::Error::from)?
-            .map(|v| v.value().to_vec())
-            .ok_or_else(|| StateError::Snapshot("snapshot metadata without data".into()))?;
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        }))
-    }
-}
-
-fn as_slice_bound(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
-    match bound {
-        Bound::Included(v) => Bound::Included(v.as_slice()),
-        Bound::Excluded(v) => Bound::Excluded(v.as_slice()),
-        Bound::Unbounded => Bound::Unbounded,
-    }
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(
@@ -276,19 +253,30 @@ fn read_json<T: serde::de::DeserializeOwned>(
 struct ApplyTables<'txn> {
     kv: redb::Table<'txn, &'static [u8], &'static [u8]>,
     meta: redb::Table<'txn, &'static str, &'static [u8]>,
-    requests: redb::Table<'txn, &'static str, &'static [u8]>,
-    request_log: redb::Table<'txn, u64, &'static str>,
+    dedup: DedupWindow<'txn>,
 }
 
 impl ApplyTables<'_> {
-    fn apply(&mut self, index: u64, request: Request) -> Result<Response, StateError> {
+    fn apply(&mut self, index: u64, stamped: Stamped<Request>) -> Result<Response, StateError> {
+        self.dedup.advance(stamped.proposed_at_ms)?;
+        let request = stamped.request;
         let request_id = request.request_id().map(str::to_owned);
-        if let Some(id) = &request_id
-            && let Some(first) = self.requests.get(id.as_str()).map_err(redb::Error::from)?
-        {
-            let mut response: Response = serde_json::from_slice(first.value())?;
-            response.deduplicated = true;
-            return Ok(response);
+        let print = dedup::fingerprint(&request);
+        if let Some(id) = &request_id {
+            match self.dedup.check::<Response>(id, &print)? {
+                Seen::Repeat(mut first) => {
+                    first.deduplicated = true;
+                    return Ok(first);
+                }
+                Seen::Reused => {
+                    return Ok(Response {
+                        index,
+                        request_id_reused: true,
+                        ..Default::default()
+                    });
+                }
+                Seen::First => {}
+            }
         }
         let mut swapped = false;
         let prev_value = match request {
@@ -334,42 +322,14 @@ impl ApplyTables<'_> {
         let response = Response {
             prev_value,
             index,
-            deduplicated: false,
             swapped,
+            ..Default::default()
         };
         if let Some(id) = request_id {
-            self.requests
-                .insert(id.as_str(), serde_json::to_vec(&response)?.as_slice())
-                .map_err(redb::Error::from)?;
-            self.request_log
-                .insert(index, id.as_str())
-                .map_err(redb::Error::from)?;
+            self.dedup
+                .remember(&id, &print, stamped.proposed_at_ms, &response)?;
         }
         Ok(response)
-    }
-
-    /// Forgets request ids applied more than [`DEDUP_WINDOW`] entries before `applied`.
-    fn forget_old_requests(&mut self, applied: u64) -> Result<(), StateError> {
-        let cutoff = applied.saturating_sub(DEDUP_WINDOW);
-        if cutoff == 0 {
-            return Ok(());
-        }
-        let mut old = Vec::new();
-        for item in self
-            .request_log
-            .range(..cutoff)
-            .map_err(redb::Error::from)?
-        {
-            let (index, id) = item.map_err(redb::Error::from)?;
-            old.push((index.value(), id.value().to_owned()));
-        }
-        for (index, id) in old {
-            self.request_log.remove(index).map_err(redb::Error::from)?;
-            self.requests
-                .remove(id.as_str())
-                .map_err(redb::Error::from)?;
-        }
-        Ok(())
     }
 }
 
@@ -386,8 +346,7 @@ fn apply_blocking(
         let mut tables = ApplyTables {
             kv: txn.open_table(KV).map_err(redb::Error::from)?,
             meta: txn.open_table(META).map_err(redb::Error::from)?,
-            requests: txn.open_table(REQUESTS).map_err(redb::Error::from)?,
-            request_log: txn.open_table(REQUEST_LOG).map_err(redb::Error::from)?,
+            dedup: DedupWindow::open(&txn, DEDUP, DedupRule::PLATFORM)?,
         };
         let mut last = None;
         for entry in entries {
@@ -418,175 +377,140 @@ fn apply_blocking(
                 .meta
                 .insert(LAST_APPLIED_KEY, serde_json::to_vec(&last)?.as_slice())
                 .map_err(redb::Error::from)?;
-            tables.forget_old_requests(last.index)?;
         }
     }
     txn.commit().map_err(redb::Error::from)?;
     Ok(responses)
 }
 
-/// Builds a snapshot of the current state from one read transaction and stores it durably as the
-/// current snapshot.
-fn build_snapshot_blocking(db: &Database) -> Result<Snapshot<TypeConfig>, StateError> {
-    let (meta, data) = {
-        let txn = db.begin_read().map_err(redb::Error::from)?;
-        let meta_table = txn.open_table(META).map_err(redb::Error::from)?;
-        let last_applied: Option<LogId<NodeId>> = read_json(&meta_table, LAST_APPLIED_KEY)?;
-        let membership: StoredMembership<NodeId, BasicNode> =
-            read_json(&meta_table, MEMBERSHIP_KEY)?.unwrap_or_default();
-        let store_addrs = read_json(&meta_table, STORE_ADDRS_KEY)?.unwrap_or_default();
-        let mut payload = SnapshotPayload {
-            store_addrs,
-            ..Default::default()
-        };
-        for item in txn
-            .open_table(KV)
-            .map_err(redb::Error::from)?
-            .iter()
-            .map_err(redb::Error::from)?
-        {
-            let (key, value) = item.map_err(redb::Error::from)?;
-            payload
-                .kvs
-                .push((hex::encode(key.value()), hex::encode(value.value())));
-        }
-        let requests = txn.open_table(REQUESTS).map_err(redb::Error::from)?;
-        for item in txn
-            .open_table(REQUEST_LOG)
-            .map_err(redb::Error::from)?
-            .iter()
-            .map_err(redb::Error::from)?
-        {
-            let (index, id) = item.map_err(redb::Error::from)?;
-            let id = id.value().to_owned();
-            if let Some(first) = read_json::<Response>(&requests, &id)? {
-                payload.requests.push((index.value(), id, first));
-            }
-        }
-        let snapshot_id = match last_applied {
-            Some(log_id) => format!(
-                "{}-{}-{}",
-                log_id.leader_id.term,
-                log_id.index,
-                unix_millis()
-            ),
-            None => format!("empty-{}", unix_millis()),
-        };
-        let meta = SnapshotMeta {
-            last_log_id: last_applied,
-            last_membership: membership,
-            snapshot_id,
-        };
-        (meta, serde_json::to_vec(&payload)?)
+/// Streams a snapshot of the current state, from one read transaction, into a file and makes
+/// it the current snapshot; returns its meta, file and size.
+fn build_snapshot_blocking(
+    db: &Database,
+    files: &SnapshotFiles,
+) -> Result<(SnapshotMetaOf, std::path::PathBuf, u64), StateError> {
+    let txn = db.begin_read().map_err(redb::Error::from)?;
+    let meta_table = txn.open_table(META).map_err(redb::Error::from)?;
+    let last_applied: Option<LogId<NodeId>> = read_json(&meta_table, LAST_APPLIED_KEY)?;
+    let membership: StoredMembership<NodeId, BasicNode> =
+        read_json(&meta_table, MEMBERSHIP_KEY)?.unwrap_or_default();
+    let store_addrs: BTreeMap<u64, String> =
+        read_json(&meta_table, STORE_ADDRS_KEY)?.unwrap_or_default();
+    let mut building = files.create_building()?;
+    let path = building.path.clone();
+    let file_error =
+        |e: std::io::Error| StateError::Snapshot(format!("writing {}: {e}", path.display()));
+    // The fields of `SnapshotPayload`, the pairs streamed one by one.
+    let mut out = JsonObjectWriter::new(&mut building.writer).map_err(file_error)?;
+    out.field("store_addrs", &store_addrs).map_err(file_error)?;
+    out.field("dedup", &dedup::dump::<Response>(&txn, DEDUP)?)
+        .map_err(file_error)?;
+    out.begin_seq("pairs").map_err(file_error)?;
+    for item in txn
+        .open_table(KV)
+        .map_err(redb::Error::from)?
+        .iter()
+        .map_err(redb::Error::from)?
+    {
+        let (key, value) = item.map_err(redb::Error::from)?;
+        out.item(&PairRef(key.value(), value.value()))
+            .map_err(file_error)?;
+    }
+    out.end_seq().map_err(file_error)?;
+    out.finish().map_err(file_error)?;
+    let (temp, size) = building.finish()?;
+    let snapshot_id = match last_applied {
+        Some(log_id) => format!(
+            "{}-{}-{}",
+            log_id.leader_id.term,
+            log_id.index,
+            dedup::unix_ms()
+        ),
+        None => format!("empty-{}", dedup::unix_ms()),
     };
-    store_snapshot(db, &meta, &data, None)?;
-    Ok(Snapshot {
-        meta,
-        snapshot: Box::new(Cursor::new(data)),
-    })
+    let meta = SnapshotMeta {
+        last_log_id: last_applied,
+        last_membership: membership,
+        snapshot_id,
+    };
+    let path = files.commit(db, &meta.snapshot_id, &meta, &temp)?;
+    Ok((meta, path, size))
 }
 
-/// Stores `meta`/`data` as the current snapshot; with `install`, also replaces the whole state
-/// with the snapshot's content, in the same durable transaction.
-fn store_snapshot(
+/// Replaces the whole state with the snapshot in the file `received` (read as a stream, not
+/// loaded as bytes) and makes that file the current snapshot, in one durable transaction.
+fn install_snapshot_blocking(
     db: &Database,
-    meta: &SnapshotMeta<NodeId, BasicNode>,
-    data: &[u8],
-    install: Option<SnapshotPayload>,
+    files: &SnapshotFiles,
+    meta: &SnapshotMetaOf,
+    received: &std::path::Path,
 ) -> Result<(), StateError> {
+    let reader = std::fs::File::open(received)
+        .map(|f| std::io::BufReader::with_capacity(1 << 20, f))
+        .map_err(|e| StateError::Snapshot(format!("reading {}: {e}", received.display())))?;
+    let payload: SnapshotPayload = serde_json::from_reader(reader)?;
     let txn = db.begin_write().map_err(redb::Error::from)?;
     {
-        if let Some(payload) = install {
-            let mut kv = txn.open_table(KV).map_err(redb::Error::from)?;
-            kv.retain(|_, _| false).map_err(redb::Error::from)?;
-            for (key, value) in &payload.kvs {
-                let key = hex::decode(key).map_err(|e| StateError::Snapshot(e.to_string()))?;
-                let value = hex::decode(value).map_err(|e| StateError::Snapshot(e.to_string()))?;
-                kv.insert(key.as_slice(), value.as_slice())
-                    .map_err(redb::Error::from)?;
-            }
-            let mut requests = txn.open_table(REQUESTS).map_err(redb::Error::from)?;
-            requests.retain(|_, _| false).map_err(redb::Error::from)?;
-            let mut request_log = txn.open_table(REQUEST_LOG).map_err(redb::Error::from)?;
-            request_log
-                .retain(|_, _| false)
+        let mut kv = txn.open_table(KV).map_err(redb::Error::from)?;
+        kv.retain(|_, _| false).map_err(redb::Error::from)?;
+        for Pair(key, value) in &payload.pairs {
+            kv.insert(key.as_slice(), value.as_slice())
                 .map_err(redb::Error::from)?;
-            for (index, id, first) in &payload.requests {
-                requests
-                    .insert(id.as_str(), serde_json::to_vec(first)?.as_slice())
-                    .map_err(redb::Error::from)?;
-                request_log
-                    .insert(*index, id.as_str())
-                    .map_err(redb::Error::from)?;
-            }
-            let mut meta_table = txn.open_table(META).map_err(redb::Error::from)?;
-            meta_table
-                .insert(
-                    STORE_ADDRS_KEY,
-                    serde_json::to_vec(&payload.store_addrs)?.as_slice(),
-                )
-                .map_err(redb::Error::from)?;
-            meta_table
-                .insert(
-                    MEMBERSHIP_KEY,
-                    serde_json::to_vec(&meta.last_membership)?.as_slice(),
-                )
-                .map_err(redb::Error::from)?;
-            match &meta.last_log_id {
-                Some(last) => meta_table
-                    .insert(LAST_APPLIED_KEY, serde_json::to_vec(last)?.as_slice())
-                    .map(|_| ()),
-                None => meta_table.remove(LAST_APPLIED_KEY).map(|_| ()),
-            }
-            .map_err(redb::Error::from)?;
         }
-        let mut table = txn.open_table(SNAPSHOT).map_err(redb::Error::from)?;
-        table
-            .insert(SNAPSHOT_META_KEY, serde_json::to_vec(meta)?.as_slice())
+        for (key, value) in &payload.kvs {
+            let hex = |text: &str| {
+                hex::decode(text).map_err(|e| {
+                    StateError::Snapshot(format!("key or value in an old snapshot: {e}"))
+                })
+            };
+            kv.insert(hex(key)?.as_slice(), hex(value)?.as_slice())
+                .map_err(redb::Error::from)?;
+        }
+        DedupWindow::open(&txn, DEDUP, DedupRule::PLATFORM)?.restore(&payload.dedup)?;
+        let mut meta_table = txn.open_table(META).map_err(redb::Error::from)?;
+        meta_table
+            .insert(
+                STORE_ADDRS_KEY,
+                serde_json::to_vec(&payload.store_addrs)?.as_slice(),
+            )
             .map_err(redb::Error::from)?;
-        table
-            .insert(SNAPSHOT_DATA_KEY, data)
+        meta_table
+            .insert(
+                MEMBERSHIP_KEY,
+                serde_json::to_vec(&meta.last_membership)?.as_slice(),
+            )
             .map_err(redb::Error::from)?;
+        match &meta.last_log_id {
+            Some(last) => meta_table
+                .insert(LAST_APPLIED_KEY, serde_json::to_vec(last)?.as_slice())
+                .map(|_| ()),
+            None => meta_table.remove(LAST_APPLIED_KEY).map(|_| ()),
+        }
+        .map_err(redb::Error::from)?;
     }
+    files.commit_in(&txn, &meta.snapshot_id, meta, received)?;
     txn.commit().map_err(redb::Error::from)?;
+    files.prune(db)?;
     Ok(())
 }
 
-fn unix_millis() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis())
-}
-
-/// Runs blocking redb work off the async runtime's worker threads.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StateError> + Send + 'static,
-) -> Result<T, StateError> {
-    tokio::task::spawn_blocking(work).await?
+fn snapshot_write_error(e: impl std::fmt::Display) -> StorageError<NodeId> {
+    StorageIOError::<NodeId>::write_snapshot(None, AnyError::error(e.to_string())).into()
 }
 
 /// Builds snapshots for openraft from a clone of the state machine.
 pub struct KvSnapshotBuilder {
     db: Arc<Database>,
+    snapshots: Arc<SnapshotFiles>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for KvSnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
-        let db = self.db.clone();
-        let snapshot = blocking(move || build_snapshot_blocking(&db))
+        let (db, files) = (self.db.clone(), self.snapshots.clone());
+        let (meta, path, bytes) = blocking(move || build_snapshot_blocking(&db, &files))
             .await
-            .map_err(|e| {
-                StorageError::from(StorageIOError::<NodeId>::write_snapshot(
-                    None,
-                    AnyError::error(e.to_string()),
-                ))
-            })?;
-        tracing::info!(
-            snapshot_id = %snapshot.meta.snapshot_id,
-            last_log_id = ?snapshot.meta.last_log_id,
-            "built state machine snapshot"
-        );
-        Ok(snapshot)
+            .map_err(snapshot_write_error)?;
+        chainfire_storage::snapshot_file::built_for_raft(meta, &path, bytes).await
     }
 }
 
@@ -615,51 +539,48 @@ impl RaftStateMachine<TypeConfig> for KvStateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         KvSnapshotBuilder {
             db: self.db.clone(),
+            snapshots: self.snapshots.clone(),
         }
     }
 
     async fn begin_receiving_snapshot(
         &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    ) -> Result<Box<tokio::fs::File>, StorageError<NodeId>> {
+        self.snapshots.begin_receiving_for_raft().await
     }
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        meta: &SnapshotMetaOf,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError<NodeId>> {
-        let data = snapshot.into_inner();
-        let meta = meta.clone();
-        let db = self.db.clone();
-        let snapshot_id = meta.snapshot_id.clone();
-        blocking(move || {
-            let payload: SnapshotPayload = serde_json::from_slice(&data)?;
-            store_snapshot(&db, &meta, &data, Some(payload))
-        })
-        .await
-        .map_err(|e| {
-            StorageError::from(StorageIOError::<NodeId>::write_snapshot(
-                None,
-                AnyError::error(e.to_string()),
-            ))
-        })?;
-        tracing::info!(%snapshot_id, "installed snapshot from the leader");
+        let (received, bytes) = self
+            .snapshots
+            .finish_receiving(*snapshot)
+            .await
+            .map_err(snapshot_write_error)?;
+        let (owned_meta, db, files) = (meta.clone(), self.db.clone(), self.snapshots.clone());
+        blocking(move || install_snapshot_blocking(&db, &files, &owned_meta, &received))
+            .await
+            .map_err(snapshot_write_error)?;
+        tracing::info!(snapshot_id = %meta.snapshot_id, bytes, "installed snapshot from the leader");
         Ok(())
     }
 
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        let this = self.clone();
-        blocking(move || this.current_snapshot_blocking())
-            .await
-            .map_err(|e| {
-                StorageError::from(StorageIOError::<NodeId>::read_snapshot(
-                    None,
-                    AnyError::error(e.to_string()),
-                ))
-            })
+        let current = self.snapshots.current_for_sending(&self.db).await;
+        let current = current.map_err(|e| {
+            StorageError::from(StorageIOError::<NodeId>::read_snapshot(
+                None,
+                AnyError::error(e.to_string()),
+            ))
+        })?;
+        Ok(current.map(|(meta, file)| Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        }))
     }
 }
 
@@ -672,17 +593,23 @@ mod tests {
     fn open() -> (tempfile::TempDir, KvStateMachine) {
         let dir = tempfile::tempdir().unwrap();
         let db = Arc::new(Database::create(dir.path().join("sm.redb")).unwrap());
-        (dir, KvStateMachine::new(db).unwrap())
+        let sm = KvStateMachine::new(db, dir.path()).unwrap();
+        (dir, sm)
     }
 
     fn log_id(index: u64) -> LogId<NodeId> {
         LogId::new(CommittedLeaderId::new(1, 1), index)
     }
 
+    /// An entry proposed at `1_000_000 + index` ms (one a millisecond).
     fn entry(index: u64, request: Request) -> Entry<TypeConfig> {
+        entry_at(index, 1_000_000 + index, request)
+    }
+
+    fn entry_at(index: u64, at_ms: u64, request: Request) -> Entry<TypeConfig> {
         Entry {
             log_id: log_id(index),
-            payload: EntryPayload::Normal(request),
+            payload: EntryPayload::Normal(Stamped::at(at_ms, request)),
         }
     }
 
@@ -692,26 +619,6 @@ mod tests {
             value: value.as_bytes().to_vec(),
             request_id: id.into(),
         }
-    }
-
-    #[test]
-    fn prefix_end_is_the_next_key_after_the_prefix() {
-        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
-        assert_eq!(prefix_end(&[b'a', 0xff]), Some(b"b".to_vec()));
-        assert_eq!(prefix_end(&[0xff, 0xff]), None);
-        assert_eq!(prefix_end(b""), None);
-    }
-
-    #[test]
-    fn digest_depends_on_pair_boundaries_and_content() {
-        let (a, n) = digest_pairs([(&b"ab"[..], &b"c"[..])]);
-        let (b, _) = digest_pairs([(&b"a"[..], &b"bc"[..])]);
-        let (empty, zero) = digest_pairs(std::iter::empty());
-        assert_eq!(n, 1);
-        assert_eq!(zero, 0);
-        assert_ne!(a, b);
-        assert_ne!(a, empty);
-        assert_eq!(a, digest_pairs([(&b"ab"[..], &b"c"[..])]).0);
     }
 
     #[tokio::test]
@@ -773,7 +680,7 @@ mod tests {
                 prev_value: None,
                 index: 1,
                 deduplicated: true,
-                swapped: false,
+                ..Default::default()
             }
         );
         assert_eq!(sm.get(b"k").unwrap(), Some(b"other".to_vec()));
@@ -854,21 +761,66 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn request_ids_are_forgotten_after_the_window() {
+    async fn a_write_that_lost_its_answer_is_applied_once_for_as_long_as_its_client_retries() {
         let (_dir, mut sm) = open();
-        sm.apply(vec![entry(1, put("k", "v1", "old"))])
+        let t0 = 5_000_000;
+        let first = sm
+            .apply(vec![entry_at(1, t0, put("k", "v1", "lost-answer"))])
             .await
             .unwrap();
-        sm.apply(vec![entry(DEDUP_WINDOW + 2, put("j", "v", "new"))])
+        // 150,000 log entries later (the old window forgot after 100,000) and 70 s on.
+        let later = 150_002;
+        sm.apply(vec![entry_at(later, t0 + 20_000, put("j", "v", "other"))])
             .await
             .unwrap();
-        // "old" (index 1) left the window: applying it again is a new write.
+        let retry = sm
+            .apply(vec![entry_at(
+                later + 1,
+                t0 + 70_000,
+                put("k", "v1", "lost-answer"),
+            )])
+            .await
+            .unwrap();
+        assert!(retry[0].deduplicated, "{retry:?}");
+        assert_eq!(retry[0].index, first[0].index, "the first answer");
+        // Past 75 s the id is forgotten: the same id is a new write.
         let again = sm
-            .apply(vec![entry(DEDUP_WINDOW + 3, put("k", "v2", "old"))])
+            .apply(vec![entry_at(
+                later + 2,
+                t0 + DedupRule::PLATFORM.keep_ms + 1,
+                put("k", "v2", "lost-answer"),
+            )])
             .await
             .unwrap();
         assert!(!again[0].deduplicated);
         assert_eq!(sm.get(b"k").unwrap(), Some(b"v2".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn a_request_id_reused_for_another_operation_is_refused() {
+        let (_dir, mut sm) = open();
+        sm.apply(vec![entry(1, put("k", "v1", "r1"))])
+            .await
+            .unwrap();
+        let reused = sm
+            .apply(vec![entry(
+                2,
+                Request::Delete {
+                    key: b"k".to_vec(),
+                    request_id: "r1".into(),
+                },
+            )])
+            .await
+            .unwrap();
+        assert!(
+            reused[0].request_id_reused && !reused[0].deduplicated,
+            "{reused:?}"
+        );
+        assert_eq!(
+            sm.get(b"k").unwrap(),
+            Some(b"v1".to_vec()),
+            "nothing deleted"
+        );
     }
 
     #[tokio::test]
@@ -922,25 +874,14 @@ mod tests {
             ])
             .await
             .unwrap();
-        let snapshot = source
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
-        assert_eq!(snapshot.meta.last_log_id, Some(log_id(3)));
-        let current = source.get_current_snapshot().await.unwrap().unwrap();
-        assert_eq!(current.meta, snapshot.meta);
-
         let (_dir2, mut target) = open();
         target
             .apply(vec![entry(1, put("stale", "x", ""))])
             .await
             .unwrap();
-        target
-            .install_snapshot(&snapshot.meta, snapshot.snapshot)
-            .await
-            .unwrap();
+        let meta =
+            chainfire_storage::snapshot_file::transfer_snapshot(&mut source, &mut target).await;
+        assert_eq!(meta.last_log_id, Some(log_id(3)));
         assert_eq!(target.summary().unwrap(), source.summary().unwrap());
         assert_eq!(target.get(b"stale").unwrap(), None);
         assert_eq!(

@@ -1,13 +1,17 @@
 //! FlareDB's Raft type configuration and the commands its log carries.
-
-use std::io::Cursor;
+//!
+//! Keys and values are byte strings; in the log's JSON (and so in every AppendEntries) they are
+//! base64 strings ([`chainfire_api::json_bytes`]), a third larger than the bytes instead of the
+//! 3.6 times of serde's default array of numbers, and fast to encode even unoptimized. Entries
+//! written as arrays of numbers before still read.
 
 use serde::{Deserialize, Serialize};
 
 openraft::declare_raft_types!(
     /// FlareDB's openraft types: node ids are `u64`, nodes are `BasicNode { addr: peer address }`
-    /// (what the shared gRPC transport dials), snapshots are in-memory byte buffers.
-    pub TypeConfig: D = Request, R = Response
+    /// (what the shared gRPC transport dials), snapshots are files (`chainfire_storage::snapshot_file`).
+    pub TypeConfig: D = chainfire_storage::dedup::Stamped<Request>, R = Response,
+        SnapshotData = tokio::fs::File
 );
 
 /// The Raft handle of a FlareDB store.
@@ -18,17 +22,25 @@ pub type FlareRaft = openraft::Raft<TypeConfig>;
 pub enum Request {
     /// Sets `key` to `value`.
     Put {
+        #[serde(with = "chainfire_api::json_bytes")]
         key: Vec<u8>,
+        #[serde(with = "chainfire_api::json_bytes")]
         value: Vec<u8>,
         /// Client-chosen idempotency key ("" = none): a repeat gets the first result.
         request_id: String,
     },
     /// Removes `key` (a no-op answered with `prev_value: None` when absent).
-    Delete { key: Vec<u8>, request_id: String },
+    Delete {
+        #[serde(with = "chainfire_api::json_bytes")]
+        key: Vec<u8>,
+        request_id: String,
+    },
     /// Sets `key` to `value` if the key matches `expected` when the entry is applied; otherwise
     /// changes nothing. `prev_value` is the value the compare saw, `swapped` whether it held.
     CompareAndSwap {
+        #[serde(with = "chainfire_api::json_bytes")]
         key: Vec<u8>,
+        #[serde(with = "chainfire_api::json_bytes")]
         value: Vec<u8>,
         expected: Expected,
         request_id: String,
@@ -58,7 +70,7 @@ impl Request {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Expected {
     /// The key exists with this value.
-    Value(Vec<u8>),
+    Value(#[serde(with = "chainfire_api::json_bytes")] Vec<u8>),
     /// The key does not exist.
     Absent,
 }
@@ -77,6 +89,7 @@ impl Expected {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response {
     /// The key's value before the command (puts and deletes).
+    #[serde(with = "chainfire_api::json_bytes::option", default)]
     pub prev_value: Option<Vec<u8>>,
     /// Log index at which the command was first applied (differs from the entry's index for a
     /// deduplicated repeat).
@@ -86,6 +99,9 @@ pub struct Response {
     /// Compare-and-swap only: the compare held and the value was written.
     #[serde(default)]
     pub swapped: bool,
+    /// Refused, nothing changed: the request id was applied before with a different operation.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub request_id_reused: bool,
 }
 
 #[cfg(test)]
@@ -119,7 +135,19 @@ mod tests {
             value: b"v".to_vec(),
             request_id: "r".into(),
         };
-        let json = serde_json::to_vec(&put).unwrap();
-        assert_eq!(serde_json::from_slice::<Request>(&json).unwrap(), put);
+        let json = serde_json::to_string(&put).unwrap();
+        assert!(json.contains(r#""key":"AP8=""#), "{json}");
+        assert_eq!(serde_json::from_str::<Request>(&json).unwrap(), put);
+        // The log written before base64: arrays of numbers.
+        let old = r#"{"Put":{"key":[0,255],"value":[118],"request_id":"r"}}"#;
+        assert_eq!(serde_json::from_str::<Request>(old).unwrap(), put);
+        let response = Response {
+            prev_value: Some(vec![1, 2]),
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&response).unwrap();
+        assert_eq!(serde_json::from_str::<Response>(&json).unwrap(), response);
+        let old = r#"{"prev_value":[1,2],"index":0,"deduplicated":false}"#;
+        assert_eq!(serde_json::from_str::<Response>(old).unwrap(), response);
     }
 }

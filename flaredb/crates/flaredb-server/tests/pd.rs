@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use chainfire_testkit::{eventually, patient_policy};
+use chainfire_testkit::{eventually, patient_policy, poll_until};
 use common::{FlareOptions, Stack, wait_for_log};
 use flaredb_client::registry::{LEADER_KEY, LeaderRecord, STORES_PREFIX, StoreRecord, store_key};
 
@@ -145,8 +145,10 @@ async fn stores_register_heartbeat_and_vanish_when_they_die_or_stop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pd_session_reconnects_after_the_chainfire_leader_is_killed() {
-    // Store 2 runs the design note's default 10 s reconnect cycle, 1 and 3 a fast 1 s cycle.
-    let cycles = [1000, 10_000, 1000];
+    // Store 2 runs a 30 s reconnect cycle, 1 and 3 a fast 1 s cycle. The first reconnect
+    // attempt after a loss goes at once, so even store 2 is back long before its cycle: a
+    // session that waited a cycle first would take 30 s or more.
+    let cycles = [1000, 30_000, 1000];
     let options = FlareOptions {
         reconnect_ms: cycles.to_vec(),
         lease_ttl_s: 30,
@@ -169,6 +171,29 @@ async fn pd_session_reconnects_after_the_chainfire_leader_is_killed() {
         .put("before", "1")
         .await
         .expect("put before the fault");
+
+    // A leader record of a newer term than the FlareDB leader's (as a successor elected while
+    // this leader was cut off would write): re-registering after the PD outage must leave it.
+    let pd = cf.client().await;
+    let published = poll_until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || async {
+            let kv = pd.get(LEADER_KEY).await.ok().and_then(|r| r.kv).ok_or(())?;
+            serde_json::from_slice::<LeaderRecord>(&kv.value).map_err(|_| ())
+        },
+    )
+    .await
+    .expect("the FlareDB leader published itself in PD");
+    let newer = LeaderRecord {
+        term: published.term + 1000,
+        ..published.clone()
+    };
+    pd.put(LEADER_KEY, serde_json::to_vec(&newer).unwrap())
+        .await
+        .expect("write a newer leader record");
+    let leader_store = &fdb.stores[(published.id - 1) as usize];
+    let leader_mark = leader_store.proc.log_len();
 
     let cf_leader = cf.wait_leader(Duration::from_secs(30)).await.node_id;
     let killed_addr = cf.node(cf_leader).client_addr.clone();
@@ -213,6 +238,12 @@ async fn pd_session_reconnects_after_the_chainfire_leader_is_killed() {
             store.id,
             at - killed_at
         );
+        assert!(
+            at - killed_at < Duration::from_secs(20),
+            "flaredb-{} reconnected only {:?} after the kill (cycle {cycle} ms): the first attempt after a loss must not wait a cycle",
+            store.id,
+            at - killed_at
+        );
         assert!(line.contains("endpoint="), "{line}");
         assert!(
             !line.contains(&format!("endpoint={killed_addr}")),
@@ -227,6 +258,26 @@ async fn pd_session_reconnects_after_the_chainfire_leader_is_killed() {
     // The registrations are live again: rewritten through the new ChainFire leader.
     let pd = cf.client().await;
     let regs = registrations(&pd).await;
+    // ... but the leader record of the newer term was not overwritten by the re-registration.
+    let fenced = wait_for_log(
+        &leader_store.proc.log_path,
+        leader_mark,
+        "not publishing this store as the group leader",
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        fenced.is_some(),
+        "flaredb-{} never declined to overwrite the newer leader record:\n{}",
+        published.id,
+        leader_store.proc.log_tail(40)
+    );
+    let kv = pd.get(LEADER_KEY).await.unwrap().kv.expect("leader record");
+    let now: LeaderRecord = serde_json::from_slice(&kv.value).unwrap();
+    assert_eq!(
+        now, newer,
+        "a stale leader overwrote the record of a newer term"
+    );
     assert_eq!(regs.len(), 3, "{regs:?}");
     client
         .put("after", "3")

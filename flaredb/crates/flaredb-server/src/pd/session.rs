@@ -9,9 +9,16 @@
 //!    session's endpoint with no retries (leader redirects are still followed), so the first
 //!    failed heartbeat is the moment the connection counts as lost; Raft role changes rewrite the
 //!    registration on the same client.
-//! 3. Lost: logged once at WARN; then one reconnect attempt (step 1) per reconnect cycle
-//!    (`--pd-reconnect-interval-ms`, the design note's 10 s) until one succeeds, which logs
-//!    `Reconnected to PD` at INFO with the endpoint and how long the store was cut off.
+//! 3. Lost: logged once at WARN; the first reconnect attempt (step 1) starts at once, and
+//!    failed ones back off (doubling from the retry policy's first delay, jittered) up to one
+//!    attempt per reconnect cycle (`--pd-reconnect-interval-ms`, the design note's 10 s),
+//!    until one succeeds, which logs `Reconnected to PD` at INFO with the endpoint and how
+//!    long the store was cut off. (Waiting a whole cycle before the first attempt left the
+//!    store unregistered for 10 s after every blip.)
+//!
+//! The leader record (`/flaredb/leader`) is fenced by Raft term: it is replaced only by a
+//! compare-and-swap on the record the store read, and never when PD already names a leader of
+//! a newer term, so a deposed leader that re-registers late cannot overwrite its successor.
 //!
 //! PD is not in the data path: the store serves reads and writes the whole time.
 
@@ -19,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use chainfire_api::raft_node::{role_name, source_ip_for};
 use chainfire_api::retry::RetryPolicy;
-use chainfire_client::{Client, ClientConfig, ClientError};
+use chainfire_client::{Client, ClientConfig, ClientError, Compare, KeyValue};
 use tokio::sync::watch;
 
 use super::records::{LEADER_KEY, LeaderRecord, RoleView, StoreRecord, store_key};
@@ -77,6 +84,8 @@ impl PdSession {
         // When the current outage began (None before the first connection).
         let mut lost_at: Option<Instant> = None;
         let mut last_endpoint: Option<String> = None;
+        // Failed connect attempts since the last success or loss.
+        let mut failed_attempts: u32 = 0;
         loop {
             // Failpoint `pd::lie_reconnected`: a store that logs "Reconnected to PD" a cycle
             // after losing PD without registering or heartbeating again (its lease expires).
@@ -136,20 +145,24 @@ impl PdSession {
                                 %cause,
                                 reconnect_interval_ms =
                                     self.settings.reconnect_interval.as_millis() as u64,
-                                "Lost connection to PD; reconnecting once per cycle"
+                                "Lost connection to PD; reconnecting at once, then backing off up to once per cycle"
                             );
                             self.status.lost(&cause);
                             lost_at = Some(Instant::now());
+                            failed_attempts = 0;
+                            // The first reconnect attempt goes at once.
+                            continue;
                         }
                     }
                 }
                 Err(e) => {
                     let cause = e.to_string();
+                    failed_attempts += 1;
+                    let wait = reconnect_delay(&self.settings, failed_attempts);
                     tracing::warn!(
                         %cause,
-                        next_attempt_in_ms = self
-                            .settings
-                            .reconnect_interval
+                        failed_attempts,
+                        next_attempt_in_ms = wait
                             .saturating_sub(attempt_started.elapsed())
                             .as_millis() as u64,
                         "PD connect attempt failed"
@@ -157,13 +170,11 @@ impl PdSession {
                     self.status.attempt_failed(&cause);
                 }
             }
-            // One attempt per cycle: the next one starts a cycle after this attempt (or the
-            // loss) began.
-            let cycle_start = lost_at
-                .filter(|t| *t > attempt_started)
-                .unwrap_or(attempt_started);
-            let next =
-                tokio::time::Instant::from_std(cycle_start + self.settings.reconnect_interval);
+            // The next attempt starts its delay after this one began (at once if this one
+            // took longer than that).
+            let next = tokio::time::Instant::from_std(
+                attempt_started + reconnect_delay(&self.settings, failed_attempts),
+            );
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
                 _ = shutdown.changed() => break,
@@ -278,11 +289,54 @@ impl PdSession {
                 peer_addr: self.peer_addr.clone(),
                 term: view.term,
             };
-            let json = serde_json::to_vec(&leader).expect("a LeaderRecord always serializes");
-            result = client.put_with_lease(LEADER_KEY, json, lease_id).await?;
-            tracing::info!(term = view.term, endpoint = %result.info.endpoint, "published this store as the group leader in PD");
+            if let Some(endpoint) = self.publish_leader(client, &leader, lease_id).await? {
+                result.info.endpoint = endpoint;
+            }
         }
         Ok(result.info.endpoint)
+    }
+
+    /// Publishes `leader` under [`LEADER_KEY`], fenced by term (see the module doc): returns
+    /// the endpoint that took the write, or `None` when PD already names a newer leader.
+    async fn publish_leader(
+        &self,
+        client: &Client,
+        leader: &LeaderRecord,
+        lease_id: u64,
+    ) -> Result<Option<String>, ClientError> {
+        let json = serde_json::to_vec(leader).expect("a LeaderRecord always serializes");
+        // Each round reads the record and swaps against exactly what it read; a round lost to
+        // a concurrent writer reads again.
+        for _ in 0..PUBLISH_ROUNDS {
+            let current = client.get(LEADER_KEY).await?;
+            let expected = match fence(current.kv.as_ref(), leader.term) {
+                Fence::Newer(newer) => {
+                    tracing::info!(
+                        term = leader.term,
+                        newer_id = newer.id,
+                        newer_term = newer.term,
+                        "not publishing this store as the group leader: PD names store {} leader of newer term {}",
+                        newer.id,
+                        newer.term
+                    );
+                    return Ok(None);
+                }
+                Fence::Replace(expected) => expected,
+            };
+            let swap = client
+                .compare_and_swap_with_lease(LEADER_KEY, expected, &json, lease_id)
+                .await?;
+            if swap.succeeded {
+                tracing::info!(term = leader.term, endpoint = %swap.info.endpoint, "published this store as the group leader in PD");
+                return Ok(Some(swap.info.endpoint));
+            }
+        }
+        tracing::warn!(
+            term = leader.term,
+            rounds = PUBLISH_ROUNDS,
+            "could not publish this store as the group leader: the record kept changing"
+        );
+        Ok(None)
     }
 
     /// Heartbeats until a heartbeat (or a registration rewrite) fails or shutdown.
@@ -397,6 +451,43 @@ impl PdSession {
     }
 }
 
+/// Read-and-swap rounds [`PdSession::publish_leader`] tries before it gives up for now (the
+/// next role change or reconnect publishes again).
+const PUBLISH_ROUNDS: usize = 5;
+
+/// What a leader of some term may do with the leader record PD holds.
+#[derive(Debug, PartialEq)]
+enum Fence {
+    /// Replace it, if it is still exactly what was read.
+    Replace(Compare),
+    /// Leave it: it names a leader of a newer term.
+    Newer(LeaderRecord),
+}
+
+/// The fencing rule: a record of a newer term stays; anything else (absent, older or the same
+/// term, unreadable) is replaced by a swap against the revision that was read.
+fn fence(current: Option<&KeyValue>, term: u64) -> Fence {
+    let Some(kv) = current else {
+        return Fence::Replace(Compare::Absent);
+    };
+    match serde_json::from_slice::<LeaderRecord>(&kv.value) {
+        Ok(record) if record.term > term => Fence::Newer(record),
+        _ => Fence::Replace(Compare::ModRevision(kv.mod_revision)),
+    }
+}
+
+/// How long after the start of failed connect attempt `failed` (from 1) the next one starts:
+/// the retry policy's first delay, doubling, capped at one reconnect cycle; jittered with the
+/// policy's jitter (never above the cycle).
+fn reconnect_delay(settings: &PdSettings, failed: u32) -> Duration {
+    let schedule = RetryPolicy {
+        multiplier: 2.0,
+        max_delay: settings.reconnect_interval,
+        ..settings.retry
+    };
+    schedule.jittered(schedule.base_delay(failed.saturating_sub(1) as usize))
+}
+
 /// `all` with `first` at the front (added if it is not listed: a leader address learned from a
 /// redirect) and `last` moved to the back (when listed).
 pub fn order_endpoints(all: &[String], first: Option<&str>, last: Option<&str>) -> Vec<String> {
@@ -415,6 +506,70 @@ pub fn order_endpoints(all: &[String], first: Option<&str>, last: Option<&str>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_leader_record_of_a_newer_term_is_never_replaced() {
+        let record = |id, term| LeaderRecord {
+            id,
+            addr: format!("a:{id}"),
+            peer_addr: format!("p:{id}"),
+            term,
+        };
+        let kv = |rec: &LeaderRecord, rev| KeyValue {
+            key: LEADER_KEY.into(),
+            value: serde_json::to_vec(rec).unwrap(),
+            create_revision: 1,
+            mod_revision: rev,
+            version: 1,
+            lease: 7,
+        };
+        assert_eq!(fence(None, 3), Fence::Replace(Compare::Absent));
+        let newer = record(2, 9);
+        assert_eq!(fence(Some(&kv(&newer, 40)), 3), Fence::Newer(newer));
+        for older_or_same in [record(1, 2), record(1, 3)] {
+            assert_eq!(
+                fence(Some(&kv(&older_or_same, 41)), 3),
+                Fence::Replace(Compare::ModRevision(41))
+            );
+        }
+        let garbage = KeyValue {
+            value: b"not json".to_vec(),
+            ..kv(&record(1, 1), 42)
+        };
+        assert_eq!(
+            fence(Some(&garbage), 3),
+            Fence::Replace(Compare::ModRevision(42))
+        );
+    }
+
+    #[test]
+    fn failed_reconnects_back_off_up_to_one_per_cycle() {
+        let settings = PdSettings {
+            endpoints: vec![],
+            reconnect_interval: Duration::from_secs(10),
+            heartbeat_interval: Duration::from_secs(1),
+            lease_ttl: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(2),
+            retry: RetryPolicy {
+                jitter: 0.0,
+                ..RetryPolicy::default()
+            },
+        };
+        let delays: Vec<u64> = (1..=8)
+            .map(|n| reconnect_delay(&settings, n).as_millis() as u64)
+            .collect();
+        assert_eq!(
+            delays,
+            [500, 1000, 2000, 4000, 8000, 10_000, 10_000, 10_000]
+        );
+        let jittered = PdSettings {
+            retry: RetryPolicy::default(),
+            ..settings.clone()
+        };
+        for n in 1..50 {
+            assert!(reconnect_delay(&jittered, n) <= Duration::from_secs(10));
+        }
+    }
 
     #[test]
     fn endpoints_are_ordered_session_first_and_failed_last() {
