@@ -38,13 +38,19 @@ fn chromium(test: &str) -> Option<PathBuf> {
 }
 
 /// Headless Chromium on `page` with `args` (`--dump-dom`, `--screenshot=...`): its stdout.
+/// Run under coreutils' `timeout`, so a browser that hangs (no D-Bus, a stuck GPU process) fails
+/// the test in two minutes instead of holding CI until its limit.
 fn headless(browser: &Path, page: &Path, args: &[String]) -> String {
     let profile = tempfile::tempdir().unwrap();
-    let out = Command::new(browser)
+    let out = Command::new("timeout")
+        .args(["--kill-after=10", "120"])
+        .arg(browser)
         .args([
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            // Containers often give /dev/shm only 64 MB, too little for the renderer.
+            "--disable-dev-shm-usage",
             "--hide-scrollbars",
             "--window-size=1500,1000",
         ])
@@ -52,7 +58,7 @@ fn headless(browser: &Path, page: &Path, args: &[String]) -> String {
         .args(args)
         .arg(format!("file://{}", page.display()))
         .output()
-        .expect("chromium starts");
+        .expect("chromium starts (through coreutils' timeout)");
     assert!(out.status.success(), "chromium failed:\n{}", text(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
