@@ -24,7 +24,7 @@ use crate::faults::{Faults, Firewall, FirewallUnavailable};
 use crate::history::{self, History};
 use crate::netns::NetworkMode;
 use crate::report::{CellRun, ScenarioRun, StepReport};
-use crate::scenario::{ClusterSpec, NodeConfig, Scenario, ScenarioFile};
+use crate::scenario::{ClusterSpec, NodeConfig, Scenario, ScenarioFile, Step};
 use crate::supervisor::{self, BinaryPaths, NodeSettings, Service, Supervisor, SupervisorConfig};
 use crate::verdict::{Outcome, Verdict};
 use progress::Progress;
@@ -72,6 +72,7 @@ fn new_run(file: &ScenarioFile, opts: &RunOptions) -> ScenarioRun {
         steps: Vec::new(),
         cells: Vec::new(),
         teardown: Vec::new(),
+        interrupted: None,
     }
 }
 
@@ -131,12 +132,40 @@ pub async fn run_scenario(file: &ScenarioFile, opts: &RunOptions) -> ScenarioRun
         faults.clone(),
     );
 
-    match start_clusters(file, &supervisor, &progress).await {
-        Ok(()) => match runner.connect_clients().await {
-            Ok(()) => run.steps = run_steps(file, opts, &mut runner, &history, &progress).await,
-            Err(e) => run.setup_error = Some(e),
-        },
-        Err(e) => run.setup_error = Some(e),
+    // A signal (Ctrl-C in the parent, forwarded) stops whatever is under way; the steps done so
+    // far stay in `run.steps`, and teardown below runs as for any other end.
+    let mut steps_began = false;
+    let signal = {
+        let setup_and_steps = async {
+            match start_clusters(file, &supervisor, &progress).await {
+                Ok(()) => match runner.connect_clients().await {
+                    Ok(()) => {
+                        steps_began = true;
+                        run_steps(file, opts, &mut runner, &history, &progress, &mut run.steps)
+                            .await
+                    }
+                    Err(e) => run.setup_error = Some(e),
+                },
+                Err(e) => run.setup_error = Some(e),
+            }
+        };
+        tokio::select! {
+            () = setup_and_steps => None,
+            signal = supervisor::interrupted() => Some(signal),
+        }
+    };
+    if let Some(signal) = signal {
+        run.interrupted = Some(mark_interrupted(
+            scenario,
+            &mut run.steps,
+            steps_began,
+            signal,
+            history.now_ms(),
+        ));
+        progress.say(&format!(
+            "interrupted: {}; tearing down",
+            run.interrupted.as_deref().unwrap_or_default()
+        ));
     }
     if let Some(e) = &run.setup_error {
         progress.say(&format!("setup failed: {e}"));
@@ -154,6 +183,8 @@ pub async fn run_scenario(file: &ScenarioFile, opts: &RunOptions) -> ScenarioRun
         run.teardown.push(format!("clearing faults failed: {e}"));
     }
     let report = supervisor.shutdown().await;
+    // For the timeline: leader changes and PD reconnections as the nodes logged them.
+    supervisor.record_landmarks();
     if !report.killed.is_empty() {
         run.teardown
             .push(format!("killed at teardown: {}", report.killed.join(", ")));
@@ -281,27 +312,18 @@ async fn run_steps(
     runner: &mut Runner<'_>,
     history: &History,
     progress: &Progress,
-) -> Vec<StepReport> {
+    reports: &mut Vec<StepReport>,
+) {
     let scenario = &file.scenario;
     let started = Instant::now();
     let deadline = started + Duration::from_millis(scenario.timeout_ms);
-    let mut reports = Vec::with_capacity(scenario.steps.len());
     let mut stopped: Option<String> = None;
     for (i, spanned) in scenario.steps.iter().enumerate() {
         let step = &spanned.value;
         let index = i + 1;
         let description = step.to_string();
         let cells = cells_of(step.cells(), &scenario.covers);
-        let mut report = StepReport {
-            index,
-            kind: step.kind().to_owned(),
-            description: description.clone(),
-            is_fault: step.is_fault(),
-            start_ms: history.now_ms(),
-            end_ms: history.now_ms(),
-            verdict: Verdict::not_run(""),
-            cells: step.cells().to_vec(),
-        };
+        let mut report = unfinished_step(index, step, history.now_ms(), "");
         let remaining = deadline.saturating_duration_since(Instant::now());
         if stopped.is_none() && remaining.is_zero() {
             stopped = Some(format!(
@@ -355,7 +377,48 @@ async fn run_steps(
         }
     }
     reports.push(node_exits_report(scenario, history, reports.len() + 1));
-    reports
+}
+
+/// The report of step `index` before (or without) its verdict: `not_run` with `why`.
+fn unfinished_step(index: usize, step: &Step, now_ms: f64, why: &str) -> StepReport {
+    StepReport {
+        index,
+        kind: step.kind().to_owned(),
+        description: step.to_string(),
+        is_fault: step.is_fault(),
+        start_ms: now_ms,
+        end_ms: now_ms,
+        verdict: Verdict::not_run(why),
+        cells: step.cells().to_vec(),
+    }
+}
+
+/// Records that `signal` stopped the run at `now_ms`: every step without a report is `not_run`
+/// (the one under way says so), so its cells are not completed. Returns the line for the run's
+/// record, e.g. "SIGINT at +12.3 s, during step 5 (sleep)".
+fn mark_interrupted(
+    scenario: &Scenario,
+    reports: &mut Vec<StepReport>,
+    steps_began: bool,
+    signal: nix::sys::signal::Signal,
+    now_ms: f64,
+) -> String {
+    let at = format!("{signal} at +{:.1} s", now_ms / 1000.0);
+    let under_way = steps_began.then_some(reports.len() + 1);
+    let line = match (under_way, scenario.steps.get(reports.len())) {
+        (None, _) => format!("{at}, while the clusters were starting"),
+        (Some(index), Some(step)) => format!("{at}, during step {index} ({})", step.value.kind()),
+        (Some(_), None) => format!("{at}, after the last step"),
+    };
+    for (i, spanned) in scenario.steps.iter().enumerate().skip(reports.len()) {
+        let why = if Some(i + 1) == under_way {
+            format!("interrupted by {signal} while it ran")
+        } else {
+            format!("interrupted by {signal} before it began")
+        };
+        reports.push(unfinished_step(i + 1, &spanned.value, now_ms, &why));
+    }
+    line
 }
 
 /// The check every scenario ends with, whatever its steps: no node exited on its own.

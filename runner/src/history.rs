@@ -164,6 +164,10 @@ pub enum EventKind {
     Node(NodeRecord),
     /// A line of a node's log matched a pattern someone waited for.
     LogMatch(LogMatchRecord),
+    /// A line of a node's log worth a marker on the timeline (a leader change, "Reconnected
+    /// to PD"), gathered from the logs when the run ended: it comes after everything else, and
+    /// its `logged_ms` says when it happened.
+    Landmark(LandmarkRecord),
     /// A watch started, delivered an event, broke, failed or was stopped.
     Watch(WatchRecord),
     /// The status of every node of a cluster, sampled together.
@@ -387,6 +391,45 @@ impl LogMatchRecord {
     /// The best estimate of when the line was logged.
     pub fn at_ms(&self) -> f64 {
         self.logged_ms.unwrap_or(self.seen_ms)
+    }
+}
+
+/// A line of a node's log worth a marker (see [`EventKind::Landmark`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LandmarkRecord {
+    pub node_name: String,
+    pub landmark: Landmark,
+    pub line: String,
+    /// The time written at the start of the line, in history ms.
+    pub logged_ms: f64,
+}
+
+/// The kinds of [`LandmarkRecord`], each known by the words the servers log it with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Landmark {
+    /// Raft's leader as this node sees it changed (`chainfire_api::raft_node`, both services).
+    LeaderChanged,
+    /// A FlareDB store registered with its PD again after losing it (`flaredb_server::pd`).
+    ReconnectedToPd,
+}
+
+impl Landmark {
+    pub const ALL: [Landmark; 2] = [Landmark::LeaderChanged, Landmark::ReconnectedToPd];
+
+    /// The words that mark the line in a node's log.
+    pub fn log_words(self) -> &'static str {
+        match self {
+            Landmark::LeaderChanged => "leader changed: ",
+            Landmark::ReconnectedToPd => "Reconnected to PD",
+        }
+    }
+
+    /// The landmark `line` is, if any.
+    pub fn of_line(line: &str) -> Option<Landmark> {
+        Landmark::ALL
+            .into_iter()
+            .find(|l| line.contains(l.log_words()))
     }
 }
 

@@ -741,6 +741,7 @@ pub(crate) mod tests {
             ],
             cells: vec![cell(&a), cell(&b)],
             teardown: vec![],
+            interrupted: None,
         };
         assert_eq!(cell_share_ms(&run, &a), 1000.0 + 1000.0 + 1000.0);
         assert_eq!(cell_share_ms(&run, &b), 1000.0 + 4000.0 + 1000.0 + 1000.0);

@@ -38,11 +38,11 @@ pub use binaries::{BinaryPaths, describe as describe_binary};
 pub use logs::{parse_leading_timestamp, strip_ansi, tail as log_tail};
 pub use process::{NodeProcess, kill_all_live_groups, live_groups};
 pub use status::ProbeStatus;
-pub use teardown::install_teardown_handlers;
+pub use teardown::{OnSignal, install_teardown_handlers, interrupted, interrupted_by};
 
 use crate::history::{
-    EventKind, History, LogMatchRecord, NodeEvent, NodeRecord, NodeStatusRecord, Observed,
-    StatusRecord,
+    EventKind, History, Landmark, LandmarkRecord, LogMatchRecord, NodeEvent, NodeRecord,
+    NodeStatusRecord, Observed, StatusRecord,
 };
 use crate::netns::NetworkMode;
 use crate::proxy::{LinkProxy, ProxyConfig};
@@ -1103,6 +1103,34 @@ impl Supervisor {
         let connections = sockets::connections_to(&peers)
             .map_err(|e| format!("cannot read /proc/self/net/tcp: {e}"))?;
         sockets::check_sources(&connections, &ips)
+    }
+
+    /// Records every landmark line (leader changes, "Reconnected to PD") the nodes logged, node
+    /// by node in log order; call it once the nodes are gone, so their logs are complete. A line
+    /// without a timestamp cannot be placed in time and is left out. Returns how many it recorded.
+    pub fn record_landmarks(&self) -> usize {
+        let mut count = 0;
+        for node in Service::ALL.into_iter().flat_map(|s| self.nodes(s)) {
+            let Ok((lines, _)) = logs::read_lines_from(&node.log_path, 0) else {
+                continue;
+            };
+            for line in lines {
+                let (Some(landmark), Some(at)) = (Landmark::of_line(&line.text), line.logged_at)
+                else {
+                    continue;
+                };
+                self.inner
+                    .history
+                    .record(EventKind::Landmark(LandmarkRecord {
+                        node_name: node.name.clone(),
+                        landmark,
+                        logged_ms: self.inner.history.wall_to_ms(at),
+                        line: line.text,
+                    }));
+                count += 1;
+            }
+        }
+        count
     }
 
     /// SIGKILLs every node that is still running and waits for each to be reaped, then stops

@@ -85,6 +85,10 @@ pub struct Verdict {
     pub outcome: Outcome,
     pub message: String,
     pub numbers: BTreeMap<String, f64>,
+    /// The history's operations (ids) the verdict points at, for the timeline to highlight: a
+    /// linearizability violation's smallest window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ops: Vec<u64>,
 }
 
 impl Verdict {
@@ -93,6 +97,7 @@ impl Verdict {
             outcome,
             message: message.into(),
             numbers: BTreeMap::new(),
+            ops: Vec::new(),
         }
     }
 
@@ -127,6 +132,12 @@ impl Verdict {
     /// Adds one measurement.
     pub fn with(mut self, key: &str, value: f64) -> Self {
         self.numbers.insert(key.to_string(), value);
+        self
+    }
+
+    /// Points at the operations `ids` of the history.
+    pub fn with_ops(mut self, ids: Vec<u64>) -> Self {
+        self.ops = ids;
         self
     }
 

@@ -340,6 +340,135 @@ fn a_node_that_exits_without_a_fault_fails_the_scenario() {
     }
 }
 
+/// A run that Ctrl-C stops in the middle of a long step.
+const INTERRUPTED: &str = "\
+id: interrupted
+title: A run stopped by a signal still tears down and reports
+covers: [{cell: S1/chainfire, status: TEST}]
+clusters: {chainfire: {nodes: 3}}
+steps:
+  - wait_for_leader: {within_ms: 30000}
+  - restart: {node: 1, name: bounce}
+  - put: {key: k, value: v, expect: {within_ms: 30000}}
+  - sleep: {ms: 90000}
+  - check_reconnect: {from: bounce, max_ms: 30000}
+";
+
+/// SIGINT to the runner mid-scenario: the worker stops its steps, tears down as usual (no node
+/// left running) and still writes result.json, summary.md and the timeline, which say where it
+/// was interrupted; the runner exits 130 and the cell is not completed, never passed.
+#[test]
+fn an_interrupted_run_tears_down_and_still_writes_its_results() {
+    let test = "an_interrupted_run_tears_down_and_still_writes_its_results";
+    if namespaces_disabled(test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("scenarios");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("matrix.yaml"), NEGATIVE_MATRIX).unwrap();
+    std::fs::write(dir.join("interrupted.yaml"), INTERRUPTED).unwrap();
+    let junit = tmp.path().join("junit.xml");
+    let evidence = tmp.path().join("evidence");
+    let child = Command::new(RUNNER)
+        .args(["run", dir.to_str().unwrap()])
+        .args(["--junit", junit.to_str().unwrap()])
+        .args(["--evidence", evidence.to_str().unwrap()])
+        .args(["--chainfire-bin", chainfire().to_str().unwrap()])
+        .current_dir(workspace())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run_dir = evidence.join("interrupted");
+    let history = run_dir.join("history.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while !std::fs::read_to_string(&history)
+        .unwrap_or_default()
+        .contains("\"step 4: ")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scenario never reached its sleep"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let signalled = std::time::Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    // The sleep had 90 s to go: teardown alone takes a few seconds.
+    assert!(
+        signalled.elapsed() < std::time::Duration::from_secs(45),
+        "the run went on for {:?} after SIGINT",
+        signalled.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+
+    let summary = std::fs::read_to_string(run_dir.join("summary.md"))
+        .unwrap_or_else(|e| panic!("no summary.md after the interrupt: {e}\n{}", text(&out)));
+    assert!(
+        summary.contains("**Interrupted:** SIG") && summary.contains("during step 4 (sleep)"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("| 5 | - | ") && summary.contains("interrupted by SIG"),
+        "{summary}"
+    );
+    let result: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("result.json")).unwrap())
+            .unwrap();
+    let steps = result["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 5, "{result}");
+    assert_eq!(
+        steps[2]["status"], "passed",
+        "the steps before it keep their verdicts"
+    );
+    for step in &steps[3..] {
+        assert_eq!(step["status"], "not_run", "{step}");
+    }
+    assert!(run_dir.join("timeline.html").is_file());
+
+    // Every node the run started is gone: torn down, not left behind.
+    let pids: Vec<i32> = std::fs::read_to_string(&history)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(r#""event":"started""#))
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["event"]["pid"].as_i64().unwrap() as i32
+        })
+        .collect();
+    assert!(pids.len() >= 4, "3 nodes and a restart: {pids:?}");
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z "),
+            "node pid {pid} still runs after the interrupted run: {stat}"
+        );
+    }
+    let teardown = result["teardown"].as_array().unwrap();
+    assert!(
+        !teardown
+            .iter()
+            .any(|t| t.as_str().unwrap().contains("LEFT RUNNING")),
+        "{result}"
+    );
+
+    let report = Report::deserialize_from_str(&std::fs::read_to_string(&junit).unwrap()).unwrap();
+    let c = case(&report, "interrupted", "ChainFire");
+    let TestCaseStatus::NonSuccess { message, .. } = &c.status else {
+        panic!("an interrupted cell is never passed: {:?}", c.status)
+    };
+    assert!(
+        message.as_ref().unwrap().contains("interrupted by SIG"),
+        "{message:?}"
+    );
+}
+
 #[test]
 fn keep_going_runs_the_steps_after_a_failure_and_still_fails() {
     let tmp = tempfile::tempdir().unwrap();

@@ -123,6 +123,15 @@ fn a_real_runs_timeline_and_index_render_in_a_browser() {
     assert!(counts["ops"] >= 100, "the operations drawn: {counts:?}");
     assert!(counts["bands"] >= 2, "the SIGTERMs as bands: {counts:?}");
     assert_eq!(counts["plots"], 2, "latency and throughput: {counts:?}");
+    // S4 kills its leader: the survivors log the change, and each is a marker.
+    assert!(
+        counts["leaders"] >= 2,
+        "leader changes as markers: {counts:?}"
+    );
+    assert_eq!(
+        counts["violations"], 0,
+        "a passing run names no operation: {counts:?}"
+    );
     screenshot_is_not_blank(&browser, &timeline, &tmp.path().join("timeline.png"));
 
     // The index: a row per matrix cell; every link it has leads to a file or folder.

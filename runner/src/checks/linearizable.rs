@@ -118,7 +118,8 @@ pub fn linearizable(events: &[Event], min_ops_after_fault: usize, max_time: Dura
                 .map(|id| format!("#{id}"))
                 .collect::<Vec<_>>()
                 .join(", ")
-        )),
+        ))
+        .with_ops(v.window.clone()),
         Overall::Unknown(reason) => Verdict::fail(format!(
             "unknown: {reason}; an undecided history is never a pass"
         )),
@@ -231,6 +232,9 @@ mod tests {
             r.message
         );
         assert!(r.message.contains("#3"), "{}", r.message);
+        // The window travels with the verdict, for the timeline to outline.
+        assert!(r.ops.contains(&3), "{:?}", r.ops);
+        assert!(r.ops.iter().all(|id| (1..=3).contains(id)), "{:?}", r.ops);
     }
 
     #[test]

@@ -394,6 +394,7 @@ mod tests {
             outcome: j,
             message: text,
             numbers,
+            ..
         } = observe_broken_watch(&events, 3);
         assert_eq!(j, Outcome::Pass, "{text}");
         assert!(text.starts_with("as documented: the raw stream on 127.0.1.1:2379 ended 12 ms after the fault `kill chainfire-1`"), "{text}");

@@ -193,7 +193,7 @@ pub fn worker(args: UpWorkerArgs) -> u8 {
         Ok(info) => info,
         Err(e) => return fail(format!("network namespace: {e}")),
     };
-    supervisor::install_teardown_handlers();
+    supervisor::install_teardown_handlers(supervisor::OnSignal::ExitAtOnce);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -67,7 +67,11 @@ pub fn main(args: WorkerArgs) -> u8 {
             ));
         }
     };
-    supervisor::install_teardown_handlers();
+    // A signal stops the steps; the run still tears down and writes its results, unless that
+    // takes longer than this (or a second signal comes).
+    supervisor::install_teardown_handlers(supervisor::OnSignal::TearDownWithin(
+        std::time::Duration::from_secs(60),
+    ));
     let opts = RunOptions {
         network_label: match info.mode {
             NetworkMode::PrivateNamespace => format!(

@@ -35,6 +35,14 @@ pub fn run_summary(run: &ScenarioRun) -> String {
     if let Some(e) = &run.setup_error {
         let _ = writeln!(md, "**Setup failed:** {}\n", cell_text(e));
     }
+    if let Some(at) = &run.interrupted {
+        let _ = writeln!(
+            md,
+            "**Interrupted:** {} — the run tore down as usual; the steps from there on did not \
+             run, so its cells are not completed.\n",
+            cell_text(at)
+        );
+    }
 
     let _ = writeln!(md, "## Verdicts\n");
     let _ = writeln!(md, "| Cell | Matrix | Verdict | Details |");
@@ -206,6 +214,7 @@ mod tests {
                 verdict: Verdict::fail("step 2: expected <= 100 ms"),
             }],
             teardown: vec![],
+            interrupted: None,
         };
         let md = run_summary(&run);
         assert!(

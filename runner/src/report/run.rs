@@ -35,6 +35,10 @@ pub struct ScenarioRun {
     pub cells: Vec<CellRun>,
     /// What teardown found (processes left, rules removed); empty when clean.
     pub teardown: Vec<String>,
+    /// Set when a signal stopped the steps, e.g. "SIGINT at +12.3 s, during step 5 (sleep)";
+    /// the run tore down as usual and its unfinished steps are `not_run`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,6 +111,7 @@ impl From<CellRun> for CellRunFile {
             outcome,
             message,
             numbers,
+            ..
         } = c.verdict;
         let verdict = match outcome {
             Outcome::Pass => VerdictFile::Passed,
@@ -207,6 +212,7 @@ mod tests {
                 },
             ],
             teardown: vec![],
+            interrupted: None,
         }
     }
 

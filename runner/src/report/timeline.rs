@@ -11,13 +11,15 @@
 //! A pure function of the run's verdicts and its history, so it is unit-tested on hand-built
 //! histories and can be drawn again from saved evidence.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use plotters::prelude::*;
 
 use super::ScenarioRun;
-use crate::history::{Event, EventKind, FaultKind, NodeEvent, OpRecord, Outcome as OpOutcome};
+use crate::history::{
+    Event, EventKind, FaultKind, Landmark, NodeEvent, OpRecord, Outcome as OpOutcome,
+};
 use crate::verdict::Outcome;
 
 pub const TIMELINE_FILE: &str = "timeline.html";
@@ -313,6 +315,54 @@ fn lanes_svg(
             marker(&mut s, x(at), y(row), "◆", "log", &m.line);
         }
     }
+    // Leader changes and PD reconnections, where the node logged them.
+    for e in events {
+        if let EventKind::Landmark(l) = &e.kind
+            && let Some(row) = lane_of.get(l.node_name.as_str()).map(|i| i + 1)
+        {
+            let (mark, class) = match l.landmark {
+                Landmark::LeaderChanged => ("♛", "leader"),
+                Landmark::ReconnectedToPd => ("⟲", "pd"),
+            };
+            let d = format!("{}: {}", l.node_name, l.line);
+            marker(&mut s, x(l.logged_ms), y(row), mark, class, &d);
+        }
+    }
+    // The operations a failed check points at (a linearizability violation's window): their
+    // span outlined across every lane, and each of them outlined.
+    let pointed: BTreeMap<u64, usize> = run
+        .steps
+        .iter()
+        .filter(|step| matches!(step.verdict.outcome, Outcome::Fail | Outcome::Error))
+        .flat_map(|step| step.verdict.ops.iter().map(|id| (*id, step.index)))
+        .collect();
+    let window: Vec<&&OpRecord> = ops.iter().filter(|o| pointed.contains_key(&o.id)).collect();
+    if let (Some(from), Some(to)) = (
+        window.iter().map(|o| o.start_ms).reduce(f64::min),
+        window.iter().map(|o| o.end_ms).reduce(f64::max),
+    ) {
+        let ids: Vec<String> = window.iter().map(|o| format!("#{}", o.id)).collect();
+        let steps: BTreeSet<usize> = pointed.values().copied().collect();
+        let d = format!(
+            "step {}: these operations cannot be linearized together: {}",
+            steps
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            ids.join(", ")
+        );
+        let _ = write!(
+            s,
+            r#"<rect class="violation-window" x="{:.1}" y="{}" width="{:.1}" height="{}" data-d="{}"><title>{}</title></rect>"#,
+            x(from),
+            AXIS_H,
+            (x(to) - x(from)).max(2.0),
+            height - AXIS_H,
+            esc(&d),
+            esc(&d)
+        );
+    }
     // Operations.
     for o in ops {
         let Some(row) = lane_of.get(o.client.as_str()).map(|i| i + 1) else {
@@ -322,8 +372,13 @@ fn lanes_svg(
         let d = op_details(o);
         let _ = write!(
             s,
-            r#"<rect class="op {}" x="{:.1}" y="{}" width="{w:.1}" height="{}" data-d="{}"><title>{}</title></rect>"#,
+            r#"<rect class="op {}{}" x="{:.1}" y="{}" width="{w:.1}" height="{}" data-d="{}"><title>{}</title></rect>"#,
             op_class(o),
+            if pointed.contains_key(&o.id) {
+                " violation"
+            } else {
+                ""
+            },
             x(o.start_ms),
             y(row) + 3.0,
             LANE_H - 6.0,
@@ -504,9 +559,12 @@ rect.band.partition, rect.band.block { fill: #0969da; } rect.band.link_fault { f
 rect.step.passed { fill: #2ea043; } rect.step.failed, rect.step.errored { fill: #d73a49; }
 rect.step.observed, rect.step.skipped, rect.step.not_run { fill: #999; }
 rect.failed-window { fill: none; stroke: #d73a49; stroke-width: 2; stroke-dasharray: 4 3; }
+rect.violation-window { fill: #d73a49; opacity: 0.10; stroke: #d73a49; stroke-width: 1; }
+rect.op.violation { stroke: #000; stroke-width: 2; }
 rect.up { fill: #c8c8c8; } text.mark { font-size: 11px; cursor: default; }
 text.mark.start, text.mark.ready { fill: #2ea043; } text.mark.exit { fill: #666; }
 text.mark.crash { fill: #d73a49; font-weight: bold; } text.mark.log { fill: #0969da; }
+text.mark.leader { fill: #8250df; } text.mark.pd { fill: #bf8700; font-weight: bold; }
 #detail { position: sticky; top: 0; background: #fffbe6; border: 1px solid #e3c35a; padding: 4px 8px;
   font-size: 12px; min-height: 16px; white-space: pre-wrap; z-index: 2; }
 .scroll { overflow-x: auto; }
@@ -529,6 +587,8 @@ window.addEventListener('load', function () {
   }
   document.body.setAttribute('data-rendered', 'lanes=' + drawn('#lanes text.lane') +
     ' ops=' + drawn('#lanes rect.op') + ' bands=' + drawn('#lanes rect.band') +
+    ' leaders=' + drawn('#lanes text.mark.leader') + ' pd=' + drawn('#lanes text.mark.pd') +
+    ' violations=' + drawn('#lanes rect.op.violation') +
     ' plots=' + document.querySelectorAll('#latency svg, #throughput svg').length);
 });
 "#;
@@ -568,6 +628,13 @@ pub fn render(run: &ScenarioRun, events: &[Event]) -> String {
         esc(&run.network),
         run.duration_ms / 1000.0
     );
+    if let Some(at) = &run.interrupted {
+        let _ = write!(
+            html,
+            r#"<div class="meta"><b class="failed">interrupted:</b> {} (the steps from there on did not run)</div>"#,
+            esc(at)
+        );
+    }
     html.push_str(r#"<table class="cells"><tr><th>cell</th><th>verdict</th><th>why</th></tr>"#);
     for c in &run.cells {
         let _ = write!(
@@ -580,7 +647,7 @@ pub fn render(run: &ScenarioRun, events: &[Event]) -> String {
     }
     html.push_str("</table>");
     html.push_str(
-        r#"<div class="legend"><span><i class="sw ok"></i>ok</span><span><i class="sw fail"></i>fail (not applied)</span><span><i class="sw info"></i>info (outcome unknown)</span><span><i class="sw band"></i>fault, until undone</span><span>▲ start ● ready ✕ exit (red: nobody asked) ◆ awaited log line</span><span>dashed red: a failed step's window</span></div>"#,
+        r#"<div class="legend"><span><i class="sw ok"></i>ok</span><span><i class="sw fail"></i>fail (not applied)</span><span><i class="sw info"></i>info (outcome unknown)</span><span><i class="sw band"></i>fault, until undone</span><span>▲ start ● ready ✕ exit (red: nobody asked) ◆ awaited log line ♛ leader changed (as the node saw it) ⟲ reconnected to PD</span><span>dashed red: a failed step's window; red with outlined operations: the operations a failed check names (e.g. what cannot be linearized)</span></div>"#,
     );
     html.push_str(r#"<div id="detail">hover over anything for its details</div>"#);
     let _ = write!(
@@ -634,6 +701,7 @@ mod tests {
             ],
             cells: vec![],
             teardown: vec![],
+            interrupted: None,
         }
     }
 
@@ -680,6 +748,86 @@ mod tests {
             put(2, "k", "v2", 1100.0, 2100.0, false),
             heal(2500.0),
         ]
+    }
+
+    #[test]
+    fn leader_changes_and_pd_reconnections_are_markers_on_their_nodes_lane() {
+        use crate::history::LandmarkRecord;
+        let mut events = history();
+        for (landmark, line, at) in [
+            (
+                Landmark::LeaderChanged,
+                "leader changed: 1 -> 2 (term 3)",
+                1500.0,
+            ),
+            (Landmark::ReconnectedToPd, "Reconnected to PD", 2600.0),
+        ] {
+            events.push(Event {
+                t_ms: 4900.0,
+                kind: EventKind::Landmark(LandmarkRecord {
+                    node_name: "chainfire-1".into(),
+                    landmark,
+                    line: line.into(),
+                    logged_ms: at,
+                }),
+            });
+        }
+        let html = render(&run(), &events);
+        let leader = html
+            .split(r#"<text class="mark leader" x=""#)
+            .nth(1)
+            .expect("a leader marker");
+        // Placed where the node logged it (1500 ms), not where the record was made (4900 ms).
+        let x: f64 = leader.split('"').next().unwrap().parse().unwrap();
+        let expected = html
+            .split(r#"<text class="mark pd" x=""#)
+            .nth(1)
+            .expect("a PD marker")
+            .split('"')
+            .next()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap();
+        assert!(
+            x < expected,
+            "the leader change (1500 ms) before the PD reconnection (2600 ms)"
+        );
+        assert!(
+            leader.contains("leader changed: 1 -&gt; 2 (term 3)"),
+            "{leader}"
+        );
+        assert!(!html.contains("interrupted:"));
+        let mut stopped = run();
+        stopped.interrupted = Some("SIGINT at +3.0 s, during step 2 (check)".into());
+        assert!(render(&stopped, &events).contains("interrupted:</b> SIGINT at +3.0 s"));
+    }
+
+    #[test]
+    fn the_operations_a_failed_check_names_are_outlined_with_their_window() {
+        let plain = render(&run(), &history());
+        assert!(!plain.contains(r#"class="violation-window""#));
+        let mut failed = run();
+        failed.steps[1].verdict = failed.steps[1].verdict.clone().with_ops(vec![2]);
+        let html = render(&failed, &history());
+        assert_eq!(
+            html.matches(r#"class="violation-window""#).count(),
+            1,
+            "{html}"
+        );
+        assert_eq!(
+            html.matches(r#"<rect class="op info violation""#).count(),
+            1
+        );
+        assert_eq!(
+            html.matches(r#"<rect class="op ok""#).count(),
+            1,
+            "#1 is not named"
+        );
+        assert!(html.contains("step 2: these operations cannot be linearized together: #2"));
+        // Named by a step that passed, nothing is highlighted.
+        let mut passed = run();
+        passed.steps[0].verdict = passed.steps[0].verdict.clone().with_ops(vec![2]);
+        assert!(!render(&passed, &history()).contains(r#"class="violation-window""#));
     }
 
     #[test]
