@@ -81,6 +81,7 @@
       nixosModules = {
         chainfire = withPackage "chainfire" ./nix/modules/chainfire.nix;
         flaredb = withPackage "flaredb" ./nix/modules/flaredb.nix;
+        iam = withPackage "iam" ./nix/modules/iam.nix;
       };
     };
 }

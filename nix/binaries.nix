@@ -1,6 +1,6 @@
-# One small package per binary (`packages.<system>.chainfire`, `.flaredb`, `.reconnect-runner`)
+# One small package per binary (`packages.<system>.chainfire`, `.flaredb`, `.iam`, `.reconnect-runner`)
 # so that `nix run .#chainfire` and `lib.getExe` work per binary. They link into the single
-# workspace build (package.nix) instead of compiling the workspace three times. The runner
+# workspace build (package.nix) instead of compiling the workspace once per binary. The runner
 # still finds `chainfire` and `flaredb` next to its resolved path.
 {
   lib,
@@ -11,6 +11,7 @@ lib.genAttrs
   [
     "chainfire"
     "flaredb"
+    "iam"
     "reconnect-runner"
   ]
   (

@@ -113,7 +113,7 @@ tracked_ok() {
   git -C "$repo" rev-parse --is-inside-work-tree >/dev/null || return 1
   git -C "$repo" ls-files --error-unmatch flake.nix flake.lock Cargo.toml Cargo.lock nix scenarios >/dev/null || return 1
   local untracked
-  untracked=$(git -C "$repo" ls-files --others --exclude-standard -- flake.nix flake.lock nix Cargo.toml Cargo.lock chainfire flaredb runner scenarios)
+  untracked=$(git -C "$repo" ls-files --others --exclude-standard -- flake.nix flake.lock nix Cargo.toml Cargo.lock chainfire flaredb iam runner scenarios)
   if [ -n "$untracked" ]; then
     printf 'untracked files the flake would not see (git add them):\n%s\n' "$untracked"
     return 1
@@ -177,7 +177,7 @@ outputs_exact() {
   local wanted actual output
   for output in packages apps devShells checks; do
     case $output in
-      packages) wanted='["chainfire","default","flaredb","reconnect-runner"]' ;;
+      packages) wanted='["chainfire","default","flaredb","iam","reconnect-runner"]' ;;
       apps) wanted='["default","reconnect-tests"]' ;;
       devShells) wanted='["default"]' ;;
       checks) wanted='["lint","package","scenarios","vm-partition"]' ;;
@@ -186,9 +186,9 @@ outputs_exact() {
     expect_equal "$output" "{\"aarch64-linux\":$wanted,\"x86_64-linux\":$wanted}" "$actual" || return 1
   done
   actual=$(flake_eval "$repo" nixosModules --json --apply builtins.attrNames) || return 1
-  expect_equal nixosModules '["chainfire","flaredb"]' "$actual"
+  expect_equal nixosModules '["chainfire","flaredb","iam"]' "$actual"
 }
-check "outputs are exactly packages.{chainfire,flaredb,reconnect-runner,default}, apps.{reconnect-tests,default}, devShells.default, checks.{package,lint,scenarios,vm-partition} on x86_64-linux and aarch64-linux, nixosModules.{chainfire,flaredb}" outputs_exact
+check "outputs are exactly packages.{chainfire,flaredb,iam,reconnect-runner,default}, apps.{reconnect-tests,default}, devShells.default, checks.{package,lint,scenarios,vm-partition} on x86_64-linux and aarch64-linux, nixosModules.{chainfire,flaredb,iam}" outputs_exact
 
 # --- 5. The app.
 echo "== apps: the program"
@@ -248,7 +248,7 @@ package_ok() {
     [[ $pre == *"export $variable"* ]] || { echo "preCheck does not export $variable"; return 1; }
   done
   src=$(flake_eval "$repo" packages.x86_64-linux.default.src --raw) || return 1
-  for entry in Cargo.toml Cargo.lock chainfire flaredb runner scenarios; do
+  for entry in Cargo.toml Cargo.lock chainfire flaredb iam runner scenarios; do
     [ -e "$src/$entry" ] || { echo "the source set lacks $entry"; return 1; }
   done
   for entry in nix flake.nix flake.lock target .ci; do
@@ -331,6 +331,40 @@ check_fails "a misspelt mkOption argument (descripton) is an error" "descripton"
   standin_expr '(lib.mkOption { type = lib.types.str; descripton = "x"; })._type'
 check "control: the same module evaluation with a correctly spelt option succeeds" \
   standin_expr '(evalChainfire { services.chainfire.nodeId = 1; }).nodeId'
+iam_module_expr() {
+  nix-instantiate --eval --strict --json -E "
+    let
+      standIn = import $repo/nix/stand-in;
+      lib = standIn.lib;
+      pkgs = standIn.legacyPackages.x86_64-linux;
+      nixos = import $repo/nix/stand-in/nixos.nix { inherit lib pkgs; mkDrv = null; };
+      config = (lib.evalModules {
+        modules = [ nixos.nixosOptions $repo/nix/modules/iam.nix {
+          services.iam = {
+            enable = true;
+            package = pkgs.stdenv.mkDerivation { name = \"iam\"; };
+            addr = \"10.0.2.1:8090\";
+            grpcAddr = \"10.0.2.1:8091\";
+            chainfireEndpoints = [ \"10.0.0.1:2379\" \"10.0.0.2:2379\" ];
+            bootstrapKeyFile = \"/run/keys/iam-bootstrap\";
+            openFirewall = true;
+          };
+        } ];
+        specialArgs = { inherit pkgs; inherit (nixos) utils; };
+      }).config;
+      service = config.systemd.services.iam.serviceConfig;
+    in [ service.ExecStart service.LoadCredential service.Environment config.networking.firewall.allowedTCPPorts (service ? StateDirectory) ]"
+}
+iam_module_ok() {
+  local out
+  out=$(iam_module_expr) || return 1
+  for want in '/bin/iam\" \"--addr\" \"10.0.2.1:8090\" \"--chainfire-endpoints\" \"10.0.0.1:2379,10.0.0.2:2379\"' \
+    '\"--grpc-addr\" \"10.0.2.1:8091\"' '["bootstrap-key:/run/keys/iam-bootstrap"]' \
+    '["IAM_BOOTSTRAP_KEY_FILE=%d/bootstrap-key"]' '[8090,8091],false]'; do
+    [[ $out == *"$want"* ]] || { echo "services.iam renders $out; missing $want"; return 1; }
+  done
+}
+check "the IAM module renders its command line, hands the bootstrap key over as a credential, opens both ports and keeps no state directory" iam_module_ok
 check_fails "an undeclared NixOS option (services.chainfire.nodeid) is an error" "The option \`services.chainfire.nodeid' does not exist" \
   standin_expr '(evalChainfire { services.chainfire.nodeid = 1; }).enable'
 check_fails "a value of the wrong type (services.chainfire.nodeId = \"1\") is an error" "is not of type" \

@@ -1,5 +1,5 @@
 # The whole cargo workspace, built once from the committed Cargo.lock: the `chainfire`,
-# `flaredb`, `reconnect-runner`, `chainfire-ctl` and `flaredb-ctl` binaries, plus the scenario files and the gRPC .proto files
+# `flaredb`, `iam`, `reconnect-runner`, `chainfire-ctl` and `flaredb-ctl` binaries, plus the scenario files and the gRPC .proto files
 # under share/reconnect-tests/ (the app runs the packaged scenarios; the VM test's gRPC client
 # reads the packaged protos).
 #
@@ -28,6 +28,7 @@ let
       ../Cargo.lock
       ../chainfire
       ../flaredb
+      ../iam
       ../runner
       ../scenarios
     ];
@@ -50,7 +51,7 @@ rustPlatform.buildRustPackage {
     # read CHAINFIRE_BIN.
     export RECONNECT_BIN_DIR="$PWD/target/${stdenv.hostPlatform.rust.cargoShortTarget}/$cargoBuildType"
     export CHAINFIRE_BIN="$RECONNECT_BIN_DIR/chainfire"
-    for binary in chainfire flaredb reconnect-runner chainfire-ctl flaredb-ctl; do
+    for binary in chainfire flaredb iam reconnect-runner chainfire-ctl flaredb-ctl; do
       if [ ! -x "$RECONNECT_BIN_DIR/$binary" ]; then
         echo "reconnect-tests: expected the built $binary in $RECONNECT_BIN_DIR; the cargo output layout changed" >&2
         exit 1
@@ -63,10 +64,10 @@ rustPlatform.buildRustPackage {
     share=$out/share/reconnect-tests
     mkdir -p "$share/proto"
     cp -r scenarios "$share/scenarios"
-    find chainfire flaredb -path '*/proto/*.proto' -exec cp -t "$share/proto" {} +
-    for proto in chainfire.proto flaredb.proto; do
+    find chainfire flaredb iam -path '*/proto/*.proto' -exec cp -t "$share/proto" {} +
+    for proto in chainfire.proto flaredb.proto iam.proto; do
       if [ ! -f "$share/proto/$proto" ]; then
-        echo "reconnect-tests: $proto was not found under chainfire/ or flaredb/" >&2
+        echo "reconnect-tests: $proto was not found under chainfire/, flaredb/ or iam/" >&2
         exit 1
       fi
     done

@@ -1,6 +1,7 @@
-# What the ChainFire and FlareDB modules share: the rendering of option values into
-# command-line flags, the options both servers take alike (Raft timing, retry policy, data
-# directory, firewall, extra flags), and the hardened systemd service that runs either binary.
+# What the server modules share: the rendering of option values into command-line flags, the
+# options ChainFire and FlareDB take alike (Raft timing, retry policy, data directory,
+# firewall, extra flags), and the hardened systemd service that runs any of the binaries
+# (ChainFire, FlareDB, and the stateless IAM, which has no data directory).
 { lib }:
 let
   inherit (lib) mkOption types;
@@ -133,12 +134,13 @@ in
       assertions,
     }:
     lib.mkIf cfg.enable {
-      assertions = assertions ++ [
-        {
+      # A stateless service (IAM) has no dataDir and gets no state directory.
+      assertions =
+        assertions
+        ++ lib.optional (cfg ? dataDir) {
           assertion = lib.hasPrefix "/var/lib/" cfg.dataDir;
           message = "services.${name}.dataDir (${cfg.dataDir}) must be under /var/lib/ (it is the service's StateDirectory).";
-        }
-      ];
+        };
 
       networking.firewall.allowedTCPPorts = lib.mkIf cfg.openFirewall (map portOf ports);
 
@@ -156,8 +158,6 @@ in
           );
           Type = "exec";
           DynamicUser = true;
-          StateDirectory = lib.removePrefix "/var/lib/" cfg.dataDir;
-          StateDirectoryMode = "0700";
           # SIGTERM is the graceful stop (stop accepting, flush, exit 0).
           KillSignal = "SIGTERM";
           TimeoutStopSec = 30;
@@ -181,6 +181,10 @@ in
           LockPersonality = true;
           SystemCallArchitectures = "native";
           CapabilityBoundingSet = "";
+        }
+        // lib.optionalAttrs (cfg ? dataDir) {
+          StateDirectory = lib.removePrefix "/var/lib/" cfg.dataDir;
+          StateDirectoryMode = "0700";
         };
       };
     };

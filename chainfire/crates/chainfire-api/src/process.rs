@@ -1,7 +1,10 @@
-//! Process plumbing the `chainfire` and `flaredb` binaries share: logging setup and the
-//! shutdown signal.
+//! Process plumbing the platform's server binaries share (`chainfire`, `flaredb`, `iam`):
+//! logging setup, the rest of `main` once the flags are valid, and the shutdown signal.
 
+use std::fmt::{Debug, Display};
+use std::future::Future;
 use std::path::Path;
+use std::process::ExitCode;
 
 use tracing_subscriber::EnvFilter;
 
@@ -60,6 +63,46 @@ pub fn init_tracing(level: &str, log_file: Option<&Path>) -> Result<(), LoggingE
         }
     }
     Ok(())
+}
+
+/// A server's `main` after its flags were validated into `config`: logging (exit 2 when it
+/// cannot start), every effective setting once at DEBUG, a multi-threaded runtime, `run`, and
+/// exit 0, or 1 with the error (all its causes) on stderr and in the log.
+pub fn serve<C, F, E>(
+    name: &str,
+    log_level: &str,
+    log_file: Option<&Path>,
+    config: C,
+    run: impl FnOnce(C) -> F,
+) -> ExitCode
+where
+    C: Debug,
+    F: Future<Output = Result<(), E>>,
+    E: Display,
+{
+    if let Err(e) = init_tracing(log_level, log_file) {
+        eprintln!("{name}: {e}");
+        return ExitCode::from(2);
+    }
+    tracing::debug!(?config, "effective configuration");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("{name}: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{name} failed: {e:#}");
+            eprintln!("{name}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT, logging which one arrived.

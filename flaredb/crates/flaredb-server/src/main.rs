@@ -23,30 +23,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    if let Err(e) =
-        chainfire_api::process::init_tracing(&config.log_level, config.log_file.as_deref())
-    {
-        eprintln!("flaredb: {e}");
-        return std::process::ExitCode::from(2);
-    }
     // Every flag's effective value, once, at DEBUG: the first line to read in a node's evidence.
-    tracing::debug!(?config, "effective configuration");
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("flaredb: cannot start the async runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(server::run(config)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("flaredb failed: {e:#}");
-            eprintln!("flaredb: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    let (level, file) = (config.log_level.clone(), config.log_file.clone());
+    chainfire_api::process::serve("flaredb", &level, file.as_deref(), config, server::run)
 }

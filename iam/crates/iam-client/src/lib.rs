@@ -1,0 +1,281 @@
+//! IAM's internal wire contract and the platform's client for it.
+//!
+//! - [`pb`]: `iam.v1` (`Authenticate`, `Authorize`), generated from `proto/iam.proto`.
+//! - [`Client`]: follows the instance list (IAM instances are interchangeable: a failed one is
+//!   left for the next), retries with the platform's [`RetryPolicy`] (3 retries, x2.0, 500 ms
+//!   to 30 s) on chainfire-client's shared [`engine`](chainfire_client::engine), so every retry
+//!   is logged (target `iam_client::retry`) and handed to the observer, and the final error
+//!   names the operation, the instances tried, the attempts and the cause.
+//! - Positive `Authorize` decisions are cached for [`ClientConfig::decision_ttl`]: when IAM
+//!   cannot be reached or cannot decide, a decision it allowed within the TTL is served (marked
+//!   [`Decision::cached`]), so a short IAM outage does not cascade into every service. Denials
+//!   and errors are never cached, and an error is never an allow.
+
+/// Generated types and services (`iam.v1`).
+pub mod pb {
+    tonic::include_proto!("iam.v1");
+}
+
+mod cache;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chainfire_client::engine::{
+    Call, CallSettings, Endpoints, Engine, Failure, GaveUp, LearnFrom, NotLeaderReply, Pick, Route,
+    normalize_endpoint,
+};
+pub use chainfire_client::{CallInfo, FailedOp, RetryEvent, RetryObserver, RetryPolicy};
+use tonic::transport::{Channel, Endpoint};
+
+use cache::DecisionCache;
+use pb::iam_client::IamClient;
+
+chainfire_client::retry_log!(pub(crate) RetryTarget => "iam_client::retry");
+
+/// IAM instances have no leader; no answer ever starts with this.
+const NO_LEADER: NotLeaderReply = NotLeaderReply {
+    message: "\u{0}iam instances have no leader",
+    leader_id_key: "x-iam-none",
+    leader_addr_key: "x-iam-none",
+    member: "instance",
+};
+
+/// How the client reaches IAM.
+#[derive(Clone)]
+pub struct ClientConfig {
+    /// IAM instances' gRPC addresses, `HOST:PORT`.
+    pub endpoints: Vec<String>,
+    /// Retries, timeouts, deadline, observer (the platform's defaults).
+    pub call: CallSettings,
+    /// How long an allowed decision may be served from the cache while IAM cannot answer.
+    pub decision_ttl: Duration,
+    /// At most this many cached decisions (the oldest go first).
+    pub max_decisions: usize,
+}
+
+impl ClientConfig {
+    pub fn new<I, S>(endpoints: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        ClientConfig {
+            endpoints: endpoints.into_iter().map(Into::into).collect(),
+            call: CallSettings::default(),
+            decision_ttl: Duration::from_secs(30),
+            max_decisions: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("invalid IAM client configuration: {0}")]
+    InvalidConfig(String),
+    /// IAM answered, and the answer is no: the signature did not verify, the key is unknown.
+    #[error("{}", .0.rejected_message())]
+    Rejected(Box<FailedOp>),
+    /// IAM could not be reached or could not decide, on every attempt.
+    #[error("{}", .0.exhausted_message())]
+    Exhausted(Box<FailedOp>),
+}
+
+impl From<GaveUp> for ClientError {
+    fn from(gave_up: GaveUp) -> Self {
+        match gave_up {
+            GaveUp::Exhausted(op) => ClientError::Exhausted(op),
+            GaveUp::Rejected(op) => ClientError::Rejected(op),
+        }
+    }
+}
+
+/// An `Authorize` answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// The statement that decided; empty for the implicit deny.
+    pub statement: String,
+    /// Served from the cache because IAM could not answer (with why).
+    pub cached: Option<String>,
+}
+
+struct Instances {
+    endpoints: Vec<String>,
+    connect_timeout: Duration,
+    state: Mutex<(usize, HashMap<String, Channel>)>,
+}
+
+impl Endpoints for Instances {
+    type Client = IamClient<Channel>;
+    type Log = RetryTarget;
+    const NOT_LEADER: NotLeaderReply = NO_LEADER;
+
+    async fn pick(&self, _pick: &mut Pick) -> Result<String, Failure> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(self.endpoints[state.0 % self.endpoints.len()].clone())
+    }
+
+    fn client(&self, endpoint: &str) -> Result<Self::Client, String> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(channel) = state.1.get(endpoint) {
+            return Ok(IamClient::new(channel.clone()));
+        }
+        let channel = Endpoint::from_shared(format!("http://{endpoint}"))
+            .map_err(|e| format!("endpoint {endpoint:?}: {e}"))?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        state.1.insert(endpoint.to_owned(), channel.clone());
+        Ok(IamClient::new(channel))
+    }
+
+    fn on_not_leader(&self, _endpoint: &str, _failure: &Failure) -> Option<String> {
+        None
+    }
+
+    /// The instance failed: the next attempt goes to the next one.
+    fn on_failure(&self, endpoint: &str, _failure: &Failure) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = self.endpoints.iter().position(|e| e == endpoint) {
+            state.0 = i + 1;
+        }
+    }
+}
+
+impl<R> LearnFrom<R> for Instances {
+    fn on_answer(&self, _endpoint: &str, _route: Route, _answer: &R) {}
+}
+
+/// See the crate documentation.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    instances: Instances,
+    config: ClientConfig,
+    decisions: DecisionCache,
+}
+
+impl Client {
+    /// Checks the config; connects lazily (the first call finds an instance).
+    pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
+        if config.endpoints.is_empty() {
+            return Err(ClientError::InvalidConfig("no IAM endpoint".into()));
+        }
+        Ok(Client {
+            inner: Arc::new(Inner {
+                instances: Instances {
+                    endpoints: config
+                        .endpoints
+                        .iter()
+                        .map(|e| normalize_endpoint(e))
+                        .collect(),
+                    connect_timeout: config.call.connect_timeout,
+                    state: Mutex::new((0, HashMap::new())),
+                },
+                decisions: DecisionCache::new(config.decision_ttl, config.max_decisions),
+                config,
+            }),
+        })
+    }
+
+    fn engine(&self) -> Engine<'_, Instances> {
+        Engine {
+            endpoints: &self.inner.instances,
+            settings: &self.inner.config.call,
+        }
+    }
+
+    /// Who signed `request` (a request the calling service received).
+    pub async fn authenticate(
+        &self,
+        request: pb::AuthenticateRequest,
+    ) -> Result<(pb::Principal, CallInfo), ClientError> {
+        let call = Call {
+            op: "authenticate",
+            key: None,
+            route: Route::Any,
+            policy: &self.inner.config.call.retry,
+        };
+        let (answer, info) = self
+            .engine()
+            .run(call, |mut client, _budget| {
+                let request = request.clone();
+                async move { client.authenticate(request).await }
+            })
+            .await?;
+        let principal = answer.principal.unwrap_or_default();
+        Ok((principal, info))
+    }
+
+    /// May `user` do `action` on `resource`? When IAM cannot answer, a decision it allowed
+    /// within the TTL is served from the cache; otherwise the error.
+    pub async fn authorize(
+        &self,
+        user: &str,
+        action: &str,
+        resource: &str,
+    ) -> Result<Decision, ClientError> {
+        let request = pb::AuthorizeRequest {
+            user: user.to_owned(),
+            action: action.to_owned(),
+            resource: resource.to_owned(),
+        };
+        let call = Call {
+            op: "authorize",
+            key: Some(action.as_bytes()),
+            route: Route::Any,
+            policy: &self.inner.config.call.retry,
+        };
+        let key = (user.to_owned(), action.to_owned(), resource.to_owned());
+        match self
+            .engine()
+            .run(call, |mut client, _budget| {
+                let request = request.clone();
+                async move { client.authorize(request).await }
+            })
+            .await
+        {
+            Ok((answer, _)) => {
+                if answer.allowed {
+                    self.inner.decisions.remember(key, answer.statement.clone());
+                } else {
+                    // A deny now outranks an older allow.
+                    self.inner.decisions.forget(&key);
+                }
+                Ok(Decision {
+                    allowed: answer.allowed,
+                    statement: answer.statement,
+                    cached: None,
+                })
+            }
+            Err(GaveUp::Exhausted(op)) => match self.inner.decisions.recall(&key) {
+                Some((statement, age)) => {
+                    tracing::warn!(
+                        user,
+                        action,
+                        resource,
+                        age_ms = age.as_millis() as u64,
+                        "IAM could not answer; serving a cached allow: {}",
+                        op.exhausted_message()
+                    );
+                    Ok(Decision {
+                        allowed: true,
+                        statement,
+                        cached: Some(format!(
+                            "allowed {} ms ago; IAM could not answer now: {}",
+                            age.as_millis(),
+                            op.exhausted_message()
+                        )),
+                    })
+                }
+                None => Err(ClientError::Exhausted(op)),
+            },
+            Err(rejected) => Err(rejected.into()),
+        }
+    }
+}

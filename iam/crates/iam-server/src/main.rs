@@ -1,0 +1,26 @@
+//! `iam`: one instance of the platform's identity service. See `iam --help` for the flags.
+
+mod api;
+mod config;
+mod directory;
+mod internal;
+mod model;
+mod policy;
+mod server;
+mod store;
+mod xml;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = config::Args::parse();
+    let config = match args.into_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("iam: invalid configuration: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let (level, file) = (config.log_level.clone(), config.log_file.clone());
+    chainfire_api::process::serve("iam", &level, file.as_deref(), config, server::run)
+}
