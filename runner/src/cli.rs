@@ -70,10 +70,10 @@ pub enum Command {
     Schema,
     /// Re-run the checks on saved evidence: each run folder's history.jsonl, judged by the
     /// checks of its scenario copy (check_linearizable, check_no_lost_writes, node exits, and
-    /// the window checks check_reconnect, check_backoff of an operation, check_peer_backoff,
-    /// check_clear_error, check_watch gap_free, whose windows come from the step notes in the
-    /// history). Checks that probe live nodes are listed as not re-checked. Folders are searched
-    /// two levels down (evidence root, scenario, run).
+    /// the window checks check_reconnect, check_backoff of an operation or a watch,
+    /// check_peer_backoff, check_clear_error, check_watch gap_free, check_pd_registration, whose
+    /// windows come from the step notes in the history, and check_converged on the status
+    /// samples it recorded). Folders are searched two levels down (evidence root, scenario, run).
     ///
     /// Exit 0: every re-run check passed; 1: one failed; 2: no evidence, or unreadable.
     Check(CheckArgs),

@@ -8,8 +8,9 @@
 //! window are re-run too: the executor notes "step N: ..." in the history as each step starts,
 //! which gives the window (`check_reconnect`, `check_peer_backoff`), the node a fault hit (the
 //! first fault after the step began), a named operation (the step's own, untagged, op), a
-//! watch's client (its start record) and the PD samples (`check_pd_registration`). The one check
-//! that probes live nodes, `check_converged`, is listed as not re-checked.
+//! watch's client (its start record) and the PD samples (`check_pd_registration`).
+//! `check_converged` probed live nodes, but what it judged is in the history too: the status
+//! samples it recorded, so the last sample before the next step began is judged again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -56,6 +57,7 @@ const PEER_BACKOFF: &str = "peer-backoff";
 const ERROR_CLARITY: &str = "clear-error";
 const WATCH_CONTINUITY: &str = "watch-continuity";
 const PD_REGISTRATION: &str = "pd-registration";
+const CONVERGED: &str = "converged";
 
 /// The FlareDB stores (node indexes) the run started.
 fn flaredb_stores(events: &[Event]) -> Vec<u64> {
@@ -116,6 +118,14 @@ impl Steps<'_> {
             EventKind::Op(o) if o.tag.is_none() => Some(o.id),
             _ => None,
         })
+    }
+
+    /// When step `index` (1-based) ended: the next step's start, or the end of the history.
+    fn end_of(&self, index: usize) -> f64 {
+        self.starts
+            .range(index + 1..)
+            .next()
+            .map_or(f64::INFINITY, |(_, t)| *t)
     }
 
     /// When step `index` (1-based) began.
@@ -301,6 +311,12 @@ pub fn recheck(dir: &Path) -> Result<Vec<Rechecked>, String> {
                         .unwrap_or(checks::MIN_WRITES_AFTER_FAULT),
                 ),
             ),
+            (Step::CheckConverged(_), Some(svc)) => {
+                // What the live check saw: the samples up to the moment the next step began.
+                let end = steps.end_of(i + 1);
+                let seen: Vec<Event> = events.iter().filter(|e| e.t_ms < end).cloned().collect();
+                (CONVERGED, checks::replicas_converge(&seen, svc))
+            }
             _ if step.is_check() => match recheck_window(&steps, i + 1, step) {
                 Some(Ok(judged)) => judged,
                 Some(Err(why)) => (
@@ -428,6 +444,63 @@ mod tests {
             "  - kill: {node: leader}\n  - check_no_lost_writes: {min_writes_after_fault: 2}\n",
         );
         assert_eq!(main(&[tmp.path().to_path_buf()]), exit::TESTS_FAILED);
+    }
+
+    fn sample(t_ms: f64, digests: [&str; 3]) -> Event {
+        use crate::history::{NodeStatusRecord, Service, StatusRecord};
+        Event {
+            t_ms,
+            kind: EventKind::Status(StatusRecord {
+                service: Service::ChainFire,
+                nodes: digests
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| NodeStatusRecord {
+                        node_name: format!("chainfire-{}", i + 1),
+                        digest: Some((*d).to_owned()),
+                        ..NodeStatusRecord::default()
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    #[test]
+    fn convergence_is_judged_again_on_the_samples_the_step_recorded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path().join("s");
+        std::fs::create_dir_all(&run).unwrap();
+        let steps = "  - check_converged: {within_ms: 1000}\n  - sleep: {ms: 10}\n";
+        let judged = |events: &[Event]| {
+            write_run(&run, events, steps);
+            let results = recheck(&run).unwrap();
+            let (_, name, verdict) = results
+                .iter()
+                .find(|(label, _, _)| label.starts_with("step 1"))
+                .cloned()
+                .expect("check_converged is re-checked");
+            assert_eq!(name, CONVERGED);
+            verdict
+        };
+        let equal = [
+            started(),
+            note(10.0, "step 1: check"),
+            sample(20.0, ["a", "a", "a"]),
+            note(30.0, "step 2: sleep"),
+        ];
+        assert!(judged(&equal).passed());
+        let differ = [
+            started(),
+            note(10.0, "step 1: check"),
+            sample(20.0, ["a", "b", "a"]),
+            note(30.0, "step 2: sleep"),
+        ];
+        let v = judged(&differ);
+        assert!(!v.passed() && v.message.contains("2 different"), "{v:?}");
+        // A later sample (after the step) does not change what the step saw.
+        let mut later = differ.to_vec();
+        later.push(sample(40.0, ["a", "a", "a"]));
+        assert!(!judged(&later).passed());
     }
 
     fn note(t_ms: f64, text: &str) -> Event {

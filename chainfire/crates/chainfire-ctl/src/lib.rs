@@ -31,6 +31,40 @@ pub fn exit(name: &str, result: Result<(), String>) -> ExitCode {
     }
 }
 
+/// Prints one line per endpoint of `statuses`: an answer as `render` shows it (its JSON and
+/// text), a failure as `{"endpoint", "error"}`. An error saying `none` when no endpoint answered.
+pub fn emit_statuses<S, E: std::fmt::Display>(
+    json: bool,
+    statuses: Vec<(String, Result<S, E>)>,
+    none: &str,
+    render: impl Fn(&str, &S) -> (Value, String),
+) -> Result<(), String> {
+    let mut any = false;
+    for (endpoint, status) in statuses {
+        match status {
+            Ok(s) => {
+                any = true;
+                let (value, line) = render(&endpoint, &s);
+                emit(json, value, || line);
+            }
+            Err(e) => emit(
+                json,
+                json!({"endpoint": endpoint, "error": e.to_string()}),
+                || format!("{endpoint}: {e}"),
+            ),
+        }
+    }
+    if any { Ok(()) } else { Err(none.to_owned()) }
+}
+
+/// The first status that answered, or an error saying `none`.
+pub fn first_answer<S, E>(statuses: Vec<(String, Result<S, E>)>, none: &str) -> Result<S, String> {
+    statuses
+        .into_iter()
+        .find_map(|(_, s)| s.ok())
+        .ok_or_else(|| none.to_owned())
+}
+
 /// One member of a group, as both services' Status lists it.
 pub struct MemberRow<'a> {
     pub id: u64,

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use chainfire_client::{
     Client, ClientConfig, EventKind, KeyValue, NodeStatus, RangeOptions, WatchOptions,
 };
-use chainfire_ctl::{MemberRow, emit, emit_members, exit, text};
+use chainfire_ctl::{MemberRow, emit, emit_members, emit_statuses, exit, first_answer, text};
 use clap::{Parser, Subcommand};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
@@ -192,43 +192,28 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Command::Status => {
-            let mut any = false;
-            for (endpoint, status) in client.status_all().await {
-                match status {
-                    Ok(s) => {
-                        any = true;
-                        emit(json, status_json(&s), || {
-                            format!(
-                                "{endpoint}: node {} {} (leader {}, term {}), applied {}, revision {}, {} keys, digest {}",
-                                s.node_id,
-                                s.role,
-                                s.leader_id,
-                                s.term,
-                                s.applied_index,
-                                s.revision,
-                                s.key_count,
-                                &s.digest[..s.digest.len().min(12)]
-                            )
-                        });
-                    }
-                    Err(e) => emit(
-                        json,
-                        json!({"endpoint": endpoint, "error": e.to_string()}),
-                        || format!("{endpoint}: {e}"),
-                    ),
-                }
-            }
-            if !any {
-                return Err("no endpoint answered".into());
-            }
+            emit_statuses(
+                json,
+                client.status_all().await,
+                "no endpoint answered",
+                |endpoint, s| {
+                    let line = format!(
+                        "{endpoint}: node {} {} (leader {}, term {}), applied {}, revision {}, {} keys, digest {}",
+                        s.node_id,
+                        s.role,
+                        s.leader_id,
+                        s.term,
+                        s.applied_index,
+                        s.revision,
+                        s.key_count,
+                        &s.digest[..s.digest.len().min(12)]
+                    );
+                    (status_json(s), line)
+                },
+            )?;
         }
         Command::Members => {
-            let status = client
-                .status_all()
-                .await
-                .into_iter()
-                .find_map(|(_, s)| s.ok())
-                .ok_or("no endpoint answered")?;
+            let status = first_answer(client.status_all().await, "no endpoint answered")?;
             let rows = status.members.iter().map(|m| MemberRow {
                 id: m.id,
                 client_addr: &m.client_addr,

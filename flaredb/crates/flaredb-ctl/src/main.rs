@@ -8,7 +8,7 @@
 
 use std::process::ExitCode;
 
-use chainfire_ctl::{MemberRow, emit, emit_members, exit, text};
+use chainfire_ctl::{MemberRow, emit, emit_members, emit_statuses, exit, first_answer, text};
 use clap::{Parser, Subcommand};
 use flaredb_client::{Client, ClientConfig, ScanOptions};
 use serde_json::json;
@@ -123,54 +123,36 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Command::Status => {
-            let mut any = false;
-            for (endpoint, status) in client.status_all().await {
-                match status {
-                    Ok(s) => {
-                        any = true;
-                        let pd = s.pd.clone().unwrap_or_default();
-                        emit(
-                            json,
-                            json!({
-                                "endpoint": endpoint, "id": s.id, "role": s.role,
-                                "leader_id": s.leader_id, "term": s.term,
-                                "applied_index": s.applied_index, "key_count": s.key_count,
-                                "digest": s.digest, "pd_state": pd.state, "pd_endpoint": pd.endpoint,
-                            }),
-                            || {
-                                format!(
-                                    "{endpoint}: store {} {} (leader {}, term {}), applied {}, {} keys, digest {}, PD {} {}",
-                                    s.id,
-                                    s.role,
-                                    s.leader_id,
-                                    s.term,
-                                    s.applied_index,
-                                    s.key_count,
-                                    &s.digest[..s.digest.len().min(12)],
-                                    pd.state,
-                                    pd.endpoint
-                                )
-                            },
-                        );
-                    }
-                    Err(e) => emit(
-                        json,
-                        json!({"endpoint": endpoint, "error": e.to_string()}),
-                        || format!("{endpoint}: {e}"),
-                    ),
-                }
-            }
-            if !any {
-                return Err("no store answered".into());
-            }
+            emit_statuses(
+                json,
+                client.status_all().await,
+                "no store answered",
+                |endpoint, s| {
+                    let pd = s.pd.clone().unwrap_or_default();
+                    let line = format!(
+                        "{endpoint}: store {} {} (leader {}, term {}), applied {}, {} keys, digest {}, PD {} {}",
+                        s.id,
+                        s.role,
+                        s.leader_id,
+                        s.term,
+                        s.applied_index,
+                        s.key_count,
+                        &s.digest[..s.digest.len().min(12)],
+                        pd.state,
+                        pd.endpoint
+                    );
+                    let value = json!({
+                        "endpoint": endpoint, "id": s.id, "role": s.role,
+                        "leader_id": s.leader_id, "term": s.term,
+                        "applied_index": s.applied_index, "key_count": s.key_count,
+                        "digest": s.digest, "pd_state": pd.state, "pd_endpoint": pd.endpoint,
+                    });
+                    (value, line)
+                },
+            )?;
         }
         Command::Members => {
-            let status = client
-                .status_all()
-                .await
-                .into_iter()
-                .find_map(|(_, s)| s.ok())
-                .ok_or("no store answered")?;
+            let status = first_answer(client.status_all().await, "no store answered")?;
             let rows = status.members.iter().map(|m| MemberRow {
                 id: m.id,
                 client_addr: &m.client_addr,
