@@ -92,6 +92,9 @@ pub struct LoadSpec {
     pub key_prefix: String,
     /// At most this many puts in flight; ticks beyond it are skipped (and counted).
     pub max_in_flight: usize,
+    /// IAM: each tick asks a decision (the runner's administrator, `iam:GetUser` on the user
+    /// named by the key) instead of a put.
+    pub decisions: bool,
 }
 
 impl LoadSpec {
@@ -100,6 +103,7 @@ impl LoadSpec {
             rate_per_sec,
             key_prefix: key_prefix.into(),
             max_in_flight: 32,
+            decisions: false,
         }
     }
 }
@@ -174,6 +178,7 @@ pub struct BulkSummary {
 enum ServiceClient {
     ChainFire(chainfire_client::Client),
     FlareDb(flaredb_client::Client),
+    Iam(iam_client::Client),
 }
 
 /// What a successful call returned: call info, revision (ChainFire) or log index (FlareDB),
@@ -210,6 +215,15 @@ impl CallFailure {
             message: e.to_string(),
             failed: e.failed_op().cloned(),
             maybe_applied: e.maybe_applied(),
+        }
+    }
+
+    /// A decision changes nothing: never "maybe applied".
+    fn iam(e: iam_client::ClientError) -> Self {
+        CallFailure::Client {
+            message: e.to_string(),
+            failed: e.failed_op().cloned(),
+            maybe_applied: false,
         }
     }
 }
@@ -255,6 +269,16 @@ impl OpRequest {
 
     pub fn cas(key: &str, expected: CasExpected, value: &str) -> Self {
         Self::new(OpKind::Cas, key, Some(value), Some(expected))
+    }
+
+    /// May `user` do `action` on `resource`?
+    pub fn authorize(user: &str, action: &str, resource: &str) -> Self {
+        Self::new(
+            OpKind::Authorize,
+            resource,
+            Some(&format!("{user} {action}")),
+            None,
+        )
     }
 
     fn new(op: OpKind, key: &str, value: Option<&str>, expected: Option<CasExpected>) -> Self {
@@ -307,6 +331,11 @@ impl ServiceClient {
                         })
                     }
                 }
+                (OpKind::Authorize, _) => Err(CallFailure::Client {
+                    message: "authorize is an IAM operation".into(),
+                    failed: None,
+                    maybe_applied: false,
+                }),
             },
             ServiceClient::FlareDb(c) => match (req.op, &req.expected) {
                 (OpKind::Put, _) => c
@@ -342,9 +371,46 @@ impl ServiceClient {
                         })
                     }
                 }
+                (OpKind::Authorize, _) => Err(CallFailure::Client {
+                    message: "authorize is an IAM operation".into(),
+                    failed: None,
+                    maybe_applied: false,
+                }),
+            },
+            ServiceClient::Iam(c) => match req.op {
+                OpKind::Authorize => {
+                    let (user, action) = authorize_parts(value);
+                    let d = c
+                        .authorize(user, action, key)
+                        .await
+                        .map_err(CallFailure::iam)?;
+                    let answer = match (d.allowed, d.cached.is_some()) {
+                        (true, false) => AUTHORIZE_ALLOW,
+                        (true, true) => AUTHORIZE_ALLOW_CACHED,
+                        (false, _) => AUTHORIZE_DENY,
+                    };
+                    Ok((d.info, None, Some(answer.to_owned())))
+                }
+                other => Err(CallFailure::Client {
+                    message: format!("IAM has no {} operation", other.as_str()),
+                    failed: None,
+                    maybe_applied: false,
+                }),
             },
         }
     }
+}
+
+/// What an `authorize` reads: IAM's answer, or the client's cached allow.
+pub const AUTHORIZE_ALLOW: &str = "allow";
+pub const AUTHORIZE_DENY: &str = "deny";
+pub const AUTHORIZE_ALLOW_CACHED: &str = "allow (cached)";
+
+/// An authorize request's `value` is `<user> <action>` (its key is the resource).
+fn authorize_parts(value: &str) -> (&str, &str) {
+    value
+        .split_once(' ')
+        .unwrap_or((crate::supervisor::IAM_ADMIN_USER, value))
 }
 
 /// Runs client operations and records them.
@@ -403,6 +469,16 @@ impl Driver {
                         .map_err(|e| connect_err(e.to_string()))?,
                 )
             }
+            Service::Iam => {
+                // IAM names no addresses of its own: the endpoints are the link proxies.
+                let mut client_config = iam_client::ClientConfig::new(config.endpoints.clone());
+                client_config.call.retry = config.retry;
+                client_config.call.retry_observer = Some(Arc::new(observer));
+                ServiceClient::Iam(
+                    iam_client::Client::new(client_config)
+                        .map_err(|e| connect_err(e.to_string()))?,
+                )
+            }
         };
         Ok(Driver {
             inner: Arc::new(Inner {
@@ -431,6 +507,12 @@ impl Driver {
         self.perform(&OpRequest::delete(key)).await
     }
 
+    /// IAM: may `user` do `action` on `resource`? Read: allow, deny, or allow (cached).
+    pub async fn authorize(&self, user: &str, action: &str, resource: &str) -> OpRecord {
+        self.perform(&OpRequest::authorize(user, action, resource))
+            .await
+    }
+
     /// Writes `count` values of `value_len` bytes under `<prefix>/<n>`, one after another, and
     /// stops at the first failure. Not recorded as operations (see `write_bulk`).
     pub async fn write_bulk(&self, prefix: &str, count: u32, value_len: usize) -> BulkSummary {
@@ -451,6 +533,7 @@ impl Driver {
                     .await
                     .map(drop)
                     .map_err(|e| e.to_string()),
+                ServiceClient::Iam(_) => Err("IAM stores no values".to_owned()),
             };
             if let Err(e) = result {
                 summary.error = Some(format!("put {key:?} ({value_len} bytes) failed: {e}"));
@@ -580,7 +663,9 @@ impl Driver {
             client: client_name.to_string(),
             op,
             key: req.key.clone(),
-            value: if op == OpKind::Get {
+            // What a read or a decision answered (filled in below); what a write wrote. The
+            // request of a decision (`<user> <action>`) is its invocation's value.
+            value: if matches!(op, OpKind::Get | OpKind::Authorize) {
                 None
             } else {
                 req.value.clone()
@@ -602,7 +687,7 @@ impl Driver {
                 fill_call_info(&mut record, &info);
                 record.outcome = Outcome::Ok;
                 record.revision = revision;
-                if op == OpKind::Get {
+                if matches!(op, OpKind::Get | OpKind::Authorize) {
                     record.value = read;
                 }
             }
@@ -672,13 +757,19 @@ impl Driver {
                     "{}/{}/{seq:06}",
                     spec.key_prefix, driver.inner.config.client
                 );
-                let value = format!("v-{}-{seq}", driver.inner.config.client);
+                let request = if spec.decisions {
+                    OpRequest::authorize(
+                        crate::supervisor::IAM_ADMIN_USER,
+                        "iam:GetUser",
+                        &format!("arn:aws:iam::000000000000:user/{key}"),
+                    )
+                } else {
+                    OpRequest::put(&key, &format!("v-{}-{seq}", driver.inner.config.client))
+                };
                 let driver = driver.clone();
                 let name = name.clone();
                 in_flight.spawn(async move {
-                    let record = driver
-                        .run(&OpRequest::put(&key, &value), Some("load"), &name)
-                        .await;
+                    let record = driver.run(&request, Some("load"), &name).await;
                     drop(permit);
                     record.is_ok()
                 });

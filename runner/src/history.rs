@@ -26,17 +26,25 @@ pub use export::{ExportedOp, export_ops, export_ops_jsonl, started_unix_ms, wall
 pub enum Service {
     ChainFire,
     FlareDb,
+    /// The identity service: stateless instances over ChainFire.
+    Iam,
 }
 
 impl Service {
-    pub const ALL: [Service; 2] = [Service::ChainFire, Service::FlareDb];
+    pub const ALL: [Service; 3] = [Service::ChainFire, Service::FlareDb, Service::Iam];
 
     /// Lower-case name, as in scenario files and node names.
     pub fn as_str(self) -> &'static str {
         match self {
             Service::ChainFire => "chainfire",
             Service::FlareDb => "flaredb",
+            Service::Iam => "iam",
         }
+    }
+
+    /// Whether its nodes form a Raft group (a leader, terms, a replicated state digest).
+    pub fn replicated(self) -> bool {
+        !matches!(self, Service::Iam)
     }
 
     /// The server binary's file name.
@@ -189,6 +197,10 @@ pub enum OpKind {
     Delete,
     /// Compare-and-swap: write `value` only if the key's current value is `expected`.
     Cas,
+    /// An IAM decision: may `value`'s principal do its action on the resource `key`? `ok`
+    /// carries the answer (`allow`, `deny`, or `allow (cached)` when the client served it
+    /// from its cache because IAM could not answer).
+    Authorize,
 }
 
 impl OpKind {
@@ -198,6 +210,7 @@ impl OpKind {
             OpKind::Get => "get",
             OpKind::Delete => "delete",
             OpKind::Cas => "cas",
+            OpKind::Authorize => "authorize",
         }
     }
 

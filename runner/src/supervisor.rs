@@ -390,13 +390,17 @@ impl Supervisor {
         let binary = self.inner.config.binaries.locate(service)?;
         let pd_endpoints = match service {
             Service::ChainFire => Vec::new(),
-            Service::FlareDb => {
+            Service::FlareDb | Service::Iam => {
                 let pd = self.client_endpoints(Service::ChainFire);
                 if pd.is_empty() {
-                    return Err(SupervisorError::BadCluster(
-                        "a FlareDB cluster needs a ChainFire cluster (its PD) started before it"
-                            .into(),
-                    ));
+                    return Err(SupervisorError::BadCluster(format!(
+                        "a {service} cluster needs a ChainFire cluster ({}) started before it",
+                        if service == Service::Iam {
+                            "its store"
+                        } else {
+                            "its PD"
+                        }
+                    )));
                 }
                 pd
             }
@@ -495,6 +499,7 @@ impl Supervisor {
             let octet = match service {
                 Service::ChainFire => 1,
                 Service::FlareDb => 2,
+                Service::Iam => 3,
             };
             let listen = SocketAddr::new(
                 IpAddr::V4(Ipv4Addr::new(127, 3, octet, (i + 1) as u8)),
@@ -1227,7 +1232,7 @@ struct ClusterAddrs {
     peers: String,
     /// `1=CLIENT,2=CLIENT,...`
     clients: String,
-    /// ChainFire client endpoints, comma separated (FlareDB's PD).
+    /// ChainFire client endpoints, comma separated (FlareDB's PD, IAM's store).
     pd: String,
 }
 
@@ -1240,6 +1245,9 @@ fn node_args(
     data_dir: &Path,
     settings: &NodeSettings,
 ) -> Vec<String> {
+    if service == Service::Iam {
+        return iam_args(plan, members, settings);
+    }
     let mut flags: Vec<(String, String)> = vec![("--id".into(), index.to_string())];
     match service {
         Service::ChainFire => {
@@ -1254,6 +1262,7 @@ fn node_args(
             flags.push(("--peers".into(), members.peers.clone()));
             flags.push(("--pd-endpoints".into(), members.pd.clone()));
         }
+        Service::Iam => unreachable!("IAM's flags are iam_args'"),
     }
     flags.push(("--data-dir".into(), data_dir.display().to_string()));
     flags.push(("--log-level".into(), "debug".into()));
@@ -1270,6 +1279,39 @@ fn node_args(
         ));
         flags.push(("--retry-jitter".into(), retry.jitter.to_string()));
     }
+    with_scenario_flags(flags, settings)
+}
+
+/// The user of [`IAM_ADMIN_KEY`].
+pub const IAM_ADMIN_USER: &str = "admin";
+
+/// The bootstrap administrator every IAM instance the runner starts shares (the runner's own
+/// clients act as it); a test key, never a secret.
+pub const IAM_ADMIN_KEY: (&str, &str) = (
+    "AKIARUNNERADMIN00001",
+    "runner-admin-secret-runner-admin-secret1",
+);
+
+/// An IAM instance's flags: its internal gRPC API on the client address, the Query API on the
+/// "peer" address (IAM has no peers), ChainFire as its store; no id and no data dir (it is
+/// stateless), no retry flags (its ChainFire calls are bounded by --chainfire-timeout-ms).
+fn iam_args(plan: &NodeAddresses, members: &ClusterAddrs, settings: &NodeSettings) -> Vec<String> {
+    let flags: Vec<(String, String)> = vec![
+        ("--grpc-addr".into(), plan.client.to_string()),
+        ("--addr".into(), plan.peer.to_string()),
+        ("--chainfire-endpoints".into(), members.pd.clone()),
+        (
+            "--bootstrap-key".into(),
+            format!("{}:{}", IAM_ADMIN_KEY.0, IAM_ADMIN_KEY.1),
+        ),
+        ("--log-level".into(), "debug".into()),
+    ];
+    with_scenario_flags(flags, settings)
+}
+
+/// `flags`, with the scenario's own flags (already checked against the service's allow-list)
+/// replacing or added to them, as arguments.
+fn with_scenario_flags(mut flags: Vec<(String, String)>, settings: &NodeSettings) -> Vec<String> {
     for (name, value) in &settings.flags {
         let name = if name.starts_with("--") {
             name.clone()
@@ -1388,6 +1430,41 @@ mod tests {
             digest: "d".into(),
             role: role.into(),
         })
+    }
+
+    #[test]
+    fn iam_instances_get_their_addresses_store_and_administrator_and_nothing_of_raft() {
+        let plan = addresses::plan(Service::Iam, 2, NetworkMode::PrivateNamespace).unwrap();
+        let members = ClusterAddrs {
+            peers: String::new(),
+            clients: String::new(),
+            pd: "127.0.1.1:2379,127.0.1.2:2380".into(),
+        };
+        let mut settings = NodeSettings::default();
+        settings
+            .flags
+            .insert("--trust-for-ms".into(), "3000".into());
+        let args = node_args(
+            Service::Iam,
+            2,
+            &plan,
+            &members,
+            Path::new("/unused"),
+            &settings,
+        );
+        let text = args.join(" ");
+        for want in [
+            "--grpc-addr 127.0.3.2:8092",
+            "--addr 127.0.3.2:8082",
+            "--chainfire-endpoints 127.0.1.1:2379,127.0.1.2:2380",
+            "--bootstrap-key AKIARUNNERADMIN00001:",
+            "--trust-for-ms 3000",
+        ] {
+            assert!(text.contains(want), "{want}: {text}");
+        }
+        for absent in ["--id", "--data-dir", "--peer", "--retry"] {
+            assert!(!text.contains(absent), "{absent}: {text}");
+        }
     }
 
     #[test]

@@ -446,6 +446,25 @@ fn pool_keep_dead_connection() {
     });
 }
 
+// ---- IAM
+
+#[test]
+fn iam_client_no_retries() {
+    // The shared engine's failpoint, in iam-client: the retrying client made plain again.
+    assert_caught(Variant {
+        test: "iam_client_no_retries",
+        failpoints: "client::no_retries=return",
+        scenario: committed("s4-iam-restart.yaml"),
+        classname: "s4-iam-restart",
+        cell: "IAM (retrying-client)",
+        // The decision right after the kill, tried once on the dead instance.
+        expected: &[&[
+            "authorize admin iam:CreateUser on arn:aws:iam::000000000000:user/bob",
+            "(0 retries)",
+        ]],
+    });
+}
+
 // ---- the reconnecting watch
 
 #[test]

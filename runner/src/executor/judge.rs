@@ -23,6 +23,7 @@ fn describe(record: &OpRecord) -> String {
             let read = match (record.op, &record.value) {
                 (OpKind::Get, Some(v)) => format!(", read {v:?}"),
                 (OpKind::Get, None) => ", key absent".to_owned(),
+                (OpKind::Authorize, Some(v)) => format!(", answered {v:?}"),
                 _ => String::new(),
             };
             format!(
@@ -85,11 +86,14 @@ pub fn judge_op(
             }
         }
     }
-    if ok && record.op == OpKind::Get {
+    if ok && matches!(record.op, OpKind::Get | OpKind::Authorize) {
         if let Some(want) = read.value
             && record.value.as_deref() != Some(want)
         {
-            problems.push(format!("expected to read {want:?}"));
+            problems.push(match record.op {
+                OpKind::Authorize => format!("expected the decision {want:?}"),
+                _ => format!("expected to read {want:?}"),
+            });
         }
         if read.absent && record.value.is_some() {
             problems.push("expected the key to be absent".into());

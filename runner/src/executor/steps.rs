@@ -61,7 +61,8 @@ pub fn engine_service(s: MatrixService) -> Option<Service> {
     match s {
         MatrixService::ChainFire => Some(Service::ChainFire),
         MatrixService::FlareDb => Some(Service::FlareDb),
-        MatrixService::PlasmaVmc | MatrixService::Iam => None,
+        MatrixService::Iam => Some(Service::Iam),
+        MatrixService::PlasmaVmc => None,
     }
 }
 
@@ -345,6 +346,7 @@ impl<'a> Runner<'a> {
         match step {
             Step::Put(s) => self.put(s, start_ms, bound).await,
             Step::Get(s) => self.get(s, start_ms, bound).await,
+            Step::Authorize(s) => self.authorize(s, start_ms, bound).await,
             Step::Delete(s) => self.delete(s, start_ms, bound).await,
             Step::WatchStart(s) => self.watch_start(s).await,
             Step::WatchStop(r) => self.watch_stop(r).await,

@@ -162,6 +162,14 @@ pub fn describe(
             fdb.join(",")
         ));
     }
+    // IAM's Query API (its "peer" address) with any AWS client, as the bootstrap administrator.
+    if let Some(iam) = nodes.iter().find(|n| n.service == Service::Iam) {
+        let (id, secret) = crate::supervisor::IAM_ADMIN_KEY;
+        out.push_str(&format!(
+            "  {prefix}env AWS_ACCESS_KEY_ID={id} AWS_SECRET_ACCESS_KEY={secret} AWS_DEFAULT_REGION=us-east-1 aws sts get-caller-identity --endpoint-url http://{}\n",
+            iam.peer_addr
+        ));
+    }
     out.push_str(&format!(
         "Logs, data and the history are in {}. Ctrl-C stops every node.\n",
         evidence_dir.display()
@@ -219,7 +227,7 @@ pub fn worker(args: UpWorkerArgs) -> u8 {
             supervisor.shutdown().await;
             return fail(e);
         }
-        let nodes: Vec<NodeInfo> = [Service::ChainFire, Service::FlareDb]
+        let nodes: Vec<NodeInfo> = Service::ALL
             .into_iter()
             .flat_map(|s| supervisor.nodes(s))
             .collect();

@@ -36,6 +36,7 @@ fn f_name(op: OpKind) -> &'static str {
         OpKind::Put => "write",
         OpKind::Cas => "cas",
         OpKind::Delete => "delete",
+        OpKind::Authorize => "authorize",
     }
 }
 

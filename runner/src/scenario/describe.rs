@@ -32,6 +32,21 @@ impl fmt::Display for Step {
                 write!(f, "{}", expect(&s.expect))
             }
             Step::Delete(s) => write!(f, "delete {}{}{}", svc(s.service), s.key, expect(&s.expect)),
+            Step::Authorize(s) => {
+                write!(
+                    f,
+                    "authorize {} {} on {}",
+                    s.user
+                        .as_deref()
+                        .unwrap_or(crate::supervisor::IAM_ADMIN_USER),
+                    s.action,
+                    s.resource
+                )?;
+                if let Some(v) = &s.value {
+                    write!(f, " (want {v})")?;
+                }
+                write!(f, "{}", expect(&s.expect))
+            }
             Step::WatchStart(s) => write!(
                 f,
                 "start {} watch `{}` on {}{}{}",

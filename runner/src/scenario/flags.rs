@@ -24,6 +24,8 @@ struct Allowed {
 const BOTH: &[&str] = &["chainfire", "flaredb"];
 const CHAINFIRE: &[&str] = &["chainfire"];
 const FLAREDB: &[&str] = &["flaredb"];
+const IAM: &[&str] = &["iam"];
+const ALL: &[&str] = &["chainfire", "flaredb", "iam"];
 /// Ten minutes: no time setting of a scenario's servers needs more (scenarios are bounded too).
 const MAX_MS: u64 = 600_000;
 
@@ -93,8 +95,23 @@ const ALLOWED: &[Allowed] = &[
     },
     Allowed {
         name: "log-level",
-        services: BOTH,
+        services: ALL,
         value: Value::LogFilter,
+    },
+    Allowed {
+        name: "confirm-every-ms",
+        services: IAM,
+        value: ms(10),
+    },
+    Allowed {
+        name: "trust-for-ms",
+        services: IAM,
+        value: ms(20),
+    },
+    Allowed {
+        name: "chainfire-timeout-ms",
+        services: IAM,
+        value: ms(10),
     },
     Allowed {
         name: "lease-check-interval-ms",
@@ -146,6 +163,12 @@ const RUNNER_OWNED: &[(&str, &str)] = &[
     ("cluster-client-addrs", "addresses"),
     ("peers", "addresses"),
     ("pd-endpoints", "addresses"),
+    ("grpc-addr", "an address"),
+    ("chainfire-endpoints", "addresses"),
+    ("bootstrap-key", "the runner's administrator key"),
+    ("bootstrap-key-file", "a path"),
+    ("region", "what the runner's clients sign for"),
+    ("account-id", "what the runner's checks expect in ARNs"),
     ("data-dir", "a path"),
     ("log-file", "a path"),
 ];
@@ -155,7 +178,7 @@ pub fn bare(name: &str) -> &str {
     name.trim_start_matches('-')
 }
 
-/// Whether `--name value` may be passed to a node of `service` ("chainfire", "flaredb"); the
+/// Whether `--name value` may be passed to a node of `service` ("chainfire", "flaredb", "iam"); the
 /// reason when not.
 pub fn check(service: &str, name: &str, value: &str) -> Result<(), String> {
     let bare = bare(name);
@@ -220,6 +243,23 @@ pub fn check(service: &str, name: &str, value: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iam_takes_its_own_behaviour_flags_and_never_its_key_or_addresses() {
+        assert!(check("iam", "--trust-for-ms", "3000").is_ok());
+        assert!(check("iam", "confirm-every-ms", "500").is_ok());
+        assert!(check("chainfire", "--trust-for-ms", "3000").is_err());
+        assert!(check("iam", "--election-timeout-ms", "500").is_err());
+        for owned in [
+            "--bootstrap-key",
+            "--grpc-addr",
+            "--chainfire-endpoints",
+            "--region",
+        ] {
+            let e = check("iam", owned, "x").unwrap_err();
+            assert!(e.contains("only the runner sets"), "{owned}: {e}");
+        }
+    }
 
     #[test]
     fn behaviour_flags_pass_within_their_range() {

@@ -66,13 +66,14 @@ impl Scenario {
         match service {
             Service::ChainFire => self.clusters.chainfire.as_ref(),
             Service::FlareDb => self.clusters.flaredb.as_ref(),
-            Service::PlasmaVmc | Service::Iam => None,
+            Service::Iam => self.clusters.iam.as_ref(),
+            Service::PlasmaVmc => None,
         }
     }
 
     /// The services whose clusters this scenario starts, in start order.
     pub fn services(&self) -> Vec<Service> {
-        [Service::ChainFire, Service::FlareDb]
+        [Service::ChainFire, Service::FlareDb, Service::Iam]
             .into_iter()
             .filter(|s| self.cluster(*s).is_some())
             .collect()
@@ -111,6 +112,8 @@ pub struct Clusters {
     pub chainfire: Option<ClusterSpec>,
     /// FlareDB stores; they use the scenario's ChainFire cluster as placement driver (PD).
     pub flaredb: Option<ClusterSpec>,
+    /// IAM instances (stateless); they keep the directory in the scenario's ChainFire cluster.
+    pub iam: Option<ClusterSpec>,
 }
 
 /// One cluster: its size, the configuration of every node, and per-node overrides.
@@ -249,6 +252,9 @@ pub enum Step {
     Get(GetStep),
     /// Delete a key.
     Delete(DeleteStep),
+    /// IAM: ask for a decision (may `user` do `action` on `resource`?) through the scenario's
+    /// IAM client, which follows the instance list and retries.
+    Authorize(AuthorizeStep),
     /// Open a named watch on a key or prefix.
     WatchStart(WatchStartStep),
     /// Close a named watch (its events stay in the history).
@@ -429,6 +435,34 @@ pub struct GetStep {
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct AuthorizeStep {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub service: Option<Service>,
+    /// The principal (default: the runner's bootstrap administrator, `admin`).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// e.g. `iam:CreateUser`.
+    pub action: String,
+    /// e.g. `arn:aws:iam::000000000000:user/alice`.
+    pub resource: String,
+    /// The answer the decision must be, when it succeeds: `allow`, `deny`, or `allow (cached)`.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// A client of its own for this decision, with this retry policy over the scenario's
+    /// client policy (e.g. `{max_retries: 0}`: the plain client the design note describes).
+    #[serde(default)]
+    pub client_retry: Option<RetryConfig>,
+
+    #[serde(default)]
+    pub expect: Expect,
+    #[serde(default)]
+    pub cells: Vec<CellId>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DeleteStep {
     #[serde(default)]
     pub name: Option<String>,
@@ -510,6 +544,7 @@ pub struct LoadStartStep {
     /// `writes` (default): one put per tick, each on a new key, for the no-lost-writes check.
     /// `register`: `clients` sequential processes reading, writing and compare-and-swapping
     /// `keys` keys, `rate_per_sec` operations per second in all, for `check_linearizable`.
+    /// `decisions` (IAM only): one authorization decision per tick.
     #[serde(default)]
     pub workload: Workload,
     /// Register workload: concurrent client processes (default 5).
@@ -531,6 +566,8 @@ pub enum Workload {
     Writes,
     /// Concurrent reads, writes and compare-and-swaps on a small key space.
     Register,
+    /// IAM: one decision per tick (the runner's administrator asking `iam:GetUser`).
+    Decisions,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -869,6 +906,7 @@ impl Step {
         match self {
             Step::Put(_) => "put",
             Step::Get(_) => "get",
+            Step::Authorize(_) => "authorize",
             Step::Delete(_) => "delete",
             Step::WatchStart(_) => "watch_start",
             Step::WatchStop(_) => "watch_stop",
@@ -955,6 +993,7 @@ impl Step {
         match self {
             Step::Put(s) => s.name.as_deref(),
             Step::Get(s) => s.name.as_deref(),
+            Step::Authorize(s) => s.name.as_deref(),
             Step::Delete(s) => s.name.as_deref(),
             Step::Kill(s) | Step::Term(s) | Step::Stop(s) | Step::Cont(s) | Step::Start(s) => {
                 s.name.as_deref()
@@ -989,6 +1028,7 @@ impl Step {
         match self {
             Step::Put(s) => &s.cells,
             Step::Get(s) => &s.cells,
+            Step::Authorize(s) => &s.cells,
             Step::Delete(s) => &s.cells,
             Step::WaitForLeader(s) => &s.cells,
             Step::WaitForLog(s) => &s.cells,
@@ -1012,6 +1052,7 @@ impl Step {
         match self {
             Step::Put(s) => s.service,
             Step::Get(s) => s.service,
+            Step::Authorize(s) => s.service.or(Some(Service::Iam)),
             Step::Delete(s) => s.service,
             Step::WatchStart(s) => s.service,
             Step::LoadStart(s) => s.service,
@@ -1095,6 +1136,7 @@ impl Step {
         match self {
             Step::Put(s) => s.expect.within_ms,
             Step::Get(s) => s.expect.within_ms,
+            Step::Authorize(s) => s.expect.within_ms,
             Step::Delete(s) => s.expect.within_ms,
             Step::Sleep(s) => Some(s.ms),
             Step::WaitForLeader(s) => Some(s.within_ms),

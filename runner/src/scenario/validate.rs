@@ -219,6 +219,15 @@ impl Validator<'_> {
         if let Some(c) = &s.clusters.flaredb {
             self.cluster(Service::FlareDb, c);
         }
+        if let Some(c) = &s.clusters.iam {
+            if s.clusters.chainfire.is_none() {
+                self.file_problem(
+                    "an iam cluster needs a chainfire cluster (where it keeps the directory)"
+                        .into(),
+                );
+            }
+            self.cluster(Service::Iam, c);
+        }
         if let Some(r) = &s.client.retry {
             self.retry("client.retry", r);
         }
@@ -246,6 +255,21 @@ impl Validator<'_> {
     fn node_config(&mut self, at: &str, svc: Service, c: &NodeConfig) {
         if c.pd_reconnect_cycle_ms.is_some() && svc != Service::FlareDb {
             self.file_problem(format!("{at}.pd_reconnect_cycle_ms is a flaredb setting"));
+        }
+        if svc == Service::Iam {
+            // IAM has no Raft group and no retry flags of its own (its ChainFire calls are
+            // bounded by --chainfire-timeout-ms, a flag).
+            for (set, name) in [
+                (c.election_timeout_ms.is_some(), "election_timeout_ms"),
+                (c.heartbeat_interval_ms.is_some(), "heartbeat_interval_ms"),
+                (c.retry.is_some(), "retry"),
+            ] {
+                if set {
+                    self.file_problem(format!(
+                        "{at}.{name} is a Raft setting; iam instances have no Raft group"
+                    ));
+                }
+            }
         }
         if let Some(level) = &c.log_level
             && !LOG_LEVELS.contains(&level.as_str())
@@ -351,12 +375,23 @@ impl Validator<'_> {
                     None => None,
                 };
 
+            if let Some(svc) = service
+                && let Some(why) = unsupported(step, svc)
+            {
+                msgs.push(why);
+            }
+
             // Node selectors.
             if let Some(svc) = service
                 && let Some(cluster) = scenario.cluster(svc)
             {
                 for r in step.node_refs() {
                     match r {
+                        NodeRef::Leader | NodeRef::Follower if svc == Service::Iam => {
+                            msgs.push(format!(
+                                "iam instances have no leader: `node: {r}` cannot be told; name the instance (`node: N`) or `any`"
+                            ))
+                        }
                         NodeRef::Id(id) if *id > cluster.nodes => msgs.push(format!(
                             "node {id} does not exist: the {svc} cluster has nodes 1..={}",
                             cluster.nodes
@@ -476,6 +511,24 @@ impl Validator<'_> {
         match step {
             Step::Put(s) => expect_checks(&s.expect, msgs),
             Step::Delete(s) => expect_checks(&s.expect, msgs),
+            Step::Authorize(s) => {
+                expect_checks(&s.expect, msgs);
+                if let Some(v) = &s.value
+                    && ![
+                        crate::driver::AUTHORIZE_ALLOW,
+                        crate::driver::AUTHORIZE_DENY,
+                        crate::driver::AUTHORIZE_ALLOW_CACHED,
+                    ]
+                    .contains(&v.as_str())
+                {
+                    msgs.push(format!(
+                        "value `{v}` is not a decision: allow, deny or `allow (cached)`"
+                    ));
+                }
+                if s.action.is_empty() || s.resource.is_empty() {
+                    msgs.push("a decision needs an action and a resource".into());
+                }
+            }
             Step::Get(s) => {
                 expect_checks(&s.expect, msgs);
                 if s.absent && s.value.is_some() {
@@ -509,9 +562,11 @@ impl Validator<'_> {
                 }
                 d.loads_running.insert(s.name.clone());
                 match s.workload {
-                    Workload::Writes if s.clients.is_some() || s.keys.is_some() => msgs.push(
-                        "`clients` and `keys` are for `workload: register`; a writes load puts each key once".into(),
-                    ),
+                    Workload::Writes | Workload::Decisions
+                        if s.clients.is_some() || s.keys.is_some() =>
+                    {
+                        msgs.push("`clients` and `keys` are for `workload: register`".into())
+                    }
                     Workload::Register => {
                         if s.clients.is_some_and(|c| !(1..=64).contains(&c)) {
                             msgs.push(format!(
@@ -526,7 +581,7 @@ impl Validator<'_> {
                             ));
                         }
                     }
-                    Workload::Writes => {}
+                    Workload::Writes | Workload::Decisions => {}
                 }
                 if !(s.rate_per_sec > 0.0 && s.rate_per_sec <= MAX_LOAD_RATE) {
                     msgs.push(format!(
@@ -695,6 +750,42 @@ fn expect_checks(e: &super::model::Expect, msgs: &mut Vec<String>) {
     }
 }
 
+/// Why `step` cannot act on a `svc` cluster, when it cannot: IAM stores no keys and has no
+/// leader, and a decision is IAM's alone.
+fn unsupported(step: &Step, svc: Service) -> Option<String> {
+    let iam = svc == Service::Iam;
+    match step {
+        Step::Authorize(_) if !iam => {
+            Some("authorize asks IAM for a decision: it acts on the iam cluster".into())
+        }
+        Step::Put(_)
+        | Step::Get(_)
+        | Step::Delete(_)
+        | Step::WriteBulk(_)
+        | Step::WatchStart(_)
+        | Step::WaitUntilOk(_)
+        | Step::WaitForLeader(_)
+        | Step::CheckConverged(_)
+        | Step::CheckLinearizable(_)
+        | Step::CheckNoLostWrites(_)
+        | Step::CheckPeerBackoff(_)
+        | Step::CheckWatch(_)
+            if iam =>
+        {
+            Some(format!(
+                "`{}` does not apply to iam: it stores no keys and has no leader",
+                step.kind()
+            ))
+        }
+        Step::LoadStart(s) if iam != (s.workload == Workload::Decisions) => Some(if iam {
+            "an iam load asks decisions: `workload: decisions`".into()
+        } else {
+            "`workload: decisions` asks IAM: it is for the iam cluster".into()
+        }),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -719,6 +810,49 @@ cells:
     }
 
     const CF3: &str = "clusters:\n  chainfire: {nodes: 3}\n";
+
+    #[test]
+    fn iam_clusters_take_decisions_and_faults_only() {
+        let iam = "clusters:\n  chainfire: {nodes: 3}\n  iam: {nodes: 3}\n";
+        let ok = problems(&format!(
+            "{iam}steps:\n  - wait_for_leader: {{service: chainfire, within_ms: 1000}}\n  - load_start: {{name: l, service: iam, workload: decisions, rate_per_sec: 5}}\n  - kill: {{service: iam, node: 1, name: k}}\n  - authorize: {{action: \"iam:CreateUser\", resource: r, value: allow}}\n  - check_reconnect: {{from: k, max_ms: 1000}}\n  - load_stop: {{name: l}}\n"
+        ));
+        assert!(ok.starts_with("0 problems"), "{ok}");
+        let wrong = problems(&format!(
+            "{iam}steps:\n  - put: {{service: iam, key: a, value: b}}\n  - kill: {{service: iam, node: leader}}\n  - load_start: {{name: l, service: iam, rate_per_sec: 5}}\n  - authorize: {{action: x, resource: r, value: maybe}}\n  - check_converged: {{service: iam, within_ms: 10}}\n"
+        ));
+        for why in [
+            "`put` does not apply to iam",
+            "iam instances have no leader",
+            "an iam load asks decisions",
+            "value `maybe` is not a decision",
+            "`check_converged` does not apply to iam",
+        ] {
+            assert!(wrong.contains(why), "{why}: {wrong}");
+        }
+        let no_iam = problems(&format!(
+            "{CF3}steps:\n  - authorize: {{action: x, resource: r}}\n  - load_start: {{name: l, workload: decisions, rate_per_sec: 5}}\n  - kill: {{node: leader}}\n  - check_converged: {{within_ms: 10}}\n"
+        ));
+        assert!(
+            no_iam.contains("targets iam, but the scenario starts no iam cluster"),
+            "{no_iam}"
+        );
+        assert!(
+            no_iam.contains("`workload: decisions` asks IAM"),
+            "{no_iam}"
+        );
+        let alone = problems(
+            "clusters:\n  iam: {nodes: 1, config: {election_timeout_ms: 100}}\nsteps:\n  - kill: {node: 1}\n  - check_reconnect: {from: x, max_ms: 1}\n",
+        );
+        assert!(
+            alone.contains("an iam cluster needs a chainfire cluster"),
+            "{alone}"
+        );
+        assert!(
+            alone.contains("election_timeout_ms is a Raft setting"),
+            "{alone}"
+        );
+    }
 
     #[test]
     fn register_workload_options_are_checked() {

@@ -19,9 +19,9 @@ use super::{Service, SupervisorError};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NodeAddresses {
     pub ip: Ipv4Addr,
-    /// The client API (gRPC).
+    /// The client API (gRPC; IAM's internal API).
     pub client: SocketAddr,
-    /// The Raft peer transport.
+    /// The Raft peer transport; for IAM, which has no peers, its HTTP Query API.
     pub peer: SocketAddr,
 }
 
@@ -54,26 +54,30 @@ pub fn claim_host_range() -> Result<u8, String> {
     Err("every host-network address range (127.200-254.*.*) is held by another run".into())
 }
 
-/// The node's loopback IP: ChainFire node i is 127.X.1.i, FlareDB node i is 127.X.2.i, with X 0
-/// in a private namespace and the claimed range on the host network.
-pub fn node_ip(service: Service, index: usize) -> Ipv4Addr {
-    let third = match service {
+/// The third octet of a service's addresses: 1 ChainFire, 2 FlareDB, 3 IAM.
+fn service_octet(service: Service) -> u8 {
+    match service {
         Service::ChainFire => 1,
         Service::FlareDb => 2,
-    };
+        Service::Iam => 3,
+    }
+}
+
+/// The node's loopback IP: ChainFire node i is 127.X.1.i, FlareDB node i is 127.X.2.i, IAM
+/// instance i 127.X.3.i, with X 0 in a private namespace and the claimed range on the host
+/// network.
+pub fn node_ip(service: Service, index: usize) -> Ipv4Addr {
+    let third = service_octet(service);
     let second = HOST_RANGE.get().map_or(0, |(octet, _)| *octet);
     Ipv4Addr::new(127, second, third, index as u8)
 }
 
 /// Where client number `client` (from 1) reaches node `index` of `service` through its proxy
 /// (see `links`): `127.<10+client>.<s>.<i>` in a private namespace (`s` 1 for ChainFire, 2 for
-/// FlareDB), and inside the claimed range on the host network, `127.X.<10+client>.<10*s+i>`, so
-/// two runs' proxies never share an address either.
+/// FlareDB, 3 for IAM), and inside the claimed range on the host network,
+/// `127.X.<10+client>.<10*s+i>`, so two runs' proxies never share an address either.
 pub fn client_proxy_ip(client: u8, service: Service, index: usize) -> Ipv4Addr {
-    let s = match service {
-        Service::ChainFire => 1u8,
-        Service::FlareDb => 2,
-    };
+    let s = service_octet(service);
     let client = 10u8.saturating_add(client);
     match HOST_RANGE.get() {
         Some((octet, _)) => Ipv4Addr::new(127, *octet, client, 10 * s + index as u8),
@@ -82,12 +86,13 @@ pub fn client_proxy_ip(client: u8, service: Service, index: usize) -> Ipv4Addr {
 }
 
 /// Fixed ports of the plan (ChainFire clients 2379.., peers 2389..; FlareDB clients 5000..,
-/// peers 5100..).
+/// peers 5100..; IAM internal gRPC 8091.., HTTP Query API 8081..).
 fn fixed_ports(service: Service, index: usize) -> (u16, u16) {
     let i = index as u16;
     match service {
         Service::ChainFire => (2378 + i, 2388 + i),
         Service::FlareDb => (4999 + i, 5099 + i),
+        Service::Iam => (8090 + i, 8080 + i),
     }
 }
 
@@ -157,8 +162,15 @@ mod tests {
         let f = plan(Service::FlareDb, 2, NetworkMode::PrivateNamespace).unwrap();
         assert_eq!(f.client.to_string(), "127.0.2.2:5001");
         assert_eq!(f.peer.to_string(), "127.0.2.2:5101");
+        let i = plan(Service::Iam, 3, NetworkMode::PrivateNamespace).unwrap();
+        assert_eq!(
+            i.client.to_string(),
+            "127.0.3.3:8093",
+            "the internal gRPC API"
+        );
+        assert_eq!(i.peer.to_string(), "127.0.3.3:8083", "the HTTP Query API");
         // No node ever gets the runner's own address.
-        for s in [Service::ChainFire, Service::FlareDb] {
+        for s in Service::ALL {
             for i in 1..=9 {
                 assert_ne!(node_ip(s, i), Ipv4Addr::LOCALHOST);
                 assert!(node_ip(s, i).is_loopback());
@@ -181,13 +193,14 @@ mod tests {
             client_proxy_ip(3, Service::FlareDb, 2),
             Ipv4Addr::new(127, 13, 2, 2)
         );
-        for s in [Service::ChainFire, Service::FlareDb] {
+        for s in Service::ALL {
             for i in 1..=9 {
                 for k in 1..=40 {
                     let ip = client_proxy_ip(k, s, i);
                     assert!(ip.is_loopback() && ip != Ipv4Addr::LOCALHOST);
-                    assert_ne!(ip, node_ip(Service::ChainFire, i));
-                    assert_ne!(ip, node_ip(Service::FlareDb, i));
+                    for node_service in Service::ALL {
+                        assert_ne!(ip, node_ip(node_service, i));
+                    }
                 }
             }
         }

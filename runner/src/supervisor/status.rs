@@ -52,6 +52,7 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 pub struct Prober {
     chainfire: Mutex<HashMap<String, chainfire_client::Client>>,
     flaredb: Mutex<HashMap<String, flaredb_client::Client>>,
+    iam: Mutex<HashMap<String, iam_client::Client>>,
 }
 
 impl Prober {
@@ -60,6 +61,7 @@ impl Prober {
         match service {
             Service::ChainFire => self.probe_chainfire(endpoint).await,
             Service::FlareDb => self.probe_flaredb(endpoint).await,
+            Service::Iam => self.probe_iam(endpoint).await,
         }
     }
 
@@ -102,6 +104,44 @@ impl Prober {
             revision: None,
             digest: status.digest,
             role: status.role,
+        })
+    }
+}
+
+impl Prober {
+    /// An IAM instance is up when it decides, and allows the runner's administrator (it is "IAM
+    /// unavailable" until it has loaded its directory from ChainFire, and denies until the
+    /// bootstrap policy is in it). IAM has no leader, term or digest; its role reads "iam".
+    async fn probe_iam(&self, endpoint: &str) -> Result<ProbeStatus, String> {
+        let client = cached_client(&self.iam, endpoint, || async {
+            let mut config = iam_client::ClientConfig::new([endpoint]);
+            config.call.retry.max_retries = 0;
+            config.call.connect_timeout = PROBE_TIMEOUT / 2;
+            config.call.request_timeout = PROBE_TIMEOUT;
+            config.call.op_deadline = PROBE_TIMEOUT * 2;
+            // A probe asks the instance now: never an answer from the client's cache.
+            config.decision_ttl = Duration::ZERO;
+            iam_client::Client::new(config)
+        })
+        .await?;
+        let admin = crate::supervisor::IAM_ADMIN_USER;
+        let decision =
+            status_within_deadline(endpoint, client.authorize(admin, "iam:Probe", "*")).await?;
+        // Ready once its directory holds the administrator's policy (every instance creates it
+        // unless another did first, and learns it through ChainFire's watch).
+        if !decision.allowed || decision.cached.is_some() {
+            return Err(format!(
+                "{endpoint}: the bootstrap administrator is not allowed yet"
+            ));
+        }
+        Ok(ProbeStatus {
+            node_id: 0,
+            leader_id: 0,
+            term: 0,
+            applied_index: 0,
+            revision: None,
+            digest: String::new(),
+            role: "iam".into(),
         })
     }
 }

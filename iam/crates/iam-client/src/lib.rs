@@ -82,6 +82,16 @@ pub enum ClientError {
     Exhausted(Box<FailedOp>),
 }
 
+impl ClientError {
+    /// The failed call's details (operation, instances, attempts, cause), when there was a call.
+    pub fn failed_op(&self) -> Option<&FailedOp> {
+        match self {
+            ClientError::Exhausted(op) | ClientError::Rejected(op) => Some(op),
+            ClientError::InvalidConfig(_) => None,
+        }
+    }
+}
+
 impl From<GaveUp> for ClientError {
     fn from(gave_up: GaveUp) -> Self {
         match gave_up {
@@ -99,6 +109,9 @@ pub struct Decision {
     pub statement: String,
     /// Served from the cache because IAM could not answer (with why).
     pub cached: Option<String>,
+    /// Where it was answered and what it took (for a cached answer, what the failed call
+    /// tried, the endpoint reading `cache`).
+    pub info: CallInfo,
 }
 
 struct Instances {
@@ -240,7 +253,7 @@ impl Client {
             })
             .await
         {
-            Ok((answer, _)) => {
+            Ok((answer, info)) => {
                 if answer.allowed {
                     self.inner.decisions.remember(key, answer.statement.clone());
                 } else {
@@ -251,6 +264,7 @@ impl Client {
                     allowed: answer.allowed,
                     statement: answer.statement,
                     cached: None,
+                    info,
                 })
             }
             Err(GaveUp::Exhausted(op)) => match self.inner.decisions.recall(&key) {
@@ -271,6 +285,13 @@ impl Client {
                             age.as_millis(),
                             op.exhausted_message()
                         )),
+                        info: CallInfo {
+                            endpoint: "cache".into(),
+                            attempts: op.attempts,
+                            redirects: 0,
+                            retries: op.retries,
+                            elapsed: op.elapsed,
+                        },
                     })
                 }
                 None => Err(ClientError::Exhausted(op)),

@@ -49,17 +49,20 @@ impl Runner<'_> {
             .clone()
             .unwrap_or_else(|| format!("load/{}", s.name));
         let (handle, what) = match s.workload {
-            Workload::Writes => {
+            Workload::Writes | Workload::Decisions => {
                 let driver = self
                     .new_driver(service, name, None)
                     .await
                     .map_err(Verdict::error)?;
                 self.load_drivers
                     .insert(s.name.clone(), (service, driver.clone()));
-                (
-                    driver.start_load(LoadSpec::new(s.rate_per_sec, prefix)),
-                    format!("{} puts/s", s.rate_per_sec),
-                )
+                let mut spec = LoadSpec::new(s.rate_per_sec, prefix);
+                spec.decisions = s.workload == Workload::Decisions;
+                let what = match spec.decisions {
+                    true => format!("{} decisions/s", s.rate_per_sec),
+                    false => format!("{} puts/s", s.rate_per_sec),
+                };
+                (driver.start_load(spec), what)
             }
             Workload::Register => {
                 let mut spec =

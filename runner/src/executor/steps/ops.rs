@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::super::judge::{ReadExpectation, judge_op, op_numbers};
 use super::{Handled, Runner};
 use crate::history::OpRecord;
-use crate::scenario::{DeleteStep, Expect, GetStep, PutStep};
+use crate::scenario::{AuthorizeStep, DeleteStep, Expect, GetStep, PutStep};
 use crate::verdict::Verdict;
 
 impl Runner<'_> {
@@ -28,6 +28,29 @@ impl Runner<'_> {
         let read = ReadExpectation {
             value: s.value.as_deref(),
             absent: s.absent,
+        };
+        Ok(self.op_result(s.name.as_deref(), start_ms, record, &s.expect, bound, read))
+    }
+
+    pub(super) async fn authorize(
+        &mut self,
+        s: &AuthorizeStep,
+        start_ms: f64,
+        bound: Duration,
+    ) -> Handled {
+        // A decision is IAM's whatever else the scenario starts.
+        let service = Some(s.service.unwrap_or(crate::matrix::Service::Iam));
+        let driver = self
+            .client_for_op(service, None, s.client_retry.as_ref(), &s.name)
+            .await?;
+        let user = s
+            .user
+            .as_deref()
+            .unwrap_or(crate::supervisor::IAM_ADMIN_USER);
+        let record = driver.authorize(user, &s.action, &s.resource).await;
+        let read = ReadExpectation {
+            value: s.value.as_deref(),
+            absent: false,
         };
         Ok(self.op_result(s.name.as_deref(), start_ms, record, &s.expect, bound, read))
     }
