@@ -8,6 +8,7 @@
 
 mod convergence;
 mod errors;
+mod fail_closed;
 mod linearizability;
 mod linearizable;
 mod lost_writes;
@@ -20,6 +21,7 @@ mod watch;
 
 pub use convergence::replicas_converge;
 pub use errors::error_clarity;
+pub use fail_closed::{FAIL_CLOSED, FailClosedWindow, fail_closed};
 pub use linearizability::{
     Completion, KeyVerdict, LinearizabilityLimits, LinearizabilityReport, Overall, RegisterF,
     RegisterOp, Violation, check_linearizability,

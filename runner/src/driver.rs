@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 
 use crate::history::{
     CasExpected, EventKind, History, InvokeRecord, OpKind, OpRecord, Outcome, PdEntry,
-    PdSampleRecord, RetryRecord, WatchEventRecord, WatchMode, WatchRecord,
+    PdSampleRecord, RetryRecord, WatchEventRecord, WatchMode, WatchRecord, decision,
 };
 use crate::supervisor::Service;
 
@@ -49,6 +49,8 @@ pub struct DriverConfig {
     pub op_timeout: Duration,
     /// Server-named address -> the address the client dials (its link proxies).
     pub address_map: Vec<(String, String)>,
+    /// IAM: how long an allow is served from the client's cache while IAM cannot answer.
+    pub decision_ttl: Duration,
 }
 
 impl DriverConfig {
@@ -61,6 +63,7 @@ impl DriverConfig {
             retry: RetryPolicy::default(),
             op_timeout: Duration::from_secs(60),
             address_map: Vec::new(),
+            decision_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -385,9 +388,9 @@ impl ServiceClient {
                         .await
                         .map_err(CallFailure::iam)?;
                     let answer = match (d.allowed, d.cached.is_some()) {
-                        (true, false) => AUTHORIZE_ALLOW,
-                        (true, true) => AUTHORIZE_ALLOW_CACHED,
-                        (false, _) => AUTHORIZE_DENY,
+                        (true, false) => decision::ALLOW,
+                        (true, true) => decision::ALLOW_CACHED,
+                        (false, _) => decision::DENY,
                     };
                     Ok((d.info, None, Some(answer.to_owned())))
                 }
@@ -400,11 +403,6 @@ impl ServiceClient {
         }
     }
 }
-
-/// What an `authorize` reads: IAM's answer, or the client's cached allow.
-pub const AUTHORIZE_ALLOW: &str = "allow";
-pub const AUTHORIZE_DENY: &str = "deny";
-pub const AUTHORIZE_ALLOW_CACHED: &str = "allow (cached)";
 
 /// An authorize request's `value` is `<user> <action>` (its key is the resource).
 fn authorize_parts(value: &str) -> (&str, &str) {
@@ -473,6 +471,7 @@ impl Driver {
                 // IAM names no addresses of its own: the endpoints are the link proxies.
                 let mut client_config = iam_client::ClientConfig::new(config.endpoints.clone());
                 client_config.call.retry = config.retry;
+                client_config.decision_ttl = config.decision_ttl;
                 client_config.call.retry_observer = Some(Arc::new(observer));
                 ServiceClient::Iam(
                     iam_client::Client::new(client_config)

@@ -220,6 +220,14 @@ impl OpKind {
     }
 }
 
+/// What an `authorize` operation reads: IAM's answer, or the client's cached allow (served
+/// because IAM could not answer).
+pub mod decision {
+    pub const ALLOW: &str = "allow";
+    pub const DENY: &str = "deny";
+    pub const ALLOW_CACHED: &str = "allow (cached)";
+}
+
 /// What a compare-and-swap compares the key's current value with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

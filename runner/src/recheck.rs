@@ -91,6 +91,8 @@ struct Steps<'a> {
     events: &'a [Event],
     starts: BTreeMap<usize, f64>,
     names: BTreeMap<&'a str, usize>,
+    /// The scenario's IAM client cache TTL (what `check_fail_closed` allows cached allows).
+    decision_ttl: Duration,
 }
 
 impl Steps<'_> {
@@ -233,6 +235,20 @@ fn recheck_window(
             };
             Ok((OBSERVED_BACKOFF, verdict))
         })(),
+        Step::CheckFailClosed(s) => (|| {
+            let (lost_ms, _) = steps.window(&s.from)?;
+            let (restored_ms, _) = steps.window(&s.until)?;
+            let window = checks::FailClosedWindow {
+                lost_ms,
+                restored_ms,
+                within_ms: s.within_ms as f64,
+                cached_ttl_ms: steps.decision_ttl.as_millis() as f64,
+                recover_within_ms: s.recover_within_ms.map(|ms| ms as f64),
+                min_decisions: s.min_decisions.unwrap_or(5) as usize,
+            };
+            let iam = history::of_service(events, history::Service::Iam);
+            Ok((checks::FAIL_CLOSED, checks::fail_closed(&iam, &window)))
+        })(),
         Step::CheckPdRegistration(s) => (|| {
             let (since, _) = steps.window(&s.since)?;
             let stores = flaredb_stores(events);
@@ -269,6 +285,7 @@ pub fn recheck(dir: &Path) -> Result<Vec<Rechecked>, String> {
     };
     let steps = Steps {
         events: &events,
+        decision_ttl: file.scenario.client.decision_ttl(),
         starts: step_starts(&events),
         names: file
             .scenario

@@ -465,6 +465,29 @@ fn iam_client_no_retries() {
     });
 }
 
+#[test]
+fn iam_fails_open() {
+    // Each instance trusts its copy of the directory however long ChainFire has been silent.
+    assert_caught(Variant {
+        test: "iam_fails_open",
+        failpoints: "iam::fail_open=return",
+        scenario: committed("s3-iam-partition.yaml"),
+        classname: "s3-iam-partition",
+        cell: "IAM (fail-closed)",
+        // Caught by the first decision after the loss (IAM answered where only the client's
+        // cache may), by the never-asked one that must fail, or by check_fail_closed.
+        expected: &[
+            &[
+                "user/alice",
+                "expected the decision \"allow (cached)\"",
+                "answered \"allow\"",
+            ],
+            &["user/carol", "expected the operation to fail"],
+            &["IAM answered \"allow\""],
+        ],
+    });
+}
+
 // ---- the reconnecting watch
 
 #[test]

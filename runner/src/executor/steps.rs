@@ -161,6 +161,7 @@ impl<'a> Runner<'a> {
         if let Some(ms) = self.scenario.client.op_timeout_ms {
             config.op_timeout = Duration::from_millis(ms);
         }
+        config.decision_ttl = self.scenario.client.decision_ttl();
         if service == Service::FlareDb {
             // Like a real FlareDB client: it may ask PD (ChainFire) where the leader is.
             config.pd_endpoints = self.supervisor.client_endpoints(Service::ChainFire);
@@ -375,6 +376,7 @@ impl<'a> Runner<'a> {
             Step::CheckBackoff(s) => self.check_backoff(s).await,
             Step::CheckPeerBackoff(s) => self.check_peer_backoff(s).await,
             Step::CheckReconnect(s) => self.check_reconnect(s).await,
+            Step::CheckFailClosed(s) => self.check_fail_closed(s).await,
             Step::CheckClearError(s) => self.check_clear_error(s).await,
             Step::CheckWatch(s) => self.check_watch(s).await,
         }

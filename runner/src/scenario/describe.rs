@@ -153,6 +153,11 @@ impl fmt::Display for Step {
                 };
                 write!(f, "check: `{}` -> {until} within {} ms", s.from, s.max_ms)
             }
+            Step::CheckFailClosed(s) => write!(
+                f,
+                "check: IAM fails closed from {} ms after `{}` until `{}`",
+                s.within_ms, s.from, s.until
+            ),
             Step::CheckClearError(s) => write!(
                 f,
                 "check: `{}` failed clearly within {} ms",

@@ -233,11 +233,19 @@ pub struct ClientConfig {
     pub retry: Option<RetryConfig>,
     /// Hard bound on one operation, retries included (default: the step's bound).
     pub op_timeout_ms: Option<u64>,
+    /// IAM: how long the client serves an allow from its cache while IAM cannot answer
+    /// (default 30 s, iam-client's).
+    pub decision_ttl_ms: Option<u64>,
 }
 
 impl ClientConfig {
     pub fn retry_policy(&self) -> RetryPolicy {
         self.retry.clone().unwrap_or_default().policy()
+    }
+
+    /// How long an IAM client serves a cached allow (iam-client's 30 s unless set).
+    pub fn decision_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.decision_ttl_ms.unwrap_or(30_000))
     }
 }
 
@@ -326,6 +334,10 @@ pub enum Step {
     CheckClearError(CheckClearErrorStep),
     /// A named watch delivered what it should: every event once and in order, or broke.
     CheckWatch(CheckWatchStep),
+    /// IAM failed closed while ChainFire had no quorum (from a named step to another): no
+    /// decision answered, cached allows only within the client's TTL of IAM's own; and it
+    /// answered again after the restore.
+    CheckFailClosed(CheckFailClosedStep),
 }
 
 /// Expected result of a client operation.
@@ -862,6 +874,25 @@ pub struct CheckReconnectStep {
     pub cells: Vec<CellId>,
 }
 
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckFailClosedStep {
+    /// The named step that took ChainFire's quorum away (the window starts at its start).
+    pub from: String,
+    /// The named step that gave it back (the window ends at its start).
+    pub until: String,
+    /// From this long after `from` on, IAM must not answer.
+    pub within_ms: u64,
+    /// IAM must answer again within this long after `until`.
+    #[serde(default)]
+    pub recover_within_ms: Option<u64>,
+    /// Decisions that must have ended in the closed window (default 5).
+    #[serde(default)]
+    pub min_decisions: Option<u32>,
+    #[serde(default)]
+    pub cells: Vec<CellId>,
+}
+
 fn first_ok() -> ReconnectUntil {
     ReconnectUntil::FirstOk
 }
@@ -935,6 +966,7 @@ impl Step {
             Step::CheckBackoff(_) => "check_backoff",
             Step::CheckPeerBackoff(_) => "check_peer_backoff",
             Step::CheckReconnect(_) => "check_reconnect",
+            Step::CheckFailClosed(_) => "check_fail_closed",
             Step::CheckClearError(_) => "check_clear_error",
             Step::CheckWatch(_) => "check_watch",
         }
@@ -985,6 +1017,7 @@ impl Step {
                 | Step::CheckReconnect(_)
                 | Step::CheckClearError(_)
                 | Step::CheckWatch(_)
+                | Step::CheckFailClosed(_)
         )
     }
 
@@ -1019,7 +1052,8 @@ impl Step {
             | Step::CheckPeerBackoff(_)
             | Step::CheckReconnect(_)
             | Step::CheckClearError(_)
-            | Step::CheckWatch(_) => None,
+            | Step::CheckWatch(_)
+            | Step::CheckFailClosed(_) => None,
         }
     }
 
@@ -1041,6 +1075,7 @@ impl Step {
             Step::CheckBackoff(s) => &s.cells,
             Step::CheckPeerBackoff(s) => &s.cells,
             Step::CheckReconnect(s) => &s.cells,
+            Step::CheckFailClosed(s) => &s.cells,
             Step::CheckClearError(s) => &s.cells,
             Step::CheckWatch(s) => &s.cells,
             _ => &[],
@@ -1074,6 +1109,7 @@ impl Step {
             Step::CheckNoLostWrites(s) => s.service,
             Step::CheckLinearizable(s) => s.service,
             Step::CheckPdRegistration(_) => Some(Service::FlareDb),
+            Step::CheckFailClosed(_) => Some(Service::Iam),
             Step::CheckConverged(s) => s.service,
             Step::CheckPeerBackoff(s) => s.service,
             Step::WatchStop(_)

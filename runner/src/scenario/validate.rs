@@ -515,9 +515,9 @@ impl Validator<'_> {
                 expect_checks(&s.expect, msgs);
                 if let Some(v) = &s.value
                     && ![
-                        crate::driver::AUTHORIZE_ALLOW,
-                        crate::driver::AUTHORIZE_DENY,
-                        crate::driver::AUTHORIZE_ALLOW_CACHED,
+                        crate::history::decision::ALLOW,
+                        crate::history::decision::DENY,
+                        crate::history::decision::ALLOW_CACHED,
                     ]
                     .contains(&v.as_str())
                 {
@@ -716,6 +716,16 @@ impl Validator<'_> {
                     msgs.push(format!("bad metric name `{m}`"));
                 }
             }
+            Step::CheckFailClosed(s) => {
+                for (what, name) in [("from", &s.from), ("until", &s.until)] {
+                    if !d.step_names.contains_key(name) {
+                        msgs.push(format!("`{what}: {name}` names no earlier step"));
+                    }
+                }
+                if s.within_ms == 0 {
+                    msgs.push("within_ms must be positive".into());
+                }
+            }
             Step::CheckWatch(s) if !d.watches_ever.contains(&s.watch) => {
                 msgs.push(format!("no earlier watch is named `{}`", s.watch));
             }
@@ -852,6 +862,14 @@ cells:
             alone.contains("election_timeout_ms is a Raft setting"),
             "{alone}"
         );
+        let closed = problems(&format!(
+            "{iam}steps:\n  - kill: {{service: chainfire, node: 1, name: lose}}\n  - check_fail_closed: {{from: lose, until: back, within_ms: 0}}\n"
+        ));
+        assert!(
+            closed.contains("`until: back` names no earlier step"),
+            "{closed}"
+        );
+        assert!(closed.contains("within_ms must be positive"), "{closed}");
     }
 
     #[test]

@@ -133,6 +133,8 @@ impl Directory {
 
     /// `Ok` while the copy may be used.
     pub fn trusted(&self) -> Result<(), Unavailable> {
+        // Broken variant: a copy trusted however stale (IAM fails open).
+        fail::fail_point!("iam::fail_open", |_| Ok(()));
         let c = self.confirmation.lock().unwrap_or_else(|e| e.into_inner());
         let why = match c.at {
             _ if !self.read().loaded => {

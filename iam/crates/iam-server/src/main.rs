@@ -13,6 +13,9 @@ mod xml;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // Broken variants for the suite's own tests: the FAILPOINTS environment variable.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let args = config::Args::parse();
     let config = match args.into_config() {
         Ok(config) => config,

@@ -21,9 +21,23 @@ const ADMIN_POLICY: &str = "AdministratorAccess";
 const ALLOW_ALL: &str =
     r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
 
+/// The IP this instance serves on, when it names one: its ChainFire connections leave from it
+/// too, so cutting the instance off by its address cuts its store off as well.
+fn own_ip(addr: &str) -> Option<std::net::IpAddr> {
+    addr.parse::<std::net::SocketAddr>()
+        .ok()
+        .map(|a| a.ip())
+        .filter(|ip| !ip.is_unspecified())
+}
+
 /// A ChainFire client whose calls (retries included) end within `deadline`.
-async fn chainfire(endpoints: &[String], deadline: Duration) -> anyhow::Result<Client> {
+async fn chainfire(
+    endpoints: &[String],
+    deadline: Duration,
+    from: Option<std::net::IpAddr>,
+) -> anyhow::Result<Client> {
     let mut config = ClientConfig::new(endpoints.iter().cloned());
+    config.local_address = from;
     config.call.op_deadline = deadline;
     config.call.request_timeout = config.call.request_timeout.min(deadline);
     Client::connect(config)
@@ -32,9 +46,11 @@ async fn chainfire(endpoints: &[String], deadline: Duration) -> anyhow::Result<C
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let requests = chainfire(&config.chainfire_endpoints, config.chainfire_timeout).await?;
+    let from = own_ip(&config.addr);
+    let requests = chainfire(&config.chainfire_endpoints, config.chainfire_timeout, from).await?;
     // Confirmations must fail fast: one attempt, bounded by the confirmation period.
     let mut probe_config = ClientConfig::new(config.chainfire_endpoints.iter().cloned());
+    probe_config.local_address = from;
     probe_config.call.op_deadline = config.confirm_every;
     probe_config.call.request_timeout = config.confirm_every;
     probe_config.call.connect_timeout = probe_config.call.connect_timeout.min(config.confirm_every);
@@ -43,10 +59,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ..probe_config.call.retry
     };
     let probe = Client::connect(probe_config).await?;
-    let watcher = Client::connect(ClientConfig::new(
-        config.chainfire_endpoints.iter().cloned(),
-    ))
-    .await?;
+    let mut watcher_config = ClientConfig::new(config.chainfire_endpoints.iter().cloned());
+    watcher_config.local_address = from;
+    let watcher = Client::connect(watcher_config).await?;
 
     let directory = Directory::new(config.trust_for);
     tokio::spawn(directory::keep_in_sync(

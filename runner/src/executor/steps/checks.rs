@@ -10,9 +10,9 @@ use crate::checks::{self, BackoffPromise, ReconnectTo};
 use crate::driver::Driver;
 use crate::history::{Event, EventKind, History};
 use crate::scenario::{
-    CheckBackoffStep, CheckClearErrorStep, CheckConvergedStep, CheckLinearizableStep,
-    CheckNoLostWritesStep, CheckPdRegistrationStep, CheckPeerBackoffStep, CheckReconnectStep,
-    CheckWatchStep, ReconnectUntil, RetryConfig, WatchExpectation,
+    CheckBackoffStep, CheckClearErrorStep, CheckConvergedStep, CheckFailClosedStep,
+    CheckLinearizableStep, CheckNoLostWritesStep, CheckPdRegistrationStep, CheckPeerBackoffStep,
+    CheckReconnectStep, CheckWatchStep, ReconnectUntil, RetryConfig, WatchExpectation,
 };
 use crate::supervisor::Service;
 use crate::verdict::Verdict;
@@ -210,6 +210,18 @@ impl Runner<'_> {
 
     /// The time from a named step to the first acknowledged operation or a named log line,
     /// reported under the step's `metric` name.
+    pub(super) async fn check_fail_closed(&mut self, s: &CheckFailClosedStep) -> Handled {
+        let window = checks::FailClosedWindow {
+            lost_ms: self.named_step(&s.from)?.since_ms(),
+            restored_ms: self.named_step(&s.until)?.since_ms(),
+            within_ms: s.within_ms as f64,
+            cached_ttl_ms: self.scenario.client.decision_ttl().as_millis() as f64,
+            recover_within_ms: s.recover_within_ms.map(|ms| ms as f64),
+            min_decisions: s.min_decisions.unwrap_or(5) as usize,
+        };
+        Ok(checks::fail_closed(&self.events_of(Service::Iam), &window))
+    }
+
     pub(super) async fn check_reconnect(&mut self, s: &CheckReconnectStep) -> Handled {
         let from = self.named_step(&s.from)?;
         let to = match &s.until {
