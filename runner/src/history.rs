@@ -42,11 +42,6 @@ impl Service {
         }
     }
 
-    /// Whether its nodes form a Raft group (a leader, terms, a replicated state digest).
-    pub fn replicated(self) -> bool {
-        !matches!(self, Service::Iam)
-    }
-
     /// The server binary's file name.
     pub fn binary_name(self) -> &'static str {
         self.as_str()

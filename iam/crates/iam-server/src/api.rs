@@ -85,10 +85,7 @@ impl From<VerifyError> for ApiError {
             } => format!(
                 "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.\n\nThe Canonical String for this request should have been\n'{canonical_request}'\n\nThe String-to-Sign should have been\n'{string_to_sign}'\n"
             ),
-            other => other
-                .to_string()
-                .split_once(": ")
-                .map_or_else(|| other.to_string(), |(_, m)| m.to_owned()),
+            other => other.message(),
         };
         ApiError::new(status, e.code(), message)
     }

@@ -89,6 +89,26 @@ impl VerifyError {
         }
     }
 
+    /// What went wrong, without the code in front (AWS's `<Message>`).
+    pub fn message(&self) -> String {
+        match self {
+            VerifyError::Missing(m)
+            | VerifyError::Incomplete(m)
+            | VerifyError::BadScope(m)
+            | VerifyError::Expired(m)
+            | VerifyError::PayloadHash(m) => m.clone(),
+            VerifyError::UnknownAccessKey(id) => {
+                format!(
+                    "The security token included in the request is invalid: access key {id:?} does not exist"
+                )
+            }
+            VerifyError::Mismatch { .. } => {
+                "The request signature we calculated does not match the signature you provided"
+                    .into()
+            }
+        }
+    }
+
     /// The HTTP status AWS answers it with.
     pub fn http_status(&self) -> u16 {
         match self {
@@ -552,6 +572,12 @@ mod tests {
         let e = verify(&h, at()).unwrap_err();
         assert_eq!(e.code(), "IncompleteSignature");
         assert!(e.to_string().contains("x-amz-target is not"), "{e}");
+        // The message alone, as AWS's <Message> carries it: the code is <Code>'s.
+        assert!(
+            e.message().starts_with("every x-amz-* header"),
+            "{}",
+            e.message()
+        );
         let h = signed(&[]);
         let e = Verifier::new("us-east-1", &["iam"])
             .verify(

@@ -58,9 +58,10 @@ impl Runner<'_> {
                     .insert(s.name.clone(), (service, driver.clone()));
                 let mut spec = LoadSpec::new(s.rate_per_sec, prefix);
                 spec.decisions = s.workload == Workload::Decisions;
-                let what = match spec.decisions {
-                    true => format!("{} decisions/s", s.rate_per_sec),
-                    false => format!("{} puts/s", s.rate_per_sec),
+                let what = if spec.decisions {
+                    format!("{} decisions/s", s.rate_per_sec)
+                } else {
+                    format!("{} puts/s", s.rate_per_sec)
                 };
                 (driver.start_load(spec), what)
             }
