@@ -52,10 +52,13 @@ struct Down {
     /// Failed attempts since the peer went down (the first is the failure that declared it).
     failures: u32,
     /// No request may be sent before this. While an attempt is on the wire it is that
-    /// attempt's deadline, so a dropped attempt (openraft's hard TTL) cannot close the gate
-    /// for good.
+    /// attempt's deadline; an attempt dropped without a report (openraft's hard TTL) counts as
+    /// failed at its deadline, so it neither closes the gate for good nor lets the next attempt
+    /// skip its backoff.
     next_send: Instant,
     delays: Box<dyn Iterator<Item = Duration> + Send>,
+    /// The deadline of the attempt let through and not reported yet.
+    on_wire: Option<Instant>,
 }
 
 /// Whether a request may go out now.
@@ -110,21 +113,34 @@ impl PeerGate {
     /// Whether a request with openraft's soft TTL `soft_ttl` may be sent at `now`.
     pub fn admit(&self, now: Instant, soft_ttl: Duration) -> Admission {
         let mut state = self.state();
-        let epoch = state.epoch;
-        match &mut state.down {
-            None => Admission::Send(Ticket {
-                epoch,
+        let state = &mut *state;
+        let Some(down) = &mut state.down else {
+            return Admission::Send(Ticket {
+                epoch: state.epoch,
                 deadline: None,
-            }),
-            Some(down) if now < down.next_send => Admission::Wait(down.next_send - now),
-            Some(down) => {
-                down.next_send = now + soft_ttl;
-                Admission::Send(Ticket {
-                    epoch,
-                    deadline: Some(soft_ttl),
-                })
-            }
+            });
+        };
+        // An attempt let through and never reported (openraft dropped it at its hard TTL)
+        // failed at its deadline: the schedule moves on from there as for any failure, so the
+        // next attempt waits its backoff instead of going out the moment the deadline passes.
+        if let Some(deadline) = down.on_wire
+            && now >= deadline
+        {
+            down.on_wire = None;
+            down.failures += 1;
+            down.next_send = deadline + down.delays.next().unwrap_or(self.policy.initial_delay);
+            // A late report of the dropped attempt is stale now.
+            state.epoch += 1;
         }
+        if now < down.next_send {
+            return Admission::Wait(down.next_send - now);
+        }
+        down.next_send = now + soft_ttl;
+        down.on_wire = Some(now + soft_ttl);
+        Admission::Send(Ticket {
+            epoch: state.epoch,
+            deadline: Some(soft_ttl),
+        })
     }
 
     /// How long until the next request may be sent (zero when it may be sent now).
@@ -150,6 +166,7 @@ impl PeerGate {
                     failures: 1,
                     next_send: now + next,
                     delays: Box::new(delays),
+                    on_wire: None,
                 });
                 Change::Lost { next }
             }
@@ -157,6 +174,7 @@ impl PeerGate {
                 let next = down.delays.next().unwrap_or(self.policy.initial_delay);
                 down.failures += 1;
                 down.next_send = now + next;
+                down.on_wire = None;
                 Change::Failed {
                     failures: down.failures,
                     next,
@@ -357,14 +375,26 @@ mod tests {
     }
 
     #[test]
-    fn an_attempt_dropped_without_an_outcome_does_not_close_the_gate_for_good() {
+    fn an_attempt_dropped_without_an_outcome_fails_at_its_deadline_and_the_schedule_goes_on() {
         let gate = PeerGate::new(2, exact());
         let t0 = Instant::now();
         let first = send(&gate, t0);
         gate.failed(&first, t0);
-        let _dropped = send(&gate, t0 + MS(500));
-        // Never reported; once its deadline has passed the next attempt may go.
+        let dropped = send(&gate, t0 + MS(500));
+        // Never reported: it failed at its deadline (575 ms), and retry 2 is due 1 s after it,
+        // not the moment the deadline passed (a second attempt 0 ms after the first ended).
         assert!(matches!(gate.admit(t0 + MS(560), SOFT), Admission::Wait(_)));
-        assert!(matches!(gate.admit(t0 + MS(576), SOFT), Admission::Send(_)));
+        assert_eq!(gate.admit(t0 + MS(576), SOFT), Admission::Wait(MS(999)));
+        // The gate is not closed for good: the next attempt goes at its time.
+        let next = send(&gate, t0 + MS(1575));
+        // A late report of the dropped attempt changes nothing.
+        assert_eq!(gate.failed(&dropped, t0 + MS(1580)), Change::None);
+        assert_eq!(
+            gate.failed(&next, t0 + MS(1650)),
+            Change::Failed {
+                failures: 3,
+                next: MS(2000)
+            }
+        );
     }
 }
