@@ -17,30 +17,19 @@ pub mod pb {
 }
 
 mod cache;
+mod instances;
+pub mod query;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use chainfire_client::engine::{
-    Call, CallSettings, Endpoints, Engine, Failure, GaveUp, LearnFrom, NotLeaderReply, Pick, Route,
-    normalize_endpoint,
-};
+use chainfire_client::engine::{Call, CallSettings, Engine, GaveUp, Route};
 pub use chainfire_client::{CallInfo, FailedOp, RetryEvent, RetryObserver, RetryPolicy};
 use tonic::transport::{Channel, Endpoint};
 
 use cache::DecisionCache;
+use instances::Instances;
 use pb::iam_client::IamClient;
-
-chainfire_client::retry_log!(pub(crate) RetryTarget => "iam_client::retry");
-
-/// IAM instances have no leader; no answer ever starts with this.
-const NO_LEADER: NotLeaderReply = NotLeaderReply {
-    message: "\u{0}iam instances have no leader",
-    leader_id_key: "x-iam-none",
-    leader_addr_key: "x-iam-none",
-    member: "instance",
-};
 
 /// How the client reaches IAM.
 #[derive(Clone)]
@@ -114,53 +103,6 @@ pub struct Decision {
     pub info: CallInfo,
 }
 
-struct Instances {
-    endpoints: Vec<String>,
-    connect_timeout: Duration,
-    state: Mutex<(usize, HashMap<String, Channel>)>,
-}
-
-impl Endpoints for Instances {
-    type Client = IamClient<Channel>;
-    type Log = RetryTarget;
-    const NOT_LEADER: NotLeaderReply = NO_LEADER;
-
-    async fn pick(&self, _pick: &mut Pick) -> Result<String, Failure> {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(self.endpoints[state.0 % self.endpoints.len()].clone())
-    }
-
-    fn client(&self, endpoint: &str) -> Result<Self::Client, String> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(channel) = state.1.get(endpoint) {
-            return Ok(IamClient::new(channel.clone()));
-        }
-        let channel = Endpoint::from_shared(format!("http://{endpoint}"))
-            .map_err(|e| format!("endpoint {endpoint:?}: {e}"))?
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
-        state.1.insert(endpoint.to_owned(), channel.clone());
-        Ok(IamClient::new(channel))
-    }
-
-    fn on_not_leader(&self, _endpoint: &str, _failure: &Failure) -> Option<String> {
-        None
-    }
-
-    /// The instance failed: the next attempt goes to the next one.
-    fn on_failure(&self, endpoint: &str, _failure: &Failure) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = self.endpoints.iter().position(|e| e == endpoint) {
-            state.0 = i + 1;
-        }
-    }
-}
-
-impl<R> LearnFrom<R> for Instances {
-    fn on_answer(&self, _endpoint: &str, _route: Route, _answer: &R) {}
-}
-
 /// See the crate documentation.
 #[derive(Clone)]
 pub struct Client {
@@ -168,7 +110,7 @@ pub struct Client {
 }
 
 struct Inner {
-    instances: Instances,
+    instances: Instances<IamClient<Channel>>,
     config: ClientConfig,
     decisions: DecisionCache,
 }
@@ -176,27 +118,27 @@ struct Inner {
 impl Client {
     /// Checks the config; connects lazily (the first call finds an instance).
     pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
-        if config.endpoints.is_empty() {
-            return Err(ClientError::InvalidConfig("no IAM endpoint".into()));
-        }
+        let connect_timeout = config.call.connect_timeout;
+        let connect = move |endpoint: &str| {
+            let channel = Endpoint::from_shared(format!("http://{endpoint}"))
+                .map_err(|e| format!("endpoint {endpoint:?}: {e}"))?
+                .connect_timeout(connect_timeout)
+                .tcp_nodelay(true)
+                .connect_lazy();
+            Ok(IamClient::new(channel))
+        };
+        let instances = Instances::new(&config.endpoints, Box::new(connect))
+            .ok_or_else(|| ClientError::InvalidConfig("no IAM endpoint".into()))?;
         Ok(Client {
             inner: Arc::new(Inner {
-                instances: Instances {
-                    endpoints: config
-                        .endpoints
-                        .iter()
-                        .map(|e| normalize_endpoint(e))
-                        .collect(),
-                    connect_timeout: config.call.connect_timeout,
-                    state: Mutex::new((0, HashMap::new())),
-                },
+                instances,
                 decisions: DecisionCache::new(config.decision_ttl, config.max_decisions),
                 config,
             }),
         })
     }
 
-    fn engine(&self) -> Engine<'_, Instances> {
+    fn engine(&self) -> Engine<'_, Instances<IamClient<Channel>>> {
         Engine {
             endpoints: &self.inner.instances,
             settings: &self.inner.config.call,

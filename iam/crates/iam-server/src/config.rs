@@ -18,6 +18,9 @@ use clap::Parser;
 /// (every --confirm-every-ms; none for --trust-for-ms and every request is answered 503 "IAM
 /// unavailable", never allowed). The line "iam ready" is logged once the port serves.
 /// SIGTERM/SIGINT shut down gracefully (exit 0); invalid flags exit 2.
+///
+/// `iam call ACTION [NAME=VALUE ...]` makes one signed Query API call instead (see `iam call
+/// --help`).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "iam", version)]
 pub struct Args {

@@ -1,6 +1,8 @@
-//! `iam`: one instance of the platform's identity service. See `iam --help` for the flags.
+//! `iam`: one instance of the platform's identity service (`iam --help`), or one signed Query
+//! API call to it (`iam call --help`).
 
 mod api;
+mod call;
 mod config;
 mod directory;
 mod internal;
@@ -16,6 +18,10 @@ fn main() -> std::process::ExitCode {
     // Broken variants for the suite's own tests: the FAILPOINTS environment variable.
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
+    let mut argv = std::env::args().skip(1).peekable();
+    if argv.peek().map(String::as_str) == Some("call") {
+        return call::main(argv.skip(1));
+    }
     let args = config::Args::parse();
     let config = match args.into_config() {
         Ok(config) => config,
