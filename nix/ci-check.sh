@@ -7,7 +7,8 @@
 # (exactly the nixpkgs attributes the flake uses, nothing that accepts anything), the whole
 # flake evaluates on both systems (`nix flake check --no-build`, `nix flake show`), its outputs
 # are exactly the promised ones, the app's program is a bash script that parses and runs the
-# packaged suite, the dev shell has its tools, the NixOS modules render the right command lines,
+# packaged suite, the dev shell has its tools, the NixOS modules render the right command lines
+# (also on the VM test's machines: ChainFire, FlareDB, and IAM with its client and key files),
 # the VM test's Python script parses and is lint-clean; and the stand-in really rejects
 # misspellings (negative checks, including misspellings planted in a copy of the flake).
 #
@@ -287,6 +288,49 @@ modules_ok() {
 }
 check "the modules render each VM's chainfire/flaredb command line (ids, addresses, members, PD endpoints) and open its ports" modules_ok
 
+# IAM in the VM test: one evaluation of every node, the problems found listed (none wanted).
+vm_iam_ok() {
+  local problems
+  # shellcheck disable=SC2016 # a Nix expression: ${...} is Nix's, not the shell's
+  problems=$(flake_eval "$repo" checks.x86_64-linux.vm-partition.nodes --json --apply '
+    nodes:
+    let
+      expect = what: actual: wanted:
+        if actual == wanted then [ ] else [ "${what}: ${builtins.toJSON actual} (wanted ${builtins.toJSON wanted})" ];
+      iamPackages = node: builtins.filter (p: builtins.match "iam-.*" (p.name or "") != null) node.environment.systemPackages;
+      client = iamPackages nodes.flaredb1;
+      cli = if client == [ ] then null else builtins.head client;
+      server = id:
+        let
+          name = "chainfire${id}";
+          node = nodes.${name};
+          service = node.systemd.services.iam.serviceConfig or { };
+        in
+        expect "${name}: iam ExecStart" (service.ExecStart or null) (builtins.concatStringsSep " " (map builtins.toJSON [
+          "${cli}/bin/iam" "--addr" "192.168.1.${id}:8090"
+          "--chainfire-endpoints" "192.168.1.1:2379,192.168.1.2:2379,192.168.1.3:2379"
+          "--region" "us-east-1" "--log-level" "debug" "--grpc-addr" "192.168.1.${id}:8091"
+        ]))
+        ++ expect "${name}: iam LoadCredential" (service.LoadCredential or null) [ "bootstrap-key:/etc/iam-bootstrap" ]
+        ++ expect "${name}: /etc/iam-bootstrap" (node.environment.etc.iam-bootstrap or null) { mode = "0400"; text = "AKIDVMTEST000000:vm-test-secret-key"; }
+        ++ expect "${name}: open ports" (builtins.sort builtins.lessThan node.networking.firewall.allowedTCPPorts) [ 2379 2380 8090 8091 ];
+      clientNode = id:
+        let
+          name = "flaredb${id}";
+          node = nodes.${name};
+        in
+        expect "${name}: runs an iam service" (node.systemd.services ? iam) false
+        ++ expect "${name}: iam packages" (map (p: p.outPath) (iamPackages node)) [ cli.outPath ]
+        ++ expect "${name}: /etc/iam-admin-secret" (node.environment.etc.iam-admin-secret or null) { mode = "0400"; text = "vm-test-secret-key"; }
+        ++ expect "${name}: open ports" node.networking.firewall.allowedTCPPorts [ 5000 5001 ];
+    in
+    if cli == null then [ "flaredb1 has no iam package in environment.systemPackages" ]
+    else builtins.concatMap server [ "1" "2" "3" ] ++ builtins.concatMap clientNode [ "1" "2" "3" ]
+  ') || return 1
+  expect_equal "problems" "[]" "$problems"
+}
+check "the VM test runs IAM on each ChainFire VM (command line, bootstrap key from a root-only /etc file as a credential, ports 8090/8091 open) and gives each FlareDB VM the same iam package as client, the admin's secret and no IAM service" vm_iam_ok
+
 test_script_file="$work/vm-partition-test-script.py"
 machines=""
 vm_script_ok() {
@@ -295,8 +339,14 @@ vm_script_ok() {
     --apply 'nodes: builtins.concatStringsSep "," (builtins.attrNames nodes)') || return 1
   expect_equal "VM test machines" "chainfire1,chainfire2,chainfire3,flaredb1,flaredb2,flaredb3" "$machines" || return 1
   [ -s "$test_script_file" ] || { echo "empty test script"; return 1; }
+  local line
+  for line in \
+    'IAM_MEMBERS = [(chainfire1, 1, "192.168.1.1", 8090), (chainfire2, 2, "192.168.1.2", 8090), (chainfire3, 3, "192.168.1.3", 8090)]' \
+    'IAM_REGION = "us-east-1"' 'IAM_ADMIN_KEY_ID = "AKIDVMTEST000000"' 'IAM_ADMIN_SECRET_FILE = "/etc/iam-admin-secret"'; do
+    grep -qxF -- "$line" "$test_script_file" || { echo "the test script's prelude lacks: $line"; return 1; }
+  done
 }
-check "the VM test (checks.*.vm-partition) has 3 ChainFire + 3 FlareDB machines and a test script (nix eval config.testScriptString)" vm_script_ok
+check "the VM test (checks.*.vm-partition) has 3 ChainFire + 3 FlareDB machines and a test script (nix eval config.testScriptString) whose prelude names the IAM instances, region and admin key" vm_script_ok
 if command -v python3 >/dev/null; then
   check "the VM test script parses as Python, has no undefined names and calls only the test driver's machine API" \
     python3 nix/tests/lint-test-script.py "$test_script_file" "$machines"
@@ -398,6 +448,10 @@ planted_check package nix/devshell.nix 's/\biproute2\b/iproute/g' "iproute" \
 planted_check option nix/tests/partition.nix 's/clusterClientAddrs = /clusterClientAddr = /' \
   "The option \`services.chainfire.clusterClientAddr' does not exist" \
   "planted in a copy: the VM test sets services.chainfire.clusterClientAddr (no such option) -> nix flake check fails"
+# shellcheck disable=SC2016 # Nix's ${...} in the sed expression, not the shell's
+planted_check etc nix/tests/partition.nix 's/^        text = "${iamAdmin.accessKeyId}/        txt = "${iamAdmin.accessKeyId}/' \
+  "The option \`environment.etc.iam-bootstrap.txt' does not exist" \
+  "planted in a copy: the VM test sets environment.etc.iam-bootstrap.txt (no such option) -> nix flake check fails"
 planted_check lib flake.nix 's/lib\.genAttrs systems/lib.genAttr systems/' "attribute 'genAttr' missing" \
   "planted in a copy: flake.nix calls lib.genAttr (no such function) -> nix flake check fails"
 

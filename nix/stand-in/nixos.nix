@@ -105,6 +105,20 @@ let
     };
   };
 
+  etcOptions = {
+    options = {
+      text = mkOption {
+        type = types.nullOr types.lines;
+        default = null;
+      };
+      # "symlink" (a link into the store), or the octal mode of a copy owned by root.
+      mode = mkOption {
+        type = types.str;
+        default = "symlink";
+      };
+    };
+  };
+
   nixosOptions = {
     _file = "nix/stand-in/nixos.nix (NixOS option subset)";
     options = {
@@ -119,6 +133,13 @@ let
       environment.systemPackages = mkOption {
         type = types.listOf types.package;
         default = [ ];
+      };
+      # nixos/modules/system/etc/etc.nix: files under /etc, by name (the VM test's key files).
+      # Of each entry's options only `text` and `mode` are modelled, with etc.nix's types and
+      # defaults.
+      environment.etc = mkOption {
+        type = types.attrsOf (types.submodule etcOptions);
+        default = { };
       };
       networking = {
         hostName = mkOption {

@@ -6,8 +6,9 @@ machine cannot build it, so this runs what can be run without the driver:
   1. the script parses as Python;
   2. no undefined names: with pyflakes when it is installed (given the same extra builtins as
      the driver: the machine names and the driver's symbols), else a simpler AST check;
-  3. every method called on a machine (`<machine name>.m(...)` or `<anything>.machine.m(...)`)
-     exists in the test driver's Machine API.
+  3. every method called on a machine (`<machine name>.m(...)`, `<anything>.machine.m(...)` or
+     `<anything>.client.m(...)`, the attributes the script keeps machines in) exists in the
+     test driver's Machine API.
 It cannot tell whether the test passes: that needs KVM and the real build.
 
 Usage: lint-test-script.py SCRIPT MACHINE[,MACHINE...]
@@ -103,6 +104,10 @@ MACHINE_API = {
 }
 
 
+# Attributes that hold a machine in the script: a member's VM, a service's client VM.
+MACHINE_ATTRIBUTES = {"machine", "client"}
+
+
 def pythonize(name: str) -> str:
     return re.sub(r"^[^A-Za-z_]|[^A-Za-z0-9_]", "_", name)
 
@@ -141,7 +146,7 @@ def machine_api_misuse(tree: ast.AST, machines: set[str]) -> list[str]:
             continue
         target = node.value
         on_machine = (isinstance(target, ast.Name) and target.id in machines) or (
-            isinstance(target, ast.Attribute) and target.attr == "machine"
+            isinstance(target, ast.Attribute) and target.attr in MACHINE_ATTRIBUTES
         )
         if on_machine and node.attr not in MACHINE_API:
             problems.append(f"line {node.lineno}: the test driver's machines have no {node.attr!r}")

@@ -1,6 +1,7 @@
 # The design note's scenario 3 (network partition) across real VMs, which the note deferred to
 # production: 3 ChainFire VMs + 3 FlareDB VMs on one virtual LAN, run by the NixOS test driver
-# (needs KVM; `nix build .#checks.x86_64-linux.vm-partition -L`).
+# (needs KVM; `nix build .#checks.x86_64-linux.vm-partition -L`). Each ChainFire VM also runs
+# an IAM instance (nixosModules.iam, state in the three ChainFire nodes), so IAM is covered too.
 #
 # For each service: elect a leader and write; cut the leader off from its peers with iptables on
 # its own VM (INPUT and OUTPUT DROP for the peers' addresses); writes still succeed with 2 of 3;
@@ -9,6 +10,13 @@
 # replicas report the same state digest. Finally every FlareDB store is connected to PD
 # (ChainFire) again. The client is grpcurl with the packaged .proto files, run on a VM of the
 # other service, so the client never sits on the cut-off node.
+#
+# IAM along the ChainFire phases: every instance answers a signed GetCallerIdentity with the
+# bootstrap administrator's ARN, and a user and access key created through one instance are
+# known at the others; with ChainFire cut in two, the majority's instances answer and the cut-off
+# node's fails closed; without a ChainFire quorum every running instance fails closed (503
+# ServiceUnavailable, never an allow); after the heal every instance answers again. The client
+# is `iam call` (SigV4-signed AWS Query API requests), run on a FlareDB VM.
 #
 # The test logic is ./partition.py; this file declares the machines and passes the addresses.
 {
@@ -36,6 +44,23 @@ let
   chainfirePeerPort = 2380;
   flaredbClientPort = 5000;
   flaredbPeerPort = 5001;
+  # IAM's Query API and internal gRPC API, on each ChainFire VM.
+  iamPort = 8090;
+  iamGrpcPort = 8091;
+  iamRegion = "us-east-1";
+
+  # The bootstrap administrator's access key (test values: iam wants an id of 16 or more
+  # letters and digits and a secret of 16 or more characters). The IAM VMs get it as
+  # ACCESS_KEY_ID:SECRET_ACCESS_KEY in /etc/iam-bootstrap for the module's bootstrapKeyFile
+  # (which hands it to the service as a systemd credential); the client VMs get the secret
+  # alone in /etc/iam-admin-secret for `iam call --secret-access-key-file`. Both are root-only
+  # copies (mode 0400), not store symlinks; their text is in the store, fine for a test.
+  iamAdmin = {
+    accessKeyId = "AKIDVMTEST000000";
+    secretAccessKey = "vm-test-secret-key";
+  };
+  iamBootstrapEtc = "iam-bootstrap";
+  iamAdminSecretEtc = "iam-admin-secret";
 
   ipOf = nodes: name: nodes.${name}.networking.primaryIPAddress;
   addrOf = nodes: name: port: "${ipOf nodes name}:${toString port}";
@@ -93,6 +118,60 @@ let
     }
   );
 
+  # The IAM instance on ChainFire VM `id`: both APIs on the VM's address, the three ChainFire
+  # nodes as its store, the bootstrap administrator from /etc.
+  iamNode =
+    id:
+    { nodes, ... }:
+    let
+      name = "chainfire${toString id}";
+    in
+    {
+      imports = [ nixosModules.iam ];
+      environment.etc.${iamBootstrapEtc} = {
+        text = "${iamAdmin.accessKeyId}:${iamAdmin.secretAccessKey}";
+        mode = "0400";
+      };
+      services.iam = {
+        enable = true;
+        addr = addrOf nodes name iamPort;
+        grpcAddr = addrOf nodes name iamGrpcPort;
+        chainfireEndpoints = map (peer: addrOf nodes peer chainfireClientPort) chainfireNames;
+        region = iamRegion;
+        bootstrapKeyFile = "/etc/${iamBootstrapEtc}";
+        logLevel = "debug";
+        openFirewall = true;
+      };
+    };
+
+  # The IAM checks' client on a FlareDB VM: `iam call` from the package the IAM module runs
+  # (the flake's packages.<system>.iam; the module is imported for its package only, no
+  # instance runs here) and the administrator's secret.
+  iamClient =
+    { config, ... }:
+    {
+      imports = [ nixosModules.iam ];
+      environment.systemPackages = [ config.services.iam.package ];
+      environment.etc.${iamAdminSecretEtc} = {
+        text = iamAdmin.secretAccessKey;
+        mode = "0400";
+      };
+    };
+
+  # A ChainFire VM also runs IAM; a FlareDB VM is also IAM's client.
+  chainfireVm = id: {
+    imports = [
+      (chainfireNode id)
+      (iamNode id)
+    ];
+  };
+  flaredbVm = id: {
+    imports = [
+      (flaredbNode id)
+      iamClient
+    ];
+  };
+
   # { NAME = node ID; ... } for one service's machines, ids in name order.
   machines =
     names: node:
@@ -113,7 +192,7 @@ in
 testers.runNixOSTest {
   name = "reconnect-partition";
 
-  nodes = machines chainfireNames chainfireNode // machines flaredbNames flaredbNode;
+  nodes = machines chainfireNames chainfireVm // machines flaredbNames flaredbVm;
 
   testScript =
     { nodes, ... }:
@@ -122,6 +201,10 @@ testers.runNixOSTest {
       PROTO_DIR = "${workspace}/share/reconnect-tests/proto"
       CHAINFIRE_MEMBERS = [${membersPython nodes chainfireNames chainfireClientPort}]
       FLAREDB_MEMBERS = [${membersPython nodes flaredbNames flaredbClientPort}]
+      IAM_MEMBERS = [${membersPython nodes chainfireNames iamPort}]
+      IAM_REGION = "${iamRegion}"
+      IAM_ADMIN_KEY_ID = "${iamAdmin.accessKeyId}"
+      IAM_ADMIN_SECRET_FILE = "/etc/${iamAdminSecretEtc}"
       # --- nix/tests/partition.py
     ''
     + builtins.readFile ./partition.py;

@@ -1,12 +1,21 @@
 # Test script of the multi-VM partition test (nix/tests/partition.nix), run by the NixOS test
-# driver. partition.nix prepends PROTO_DIR, CHAINFIRE_MEMBERS and FLAREDB_MEMBERS; the machine
-# objects (chainfire1 ... flaredb3), start_all and subtest come from the driver.
+# driver. partition.nix prepends PROTO_DIR, CHAINFIRE_MEMBERS, FLAREDB_MEMBERS, IAM_MEMBERS (the
+# IAM instance on each ChainFire VM), IAM_REGION and the bootstrap administrator's
+# IAM_ADMIN_KEY_ID and IAM_ADMIN_SECRET_FILE; the machine objects (chainfire1 ... flaredb3),
+# start_all and subtest come from the driver.
 #
-# Every client operation is one grpcurl call with its own deadline (-max-time), so nothing can
-# hang; every verdict is an assertion on what the servers answered.
+# ChainFire and FlareDB each go through the partition scenario; IAM is checked along ChainFire's
+# phases (IAM keeps its state in ChainFire): serving, then with ChainFire cut in two (the
+# majority's instances answer, the cut-off node's fails closed), without a ChainFire quorum
+# (every running instance fails closed: 503 ServiceUnavailable, never an allow) and healed.
+#
+# Every client operation is one call with its own deadline (grpcurl -max-time; `iam call` under
+# timeout(1)), so nothing can hang; every verdict is an assertion on what the servers answered.
 
 import base64
+import html
 import json
+import re
 import shlex
 import time
 from typing import Any, Callable
@@ -22,6 +31,23 @@ FAILURE_BOUND_S = 60
 # gRPC codes a write without a quorum may fail with: the server's "no quorum" (UNAVAILABLE),
 # "not leader" with no leader known (FAILED_PRECONDITION), or the client deadline.
 NO_QUORUM_CODES = ("Unavailable", "FailedPrecondition", "DeadlineExceeded")
+
+# IAM (iam/crates/iam-server): the unit; the bootstrap administrator is user "admin" of the
+# account in every ARN (iam's --account-id, default 000000000000); the user this test creates.
+IAM_UNIT = "iam.service"
+IAM_ACCOUNT = "000000000000"
+IAM_ADMIN_ARN = f"arn:aws:iam::{IAM_ACCOUNT}:user/admin"
+IAM_TEST_USER = "vm-test-user"
+IAM_TEST_USER_ARN = f"arn:aws:iam::{IAM_ACCOUNT}:user/{IAM_TEST_USER}"
+# Deadline of one `iam call` (timeout(1)), its own retries of 5xx answers included: 4 attempts
+# at most, 0.5 s, 1 s and 2 s apart, each bounded by the server (which answers from its copy of
+# the directory, or after at most --chainfire-timeout-ms, 5 s, for a write to ChainFire).
+IAM_CALL_DEADLINE_S = 60
+# What an instance answers while ChainFire has not confirmed its copy of the directory for
+# --trust-for-ms (default 5 s): 503 with this code ("IAM unavailable: ..."), never an allow.
+IAM_UNAVAILABLE_CODE = "ServiceUnavailable"
+# How many more times a closed instance is asked, each time to refuse again.
+IAM_CLOSED_ASKS = 3
 
 
 def b64(text: str) -> str:
@@ -184,6 +210,236 @@ class Service:
         raise AssertionError(f"{self.name}: replicas did not converge within {bound_s}s: {seen}")
 
 
+class AccessKey:
+    """An IAM access key as the client VM holds it: the id, and a root-only file with the secret."""
+
+    def __init__(self, access_key_id: str, secret_file: str) -> None:
+        self.access_key_id = access_key_id
+        self.secret_file = secret_file
+
+
+class IamResult:
+    """One `iam call`: its exit status (0: a 2xx answer; 1: an AWS error answer, printed as
+    `CODE: message` on stderr, or no answer at all; 2: bad usage; 124: timeout(1) ended it),
+    stdout (the response XML) and stderr."""
+
+    def __init__(self, status: int, stdout: str, stderr: str, elapsed: float) -> None:
+        self.status = status
+        self.stdout = stdout
+        self.stderr = stderr
+        self.elapsed = elapsed
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0
+
+    def field(self, tag: str) -> str | None:
+        """The text of the first <tag> in the response XML (unescaped), None if there is none."""
+        match = re.search(rf"<{tag}>([^<]*)</{tag}>", self.stdout)
+        return html.unescape(match.group(1)) if match else None
+
+    def code(self) -> str:
+        """The AWS error code `iam call` printed: the first stderr line of the form `CODE:
+        message` ("" if none; its own lines, such as retries, start `iam call:`)."""
+        for line in self.stderr.splitlines():
+            match = re.match(r"([A-Z][A-Za-z0-9.]*): ", line)
+            if match:
+                return match.group(1)
+        return ""
+
+    def describe(self) -> str:
+        if self.ok:
+            return f"exit 0 after {self.elapsed:.1f}s: {self.stdout.strip()[:300]}"
+        return f"exit {self.status} after {self.elapsed:.1f}s: {self.stderr.strip()[-300:]}"
+
+
+class Iam:
+    """The IAM instances (one on each ChainFire VM) as seen by `iam call` from a client VM."""
+
+    def __init__(self, members: list[Member], client: Any, admin: AccessKey) -> None:
+        self.members = members
+        self.client = client
+        self.admin = admin
+        # The access key this test creates for IAM_TEST_USER (set by create_test_user).
+        self.test_key: AccessKey | None = None
+
+    def on(self, node: Member) -> Member:
+        """The instance on the VM of `node` (a ChainFire member)."""
+        for member in self.members:
+            if member.name == node.name:
+                return member
+        raise AssertionError(f"iam: no instance on {node.name}")
+
+    def keys(self) -> list[AccessKey]:
+        return [self.admin] + ([self.test_key] if self.test_key else [])
+
+    def call(self, member: Member, key: AccessKey, action: str, params: dict[str, str] | None = None) -> IamResult:
+        """One signed request to one instance (no other endpoint to move on to)."""
+        stderr_file = "/tmp/iam-call.stderr"
+        command = " ".join(
+            [
+                f"timeout --kill-after=5 {IAM_CALL_DEADLINE_S}",
+                "iam call",
+                f"--endpoints {member.endpoint}",
+                f"--access-key-id {shlex.quote(key.access_key_id)}",
+                f"--secret-access-key-file {shlex.quote(key.secret_file)}",
+                f"--region {shlex.quote(IAM_REGION)}",
+                shlex.quote(action),
+                *[shlex.quote(f"{name}={value}") for name, value in (params or {}).items()],
+                f"2>{stderr_file}",
+            ]
+        )
+        started = time.monotonic()
+        status, stdout = self.client.execute(command, timeout=IAM_CALL_DEADLINE_S + 30)
+        elapsed = time.monotonic() - started
+        _, stderr = self.client.execute(f"cat {stderr_file}; rm -f {stderr_file}", timeout=30)
+        return IamResult(status, stdout, stderr, elapsed)
+
+    def caller_identity(self, member: Member, key: AccessKey) -> IamResult:
+        return self.call(member, key, "GetCallerIdentity")
+
+    def call_until_ok(
+        self,
+        member: Member,
+        key: AccessKey,
+        action: str,
+        params: dict[str, str],
+        bound_s: int,
+        done_codes: tuple[str, ...] = (),
+    ) -> IamResult:
+        """Calls until the instance answers 2xx (or an error in `done_codes`), within the bound."""
+        deadline = time.monotonic() + bound_s
+        errors: list[str] = []
+        while time.monotonic() < deadline:
+            result = self.call(member, key, action, params)
+            if result.ok or result.code() in done_codes:
+                return result
+            errors.append(f"{member.name}: {result.describe()}")
+            time.sleep(1)
+        raise AssertionError(f"iam: {action} {params} not answered by {member.name} within {bound_s}s; last errors: {errors[-4:]}")
+
+    def wait_until_identified(self, member: Member, key: AccessKey, arn: str, bound_s: int) -> None:
+        """The instance answers GetCallerIdentity for `key` with `arn` within the bound; an answer
+        with another ARN fails at once."""
+        result = self.call_until_ok(member, key, "GetCallerIdentity", {}, bound_s)
+        answered = result.field("Arn")
+        assert answered == arn, f"iam: {member.name} identified {key.access_key_id} as {answered!r}, not {arn!r}: {result.stdout}"
+        log.info(f"iam: {member.name} identified {key.access_key_id} as {arn} ({result.elapsed:.1f}s)")
+
+    def all_answer(self, instances: list[Member], bound_s: int) -> None:
+        """Every instance named identifies every key this test has with its user's ARN."""
+        for member in instances:
+            self.wait_until_identified(member, self.admin, IAM_ADMIN_ARN, bound_s)
+            if self.test_key:
+                self.wait_until_identified(member, self.test_key, IAM_TEST_USER_ARN, bound_s)
+
+    def assert_refused(self, member: Member, result: IamResult, what: str) -> None:
+        assert not result.ok, f"iam: {member.name} allowed {what} while it must fail closed: {result.stdout}"
+        assert result.code() == IAM_UNAVAILABLE_CODE, (
+            f"iam: {member.name} refused {what}, but not with {IAM_UNAVAILABLE_CODE} (exit {result.status}, code {result.code()!r}): {result.stderr.strip()[-500:]}"
+        )
+        assert result.elapsed <= FAILURE_BOUND_S, (
+            f"iam: {member.name} took {result.elapsed:.1f}s to refuse {what} (bound {FAILURE_BOUND_S}s)"
+        )
+
+    def fails_closed(self, member: Member, bound_s: int) -> None:
+        """Within the bound the instance stops answering (it may answer from its copy of the
+        directory until --trust-for-ms after ChainFire last confirmed it); from its first
+        refusal on, every key is refused, ServiceUnavailable, never allowed."""
+        deadline = time.monotonic() + bound_s
+        started = time.monotonic()
+        allowed = 0
+        while True:
+            result = self.caller_identity(member, self.admin)
+            if not result.ok:
+                break
+            allowed += 1
+            assert time.monotonic() < deadline, (
+                f"iam: {member.name} still allows after {bound_s}s ({allowed} answers): {result.stdout.strip()[:300]}"
+            )
+            time.sleep(1)
+        self.assert_refused(member, result, "GetCallerIdentity")
+        log.info(
+            f"iam: {member.name} closed {time.monotonic() - started:.1f}s after the first ask ({allowed} answers before): {result.stderr.strip()[-300:]}"
+        )
+        for _ in range(IAM_CLOSED_ASKS):
+            for key in self.keys():
+                self.assert_refused(
+                    member, self.caller_identity(member, key), f"GetCallerIdentity for {key.access_key_id} after closing"
+                )
+
+    def create_test_user(self, member: Member, bound_s: int) -> AccessKey:
+        """Creates IAM_TEST_USER and an access key through one instance (the administrator's
+        policy may reach the instance's copy after its key: refusals are retried within the
+        bound). Its secret goes to a root-only file on the client."""
+        self.call_until_ok(member, self.admin, "CreateUser", {"UserName": IAM_TEST_USER}, bound_s, ("EntityAlreadyExists",))
+        result = self.call_until_ok(member, self.admin, "CreateAccessKey", {"UserName": IAM_TEST_USER}, bound_s)
+        access_key_id, secret = result.field("AccessKeyId"), result.field("SecretAccessKey")
+        assert result.field("UserName") == IAM_TEST_USER and access_key_id and secret, (
+            f"iam: CreateAccessKey on {member.name} answered without the key of {IAM_TEST_USER}: {result.stdout}"
+        )
+        secret_file = f"/root/iam-{access_key_id}.secret"
+        self.client.succeed(f"umask 077; printf %s {shlex.quote(secret)} > {secret_file}")
+        log.info(f"iam: {IAM_TEST_USER} and access key {access_key_id} created through {member.name}")
+        return AccessKey(access_key_id, secret_file)
+
+
+class PhaseChecks:
+    """Checks of a service that depends on the one under test, run after each phase of that
+    service's scenario (this base class checks nothing)."""
+
+    def serving(self) -> None:
+        pass
+
+    def partitioned(self, isolated: Member, majority: list[Member]) -> None:
+        pass
+
+    def no_quorum(self, isolated: Member, survivor: Member) -> None:
+        pass
+
+    def healed(self, restarted: Member) -> None:
+        pass
+
+
+class IamChecks(PhaseChecks):
+    """IAM along ChainFire's scenario: the members passed in are ChainFire's; the instance on
+    the same VM is checked."""
+
+    def __init__(self, iam: Iam) -> None:
+        self.iam = iam
+
+    def serving(self) -> None:
+        iam = self.iam
+        with subtest("iam: every instance answers GetCallerIdentity; a user created at one is known at the others"):
+            for member in iam.members:
+                member.machine.wait_for_unit(IAM_UNIT)
+                member.machine.wait_for_open_port(member.port, addr=member.ip)
+            iam.all_answer(iam.members, RECOVERY_BOUND_S)
+            creator, others = iam.members[0], iam.members[1:]
+            iam.test_key = iam.create_test_user(creator, RECOVERY_BOUND_S)
+            # The state is ChainFire's: the new key is known at the instances it was not created at.
+            for member in others:
+                iam.wait_until_identified(member, iam.test_key, IAM_TEST_USER_ARN, RECOVERY_BOUND_S)
+
+    def partitioned(self, isolated: Member, majority: list[Member]) -> None:
+        iam = self.iam
+        with subtest(f"iam: ChainFire cut in two: the majority's instances answer, {isolated.name}'s fails closed"):
+            iam.all_answer([iam.on(m) for m in majority], RECOVERY_BOUND_S)
+            iam.fails_closed(iam.on(isolated), FAILURE_BOUND_S)
+
+    def no_quorum(self, isolated: Member, survivor: Member) -> None:
+        iam = self.iam
+        with subtest(f"iam: ChainFire without quorum: every running instance fails closed within {FAILURE_BOUND_S}s"):
+            for member in [survivor, isolated]:
+                iam.fails_closed(iam.on(member), FAILURE_BOUND_S)
+
+    def healed(self, restarted: Member) -> None:
+        iam = self.iam
+        with subtest(f"iam: healed: every instance answers again within {RECOVERY_BOUND_S}s"):
+            restarted.machine.wait_for_unit(IAM_UNIT)
+            iam.all_answer(iam.members, RECOVERY_BOUND_S)
+
+
 def chainfire_value(get_response: dict) -> str | None:
     """chainfire.v1.GetResponse: the value sits in `kv`, which is absent for a missing key."""
     kv = get_response.get("kv")
@@ -215,8 +471,9 @@ def members(spec: list[tuple[Any, int, str, int]]) -> list[Member]:
     return [Member(machine, node_id, ip, port) for (machine, node_id, ip, port) in spec]
 
 
-def run_partition_scenario(service: Service) -> None:
-    """The design note's S3 for one service, with the current leader as the cut-off node."""
+def run_partition_scenario(service: Service, dependents: tuple[PhaseChecks, ...] = ()) -> None:
+    """The design note's S3 for one service, with the current leader as the cut-off node; the
+    checks of the services depending on it after each phase."""
     acked: dict[str, str] = {}
 
     with subtest(f"{service.name}: all nodes serving, a leader elected"):
@@ -228,6 +485,8 @@ def run_partition_scenario(service: Service) -> None:
             key, value = f"{service.name}/before/{i}", f"v{i}"
             service.put_until_acked(key, value, [leader] + service.members, RECOVERY_BOUND_S)
             acked[key] = value
+    for checks in dependents:
+        checks.serving()
 
     isolated = leader
     others = [m for m in service.members if m is not isolated]
@@ -241,12 +500,16 @@ def run_partition_scenario(service: Service) -> None:
             acked[key] = value
         new_leader = service.wait_for_leader(others, RECOVERY_BOUND_S)
         log.info(f"{service.name}: majority leader after the partition: {new_leader.name}")
+    for checks in dependents:
+        checks.partitioned(isolated, others)
 
     with subtest(f"{service.name}: {victim.name} powered off, writes fail within {FAILURE_BOUND_S}s"):
         victim.machine.crash()
         for attempt in range(3):
             # Outcome unknown: never counted as acknowledged, never required to be absent.
             service.put_must_fail(f"{service.name}/no-quorum/{attempt}", "x", [survivor, isolated])
+    for checks in dependents:
+        checks.no_quorum(isolated, survivor)
 
     with subtest(f"{service.name}: healed and restarted, writes resume, no acknowledged write lost"):
         heal(isolated, others)
@@ -261,6 +524,8 @@ def run_partition_scenario(service: Service) -> None:
             assert read == value, f"{service.name}: acknowledged write {key!r}={value!r} reads back as {read!r}"
         digest = service.wait_for_convergence(RECOVERY_BOUND_S)
         log.info(f"{service.name}: {len(acked)} acknowledged writes read back; replicas converged on digest {digest}")
+    for checks in dependents:
+        checks.healed(victim)
 
 
 # The client of each service runs on a VM of the other service, never on a node under test.
@@ -282,18 +547,21 @@ flaredb = Service(
     client=chainfire1,
     value_of=flaredb_value,
 )
+# IAM's client runs on a FlareDB VM too (never on a ChainFire VM, which may be the cut-off one).
+iam = Iam(members(IAM_MEMBERS), client=flaredb1, admin=AccessKey(IAM_ADMIN_KEY_ID, IAM_ADMIN_SECRET_FILE))
 
 
-def dump_logs(services: list[Service]) -> None:
-    """Prints the last journal lines of every service on every running VM (also on failure)."""
-    for service in services:
-        for member in service.members:
+def dump_logs(units: list[tuple[str, list[Member]]]) -> None:
+    """Prints the last journal lines of every unit on every running VM of its members (also on
+    failure)."""
+    for unit, unit_members in units:
+        for member in unit_members:
             if not member.machine.is_up():
                 continue
             _, journal = member.machine.execute(
-                f"journalctl -u {service.unit} --no-pager -o short-precise | tail -n 300"
+                f"journalctl -u {unit} --no-pager -o short-precise | tail -n 300"
             )
-            print(f"----- {member.name}: {service.unit} (last 300 lines) -----\n{journal}")
+            print(f"----- {member.name}: {unit} (last 300 lines) -----\n{journal}")
 
 
 def wait_for_pd_connections(service: Service, bound_s: int) -> None:
@@ -309,9 +577,9 @@ def wait_for_pd_connections(service: Service, bound_s: int) -> None:
 
 start_all()
 try:
-    run_partition_scenario(chainfire)
+    run_partition_scenario(chainfire, dependents=(IamChecks(iam),))
     run_partition_scenario(flaredb)
     with subtest("flaredb: every store connected to PD (ChainFire) again"):
         wait_for_pd_connections(flaredb, RECOVERY_BOUND_S)
 finally:
-    dump_logs([chainfire, flaredb])
+    dump_logs([(chainfire.unit, chainfire.members), (IAM_UNIT, iam.members), (flaredb.unit, flaredb.members)])
