@@ -1,5 +1,5 @@
 {
-  description = "reconnect-tests: ChainFire, FlareDB and a failure-injection runner with real faults, JUnit XML and evidence";
+  description = "reconnect-tests: ChainFire, FlareDB, IAM, PlasmaVMC and a failure-injection runner with real faults, JUnit XML and evidence";
 
   # nixpkgs is the only input (nixos-26.05, rustc 1.95.0); see flake.lock for the pinned revision.
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
@@ -82,6 +82,7 @@
         chainfire = withPackage "chainfire" ./nix/modules/chainfire.nix;
         flaredb = withPackage "flaredb" ./nix/modules/flaredb.nix;
         iam = withPackage "iam" ./nix/modules/iam.nix;
+        plasmavmc = withPackage "plasmavmc" ./nix/modules/plasmavmc.nix;
       };
     };
 }

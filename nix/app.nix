@@ -1,6 +1,6 @@
 # `nix run .#reconnect-tests`: runs the packaged scenario suite with the pinned binaries.
 #
-# Puts chainfire, flaredb, iam, reconnect-runner, iptables and iproute2 on PATH and runs
+# Puts chainfire, flaredb, iam, plasmavmc, reconnect-runner, iptables and iproute2 on PATH and runs
 #   reconnect-runner run <packaged scenarios> [ARGS...]
 # in the current directory, so JUnit and evidence land in ./reconnect-results/ (the runner's
 # defaults). Arguments after `--` go to `reconnect-runner run` unchanged, e.g.

@@ -1,7 +1,7 @@
-# One small package per binary (`packages.<system>.chainfire`, `.flaredb`, `.iam`, `.reconnect-runner`)
-# so that `nix run .#chainfire` and `lib.getExe` work per binary. They link into the single
-# workspace build (package.nix) instead of compiling the workspace once per binary. The runner
-# still finds `chainfire` and `flaredb` next to its resolved path.
+# One small package per binary (`packages.<system>.chainfire`, `.flaredb`, `.iam`, `.plasmavmc`,
+# `.reconnect-runner`) so that `nix run .#chainfire` and `lib.getExe` work per binary. They link
+# into the single workspace build (package.nix) instead of compiling the workspace once per
+# binary. The runner still finds `chainfire` and `flaredb` next to its resolved path.
 {
   lib,
   runCommand,
@@ -12,6 +12,7 @@ lib.genAttrs
     "chainfire"
     "flaredb"
     "iam"
+    "plasmavmc"
     "reconnect-runner"
   ]
   (

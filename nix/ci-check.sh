@@ -7,9 +7,11 @@
 # (exactly the nixpkgs attributes the flake uses, nothing that accepts anything), the whole
 # flake evaluates on both systems (`nix flake check --no-build`, `nix flake show`), its outputs
 # are exactly the promised ones, the app's program is a bash script that parses and runs the
-# packaged suite, the dev shell has its tools, the NixOS modules render the right command lines
-# (also on the VM test's machines: ChainFire, FlareDB, and IAM with its client and key files),
-# the VM test's Python script parses and is lint-clean; and the stand-in really rejects
+# packaged suite, the dev shell has its tools, the package's build scripts check for every
+# binary and copy every .proto (PlasmaVMC's too), the NixOS modules render the right command
+# lines (also on the VM test's machines: ChainFire, FlareDB, and IAM with its client and key
+# files; and PlasmaVMC's unit, with the guest-preserving KillMode=process and its persistent
+# StateDirectory), the VM test's Python script parses and is lint-clean; and the stand-in really rejects
 # misspellings (negative checks, including misspellings planted in a copy of the flake).
 #
 # What it does NOT prove: that anything builds or passes against the real nixpkgs. Nothing is
@@ -114,7 +116,7 @@ tracked_ok() {
   git -C "$repo" rev-parse --is-inside-work-tree >/dev/null || return 1
   git -C "$repo" ls-files --error-unmatch flake.nix flake.lock Cargo.toml Cargo.lock nix scenarios >/dev/null || return 1
   local untracked
-  untracked=$(git -C "$repo" ls-files --others --exclude-standard -- flake.nix flake.lock nix Cargo.toml Cargo.lock chainfire flaredb iam runner scenarios)
+  untracked=$(git -C "$repo" ls-files --others --exclude-standard -- flake.nix flake.lock nix Cargo.toml Cargo.lock chainfire flaredb iam plasmavmc runner scenarios)
   if [ -n "$untracked" ]; then
     printf 'untracked files the flake would not see (git add them):\n%s\n' "$untracked"
     return 1
@@ -178,7 +180,7 @@ outputs_exact() {
   local wanted actual output
   for output in packages apps devShells checks; do
     case $output in
-      packages) wanted='["chainfire","default","flaredb","iam","reconnect-runner"]' ;;
+      packages) wanted='["chainfire","default","flaredb","iam","plasmavmc","reconnect-runner"]' ;;
       apps) wanted='["default","reconnect-tests"]' ;;
       devShells) wanted='["default"]' ;;
       checks) wanted='["lint","package","scenarios","vm-partition"]' ;;
@@ -187,9 +189,9 @@ outputs_exact() {
     expect_equal "$output" "{\"aarch64-linux\":$wanted,\"x86_64-linux\":$wanted}" "$actual" || return 1
   done
   actual=$(flake_eval "$repo" nixosModules --json --apply builtins.attrNames) || return 1
-  expect_equal nixosModules '["chainfire","flaredb","iam"]' "$actual"
+  expect_equal nixosModules '["chainfire","flaredb","iam","plasmavmc"]' "$actual"
 }
-check "outputs are exactly packages.{chainfire,flaredb,iam,reconnect-runner,default}, apps.{reconnect-tests,default}, devShells.default, checks.{package,lint,scenarios,vm-partition} on x86_64-linux and aarch64-linux, nixosModules.{chainfire,flaredb,iam}" outputs_exact
+check "outputs are exactly packages.{chainfire,flaredb,iam,plasmavmc,reconnect-runner,default}, apps.{reconnect-tests,default}, devShells.default, checks.{package,lint,scenarios,vm-partition} on x86_64-linux and aarch64-linux, nixosModules.{chainfire,flaredb,iam,plasmavmc}" outputs_exact
 
 # --- 5. The app.
 echo "== apps: the program"
@@ -249,20 +251,47 @@ package_ok() {
     [[ $pre == *"export $variable"* ]] || { echo "preCheck does not export $variable"; return 1; }
   done
   src=$(flake_eval "$repo" packages.x86_64-linux.default.src --raw) || return 1
-  for entry in Cargo.toml Cargo.lock chainfire flaredb iam runner scenarios; do
+  for entry in Cargo.toml Cargo.lock chainfire flaredb iam plasmavmc runner scenarios plasmavmc/crates/plasmavmc-client/proto/plasmavmc.proto; do
     [ -e "$src/$entry" ] || { echo "the source set lacks $entry"; return 1; }
   done
   for entry in nix flake.nix flake.lock target .ci; do
     [ ! -e "$src/$entry" ] || { echo "the source set should not hold $entry"; return 1; }
   done
 }
-check "the package's check phase exports RECONNECT_TESTS_NO_NETNS=1, RECONNECT_BIN_DIR and CHAINFIRE_BIN; its source holds the workspace and scenarios/, not nix/, flake.* or target/" package_ok
+check "the package's check phase exports RECONNECT_TESTS_NO_NETNS=1, RECONNECT_BIN_DIR and CHAINFIRE_BIN; its source holds the workspace (plasmavmc/ and plasmavmc.proto too) and scenarios/, not nix/, flake.* or target/" package_ok
+
+# Every binary is checked for after the build, every .proto is copied and checked for.
+package_installs_ok() {
+  local pre post
+  pre=$(flake_eval "$repo" packages.x86_64-linux.default.preCheck --raw) || return 1
+  [[ $pre == *"for binary in chainfire flaredb iam plasmavmc reconnect-runner chainfire-ctl flaredb-ctl; do"* ]] ||
+    { echo "preCheck does not check for every built binary (plasmavmc included): $pre"; return 1; }
+  post=$(flake_eval "$repo" packages.x86_64-linux.default.postInstall --raw) || return 1
+  [[ $post == *"find chainfire flaredb iam plasmavmc -path '*/proto/*.proto' -exec cp -t \"\$share/proto\" {} +"* ]] ||
+    { echo "postInstall does not copy the protos from chainfire/, flaredb/, iam/ and plasmavmc/: $post"; return 1; }
+  [[ $post == *"for proto in chainfire.proto flaredb.proto iam.proto plasmavmc.proto; do"* ]] ||
+    { echo "postInstall does not check that plasmavmc.proto (and the others) were copied: $post"; return 1; }
+}
+check "the package checks for every built binary (plasmavmc too) and copies and checks chainfire.proto, flaredb.proto, iam.proto and plasmavmc.proto into share/reconnect-tests/proto" package_installs_ok
+
+for system in "${systems[@]}"; do
+  plasmavmc_package_ok() {
+    local main command
+    main=$(flake_eval "$repo" "packages.$system.plasmavmc.meta.mainProgram" --raw) || return 1
+    expect_equal "packages.$system.plasmavmc.meta.mainProgram" plasmavmc "$main" || return 1
+    command=$(flake_eval "$repo" "packages.$system.plasmavmc.buildCommand" --raw) || return 1
+    [[ $command =~ ln\ -s\ /nix/store/[a-z0-9]{32}-reconnect-tests-[^/]*/bin/plasmavmc\ \$out/bin/plasmavmc ]] ||
+      { echo "packages.$system.plasmavmc does not link the workspace's bin/plasmavmc: $command"; return 1; }
+  }
+  check "packages.$system.plasmavmc links the workspace build's bin/plasmavmc (mainProgram plasmavmc)" plasmavmc_package_ok
+done
 
 snippets_parse() {
   local attr
   for attr in packages.x86_64-linux.default.preCheck packages.x86_64-linux.default.postInstall \
     checks.x86_64-linux.lint.buildPhase checks.x86_64-linux.scenarios.buildCommand \
-    devShells.x86_64-linux.default.shellHook packages.x86_64-linux.chainfire.buildCommand; do
+    devShells.x86_64-linux.default.shellHook packages.x86_64-linux.chainfire.buildCommand \
+    packages.x86_64-linux.plasmavmc.buildCommand; do
     flake_eval "$repo" "$attr" --raw >"$work/snippet.sh" || { echo "cannot evaluate $attr"; return 1; }
     [ -s "$work/snippet.sh" ] || { echo "$attr is empty"; return 1; }
     bash -n "$work/snippet.sh" || { echo "$attr does not parse as bash"; return 1; }
@@ -415,6 +444,116 @@ iam_module_ok() {
   done
 }
 check "the IAM module renders its command line, hands the bootstrap key over as a credential, opens both ports and keeps no state directory" iam_module_ok
+# PlasmaVMC: its module evaluated with the stand-in (from this checkout or a planted copy).
+# plasmavmc_module DIR EXPR: EXPR is a Nix function of { eval, lib }, where `eval DEFINITIONS`
+# is the NixOS configuration of the module plus a minimal valid setting plus DEFINITIONS.
+plasmavmc_module() {
+  # shellcheck disable=SC2016 # a Nix expression: ${...} is Nix's, not the shell's
+  nix-instantiate --eval --strict --json --argstr dir "$1" -E '
+    { dir }:
+    let
+      root = /. + dir;
+      standIn = import (root + "/nix/stand-in");
+      lib = standIn.lib;
+      pkgs = standIn.legacyPackages.x86_64-linux;
+      nixos = import (root + "/nix/stand-in/nixos.nix") { inherit lib pkgs; mkDrv = null; };
+      base = {
+        services.plasmavmc = {
+          enable = true;
+          package = pkgs.stdenv.mkDerivation { name = "plasmavmc"; };
+          addr = "10.0.3.1:8100";
+          flaredbEndpoints = [ "10.0.1.1:5000" "10.0.1.2:5000" ];
+          chainfireEndpoints = [ "10.0.0.1:2379" ];
+          iamEndpoints = [ "10.0.2.1:8091" "10.0.2.2:8091" ];
+        };
+      };
+      eval = definitions: (lib.evalModules {
+        modules = [ nixos.nixosOptions (root + "/nix/modules/plasmavmc.nix") base definitions ];
+        specialArgs = { inherit pkgs; inherit (nixos) utils; };
+      }).config;
+    in ('"$2"') { inherit eval lib; }'
+}
+plasmavmc_module_ok() {
+  local problems
+  # shellcheck disable=SC2016 # a Nix expression: ${...} is Nix's, not the shell's
+  problems=$(plasmavmc_module "$repo" '
+    { eval, lib }:
+    let
+      expect = what: actual: wanted:
+        if actual == wanted then [ ] else [ "${what}: ${builtins.toJSON actual} (wanted ${builtins.toJSON wanted})" ];
+      failedAssertions = config: map (a: a.message) (builtins.filter (a: !a.assertion) config.assertions);
+      render = args: builtins.concatStringsSep " " (map builtins.toJSON args);
+      common = [
+        "--addr" "10.0.3.1:8100"
+        "--flaredb-endpoints" "10.0.1.1:5000,10.0.1.2:5000"
+        "--chainfire-endpoints" "10.0.0.1:2379"
+        "--iam-endpoints" "10.0.2.1:8091,10.0.2.2:8091"
+      ];
+      unit = what: config: wantedExec: wantedPorts: wantedLogs:
+        let
+          plasmavmc = config.services.plasmavmc;
+          service = config.systemd.services.plasmavmc.serviceConfig;
+          absent = key: expect "${what}: serviceConfig has ${key}" (service ? ${key}) false;
+        in
+        expect "${what}: ExecStart" service.ExecStart (render ([ "${plasmavmc.package}/bin/plasmavmc" ] ++ wantedExec))
+        ++ expect "${what}: KillMode" (service.KillMode or null) "process"
+        ++ expect "${what}: StateDirectory" (service.StateDirectory or null) "plasmavmc"
+        ++ expect "${what}: LogsDirectory" (service.LogsDirectory or null) wantedLogs
+        ++ expect "${what}: KillSignal" (service.KillSignal or null) "SIGTERM"
+        ++ expect "${what}: ProtectSystem" (service.ProtectSystem or null) "strict"
+        ++ builtins.concatMap absent [ "DynamicUser" "User" "CapabilityBoundingSet" "RestrictNamespaces" "PrivateTmp" "PrivateDevices" ]
+        ++ expect "${what}: open ports" config.networking.firewall.allowedTCPPorts wantedPorts
+        ++ expect "${what}: failed assertions" (failedAssertions config) [ ];
+      defaults = eval { };
+      everything = eval {
+        services.plasmavmc = {
+          instanceId = "vmc-1";
+          driverRoot = "/var/lib/plasmavmc/vms";
+          namespaces = true;
+          reconcileEveryMs = 100;
+          leaseTtlMs = 2000;
+          stopGraceMs = 1000;
+          watchEveryMs = 50;
+          logLevel = "debug";
+          logFile = "/var/log/plasmavmc/plasmavmc.log";
+          openFirewall = true;
+          extraArgs = [ "--later-flag" "1" ];
+        };
+      };
+      misplaced = eval {
+        services.plasmavmc = {
+          driverRoot = "/srv/vms";
+          logFile = "/tmp/plasmavmc.log";
+          iamEndpoints = lib.mkForce [ ];
+        };
+      };
+    in
+    unit "defaults" defaults (common ++ [
+      "--driver-root" "/var/lib/plasmavmc/driver"
+      "--reconcile-every-ms" "500" "--lease-ttl-ms" "3000" "--stop-grace-ms" "5000" "--watch-every-ms" "250"
+      "--log-level" "info"
+    ]) [ ] null
+    ++ unit "every option set" everything (common ++ [
+      "--driver-root" "/var/lib/plasmavmc/vms"
+      "--reconcile-every-ms" "100" "--lease-ttl-ms" "2000" "--stop-grace-ms" "1000" "--watch-every-ms" "50"
+      "--log-level" "debug" "--instance-id" "vmc-1" "--namespaces" "--log-file" "/var/log/plasmavmc/plasmavmc.log"
+      "--later-flag" "1"
+    ]) [ 8100 ] "plasmavmc"
+    ++ expect "driverRoot /srv/vms, logFile /tmp/..., no IAM endpoint: failed assertions" (failedAssertions misplaced) [
+      "services.plasmavmc.iamEndpoints must name at least one IAM gRPC endpoint."
+      "services.plasmavmc.driverRoot (/srv/vms) must be /var/lib/plasmavmc or below it (the service'"'"'s StateDirectory, which persists)."
+      "services.plasmavmc.logFile must be under /var/log/plasmavmc or /var/lib/plasmavmc (the only writable places of the service)."
+    ]
+  ') || return 1
+  expect_equal "problems" "[]" "$problems"
+}
+check "the PlasmaVMC module renders its command line (defaults, and every option set), runs as root with KillMode=process (guests outlive a restart) and StateDirectory=plasmavmc, opens its port only when asked and asserts endpoints, driverRoot and logFile" plasmavmc_module_ok
+check_fails "an undeclared PlasmaVMC option (services.plasmavmc.driverroot) is an error" "The option \`services.plasmavmc.driverroot' does not exist" \
+  plasmavmc_module "$repo" '{ eval, lib }: (eval { services.plasmavmc.driverroot = "/var/lib/plasmavmc/vms"; }).systemd.services.plasmavmc.serviceConfig.ExecStart'
+check_fails "a PlasmaVMC option value of the wrong type (services.plasmavmc.reconcileEveryMs = \"500\") is an error" "is not of type" \
+  plasmavmc_module "$repo" '{ eval, lib }: (eval { services.plasmavmc.reconcileEveryMs = "500"; }).systemd.services.plasmavmc.serviceConfig.ExecStart'
+check "control: the same PlasmaVMC evaluation with correctly spelt options succeeds" \
+  plasmavmc_module "$repo" '{ eval, lib }: (eval { services.plasmavmc.driverRoot = "/var/lib/plasmavmc/vms"; services.plasmavmc.reconcileEveryMs = 500; }).systemd.services.plasmavmc.serviceConfig.ExecStart'
 check_fails "an undeclared NixOS option (services.chainfire.nodeid) is an error" "The option \`services.chainfire.nodeid' does not exist" \
   standin_expr '(evalChainfire { services.chainfire.nodeid = 1; }).enable'
 check_fails "a value of the wrong type (services.chainfire.nodeId = \"1\") is an error" "is not of type" \
@@ -454,6 +593,18 @@ planted_check etc nix/tests/partition.nix 's/^        text = "${iamAdmin.accessK
   "planted in a copy: the VM test sets environment.etc.iam-bootstrap.txt (no such option) -> nix flake check fails"
 planted_check lib flake.nix 's/lib\.genAttrs systems/lib.genAttr systems/' "attribute 'genAttr' missing" \
   "planted in a copy: flake.nix calls lib.genAttr (no such function) -> nix flake check fails"
+# No flake output evaluates services.plasmavmc, so the planted copy's module is evaluated directly.
+planted_module_check() { # planted_module_check NAME FILE SED EXPECTED DESCRIPTION EXPR
+  local copy
+  if copy=$(plant "$1" "$2" "$3" 2>"$work/output"); then
+    check_fails "$5" "$4" plasmavmc_module "$copy" "$6"
+  else
+    fail "$5"
+  fi
+}
+planted_module_check plasmavmc nix/modules/plasmavmc.nix 's/^    cfg\.driverRoot$/    cfg.driverroot/' "attribute 'driverroot' missing" \
+  "planted in a copy: the PlasmaVMC module reads cfg.driverroot (no such option) for --driver-root -> evaluating its unit fails" \
+  '{ eval, lib }: (eval { }).systemd.services.plasmavmc.serviceConfig.ExecStart'
 
 echo
 echo "nix offline checks: $passed passed, $failed failed, $skipped skipped"

@@ -1,6 +1,7 @@
 # The whole cargo workspace, built once from the committed Cargo.lock: the `chainfire`,
-# `flaredb`, `iam`, `reconnect-runner`, `chainfire-ctl` and `flaredb-ctl` binaries, plus the scenario files and the gRPC .proto files
-# under share/reconnect-tests/ (the app runs the packaged scenarios; the VM test's gRPC client
+# `flaredb`, `iam`, `plasmavmc`, `reconnect-runner`, `chainfire-ctl` and `flaredb-ctl` binaries,
+# plus the scenario files and the gRPC .proto files (chainfire, flaredb, iam, plasmavmc) under
+# share/reconnect-tests/ (the app runs the packaged scenarios; the VM test's gRPC client
 # reads the packaged protos).
 #
 # Code generation uses protox (a pure-Rust protobuf compiler) in build.rs, so no `protoc` is
@@ -29,6 +30,7 @@ let
       ../chainfire
       ../flaredb
       ../iam
+      ../plasmavmc
       ../runner
       ../scenarios
     ];
@@ -51,7 +53,7 @@ rustPlatform.buildRustPackage {
     # read CHAINFIRE_BIN.
     export RECONNECT_BIN_DIR="$PWD/target/${stdenv.hostPlatform.rust.cargoShortTarget}/$cargoBuildType"
     export CHAINFIRE_BIN="$RECONNECT_BIN_DIR/chainfire"
-    for binary in chainfire flaredb iam reconnect-runner chainfire-ctl flaredb-ctl; do
+    for binary in chainfire flaredb iam plasmavmc reconnect-runner chainfire-ctl flaredb-ctl; do
       if [ ! -x "$RECONNECT_BIN_DIR/$binary" ]; then
         echo "reconnect-tests: expected the built $binary in $RECONNECT_BIN_DIR; the cargo output layout changed" >&2
         exit 1
@@ -64,17 +66,17 @@ rustPlatform.buildRustPackage {
     share=$out/share/reconnect-tests
     mkdir -p "$share/proto"
     cp -r scenarios "$share/scenarios"
-    find chainfire flaredb iam -path '*/proto/*.proto' -exec cp -t "$share/proto" {} +
-    for proto in chainfire.proto flaredb.proto iam.proto; do
+    find chainfire flaredb iam plasmavmc -path '*/proto/*.proto' -exec cp -t "$share/proto" {} +
+    for proto in chainfire.proto flaredb.proto iam.proto plasmavmc.proto; do
       if [ ! -f "$share/proto/$proto" ]; then
-        echo "reconnect-tests: $proto was not found under chainfire/, flaredb/ or iam/" >&2
+        echo "reconnect-tests: $proto was not found under chainfire/, flaredb/, iam/ or plasmavmc/" >&2
         exit 1
       fi
     done
   '';
 
   meta = {
-    description = "ChainFire, FlareDB and the reconnection test runner (real clusters, real faults, JUnit + evidence)";
+    description = "ChainFire, FlareDB, IAM, PlasmaVMC and the reconnection test runner (real clusters, real faults, JUnit + evidence)";
     license = [
       lib.licenses.mit
       lib.licenses.asl20

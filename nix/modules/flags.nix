@@ -1,7 +1,8 @@
 # What the server modules share: the rendering of option values into command-line flags, the
 # options ChainFire and FlareDB take alike (Raft timing, retry policy, data directory,
 # firewall, extra flags), and the hardened systemd service that runs any of the binaries
-# (ChainFire, FlareDB, and the stateless IAM, which has no data directory).
+# (ChainFire, FlareDB, the stateless IAM, which has no data directory, and PlasmaVMC, which
+# runs as root with part of the hardening left out).
 { lib }:
 let
   inherit (lib) mkOption types;
@@ -123,6 +124,9 @@ in
   # The module's `config`: when `cfg.enable`, the assertions (the server's own, then that
   # dataDir is under /var/lib/), the firewall opening for `ports` (HOST:PORT addresses) and the
   # systemd service `name` running `bin/<name>` with `args` and then `cfg.extraArgs`.
+  # A service that cannot run under the full hardening (PlasmaVMC, whose guests are processes
+  # that need root and outlive the service) names the serviceConfig keys to leave out in
+  # `unhardened` and adds its own in `extraServiceConfig` (they win over the shared ones).
   serviceConfig =
     {
       name,
@@ -132,6 +136,8 @@ in
       args,
       ports,
       assertions,
+      unhardened ? [ ],
+      extraServiceConfig ? { },
     }:
     lib.mkIf cfg.enable {
       # A stateless service (IAM) has no dataDir and gets no state directory.
@@ -152,40 +158,44 @@ in
         # Restart after a crash however often it takes (a node that crash-loops while, say, its
         # address is not up yet must not end in systemd's start-limit "failed" state).
         unitConfig.StartLimitIntervalSec = 0;
-        serviceConfig = {
-          ExecStart = utils.escapeSystemdExecArgs (
-            [ (lib.getExe' cfg.package name) ] ++ args ++ cfg.extraArgs
-          );
-          Type = "exec";
-          DynamicUser = true;
-          # SIGTERM is the graceful stop (stop accepting, flush, exit 0).
-          KillSignal = "SIGTERM";
-          TimeoutStopSec = 30;
-          Restart = "on-failure";
-          RestartSec = 2;
-          LimitNOFILE = 65536;
-          NoNewPrivileges = true;
-          PrivateTmp = true;
-          PrivateDevices = true;
-          ProtectSystem = "strict";
-          ProtectHome = true;
-          ProtectKernelTunables = true;
-          ProtectKernelModules = true;
-          ProtectControlGroups = true;
-          RestrictAddressFamilies = [
-            "AF_INET"
-            "AF_INET6"
-            "AF_UNIX"
-          ];
-          RestrictNamespaces = true;
-          LockPersonality = true;
-          SystemCallArchitectures = "native";
-          CapabilityBoundingSet = "";
-        }
-        // lib.optionalAttrs (cfg ? dataDir) {
-          StateDirectory = lib.removePrefix "/var/lib/" cfg.dataDir;
-          StateDirectoryMode = "0700";
-        };
+        serviceConfig =
+          builtins.removeAttrs (
+            {
+              ExecStart = utils.escapeSystemdExecArgs (
+                [ (lib.getExe' cfg.package name) ] ++ args ++ cfg.extraArgs
+              );
+              Type = "exec";
+              DynamicUser = true;
+              # SIGTERM is the graceful stop (stop accepting, flush, exit 0).
+              KillSignal = "SIGTERM";
+              TimeoutStopSec = 30;
+              Restart = "on-failure";
+              RestartSec = 2;
+              LimitNOFILE = 65536;
+              NoNewPrivileges = true;
+              PrivateTmp = true;
+              PrivateDevices = true;
+              ProtectSystem = "strict";
+              ProtectHome = true;
+              ProtectKernelTunables = true;
+              ProtectKernelModules = true;
+              ProtectControlGroups = true;
+              RestrictAddressFamilies = [
+                "AF_INET"
+                "AF_INET6"
+                "AF_UNIX"
+              ];
+              RestrictNamespaces = true;
+              LockPersonality = true;
+              SystemCallArchitectures = "native";
+              CapabilityBoundingSet = "";
+            }
+            // lib.optionalAttrs (cfg ? dataDir) {
+              StateDirectory = lib.removePrefix "/var/lib/" cfg.dataDir;
+              StateDirectoryMode = "0700";
+            }
+          ) unhardened
+          // extraServiceConfig;
       };
     };
 }

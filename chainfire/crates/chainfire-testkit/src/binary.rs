@@ -75,6 +75,15 @@ pub fn chainfire_bin() -> PathBuf {
     )
 }
 
+/// The `iam` binary: `IAM_BIN`, else `RECONNECT_BIN_DIR/iam`, else the test's target dir.
+pub fn iam_bin() -> PathBuf {
+    find_binary(
+        "iam",
+        "IAM_BIN",
+        "build it with `cargo build -p iam-server` (same profile as the tests)",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ pub mod binary;
 pub mod bulk;
 pub mod chainfire;
 pub mod env;
+pub mod flaredb;
 pub mod logs;
 pub mod policy;
 pub mod poll;

@@ -1,5 +1,8 @@
-//! IAM's internal wire contract and the platform's client for it.
+//! IAM's internal wire contract and the platform's clients for IAM.
 //!
+//! - [`query`]: the AWS Query API client (users, keys, policies, `GetCallerIdentity`).
+//! - [`grpc_sigv4`]: signing a platform gRPC call, and turning a received one into
+//!   `Authenticate`'s request (both ends of one mapping).
 //! - [`pb`]: `iam.v1` (`Authenticate`, `Authorize`), generated from `proto/iam.proto`.
 //! - [`Client`]: follows the instance list (IAM instances are interchangeable: a failed one is
 //!   left for the next), retries with the platform's [`RetryPolicy`] (3 retries, x2.0, 500 ms
@@ -17,19 +20,20 @@ pub mod pb {
 }
 
 mod cache;
-mod instances;
+pub mod grpc_sigv4;
 pub mod query;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chainfire_client::engine::{Call, CallSettings, Engine, GaveUp, Route};
+use chainfire_client::engine::{Call, CallSettings, Engine, GaveUp, Instances, Route};
 pub use chainfire_client::{CallInfo, FailedOp, RetryEvent, RetryObserver, RetryPolicy};
 use tonic::transport::{Channel, Endpoint};
 
 use cache::DecisionCache;
-use instances::Instances;
 use pb::iam_client::IamClient;
+
+chainfire_client::retry_log!(pub(crate) RetryTarget => "iam_client::retry");
 
 /// How the client reaches IAM.
 #[derive(Clone)]
@@ -110,7 +114,7 @@ pub struct Client {
 }
 
 struct Inner {
-    instances: Instances<IamClient<Channel>>,
+    instances: Instances<IamClient<Channel>, RetryTarget>,
     config: ClientConfig,
     decisions: DecisionCache,
 }
@@ -138,7 +142,7 @@ impl Client {
         })
     }
 
-    fn engine(&self) -> Engine<'_, Instances<IamClient<Channel>>> {
+    fn engine(&self) -> Engine<'_, Instances<IamClient<Channel>, RetryTarget>> {
         Engine {
             endpoints: &self.inner.instances,
             settings: &self.inner.config.call,

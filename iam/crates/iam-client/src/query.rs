@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use chainfire_client::engine::{Call, CallSettings, Engine, GaveUp, Route};
+use chainfire_client::engine::{Call, CallSettings, Engine, GaveUp, Instances, Route};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use iam_sigv4::{AmzDate, Credentials, Payload, Request, Signer, aws_uri_encode};
@@ -27,7 +27,6 @@ use quick_xml::events::Event;
 use tokio::net::TcpStream;
 use tonic::Status;
 
-use crate::instances::Instances;
 use crate::{CallInfo, FailedOp};
 
 /// STS actions (signed for service `sts`, API version 2011-06-15); the rest are IAM's.
@@ -155,7 +154,7 @@ pub struct QueryClient {
 }
 
 struct Inner {
-    instances: Instances<String>,
+    instances: Instances<String, crate::RetryTarget>,
     call: CallSettings,
     sts: Signer,
     iam: Signer,

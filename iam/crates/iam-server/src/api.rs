@@ -33,7 +33,11 @@ const MAX_KEYS_PER_USER: usize = 2;
 pub struct Api {
     pub directory: Arc<Directory>,
     pub store: Store,
+    /// The Query API's: requests signed for `iam` or `sts`.
     pub verifier: Verifier,
+    /// The internal `Authenticate`'s: requests the platform's services received, signed for
+    /// their own service names too.
+    pub services_verifier: Verifier,
     /// The 12-digit account id in every ARN.
     pub account: String,
 }
@@ -213,7 +217,7 @@ impl Api {
         params: &BTreeMap<String, String>,
         request_id: &str,
     ) -> Result<String, ApiError> {
-        let (user, _) = self.authenticate(request)?;
+        let (user, _) = self.authenticate(request, &self.verifier)?;
         let caller = Caller { user };
         let param = |name: &str| -> Result<&str, ApiError> {
             params
@@ -386,10 +390,12 @@ impl Api {
         Ok(xml::response(namespace(action), action, result, request_id))
     }
 
-    /// Who signed `request`: its verified signature's active key, and that key's user.
+    /// Who signed `request` (checked by `verifier`): its verified signature's active key, and
+    /// that key's user.
     pub fn authenticate(
         &self,
         request: &iam_sigv4::Request<'_>,
+        verifier: &Verifier,
     ) -> Result<(User, String), ApiError> {
         self.directory.trusted()?;
         let directory = &self.directory;
@@ -401,7 +407,7 @@ impl Api {
                 .filter(|k| k.status == "Active")
                 .map(|k| k.secret_access_key)
         };
-        let who = self.verifier.verify(request, SystemTime::now(), &secrets)?;
+        let who = verifier.verify(request, SystemTime::now(), &secrets)?;
         let key = directory.access_key(&who.access_key_id)?.ok_or_else(|| {
             ApiError::new(
                 StatusCode::FORBIDDEN,

@@ -47,7 +47,10 @@ impl pb::iam_server::Iam for Internal {
             headers: &headers,
             payload: Payload::Hash(&hash),
         };
-        let (user, access_key_id) = self.api.authenticate(&signed).map_err(status)?;
+        let (user, access_key_id) = self
+            .api
+            .authenticate(&signed, &self.api.services_verifier)
+            .map_err(status)?;
         Ok(Response::new(pb::AuthenticateResponse {
             principal: Some(pb::Principal {
                 user: user.name,

@@ -11,6 +11,9 @@ use iam_sigv4::Verifier;
 use crate::api::{self, Api};
 use crate::config::{BootstrapKey, Config};
 use crate::directory::{self, Directory};
+
+/// The services whose callers' requests `Authenticate` verifies (what they were signed for).
+const PLATFORM_SERVICES: [&str; 3] = ["iam", "sts", "plasmavmc"];
 use crate::internal::Internal;
 use crate::model::{AccessKey, User, UserPolicy};
 use crate::store::{Store, StoreError};
@@ -78,6 +81,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         directory,
         store,
         verifier: Verifier::new(&config.region, &["iam", "sts"]),
+        services_verifier: Verifier::new(&config.region, &PLATFORM_SERVICES),
         account: config.account_id.clone(),
     });
     let listener = tokio::net::TcpListener::bind(&config.addr)

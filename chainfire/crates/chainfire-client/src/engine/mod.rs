@@ -11,6 +11,7 @@
 #[cfg(feature = "failpoints")]
 mod failpoints;
 mod failure;
+mod interchangeable;
 mod log;
 mod outcome;
 mod settings;
@@ -26,6 +27,7 @@ pub use failure::{
     Effect, Failure, FailureKind, FailurePoint, NotLeaderReply, code_name, describe_status,
     effect_of, normalize_endpoint,
 };
+pub use interchangeable::{Connect, Instances};
 pub use log::RetryLog;
 pub use outcome::{CallInfo, FailedOp, GaveUp, RetryEvent, RetryObserver};
 pub use settings::{AddressMap, CallSettings};

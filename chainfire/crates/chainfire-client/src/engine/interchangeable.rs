@@ -1,17 +1,17 @@
-//! The instance list both IAM clients follow: IAM instances are interchangeable (no leader), so
+//! The endpoints of a service whose instances are interchangeable (no leader: IAM, PlasmaVMC):
 //! an attempt goes to the current instance and a failed one is left for the next, round the
-//! list. What a client for one instance is (a gRPC channel, an HTTP address) is the caller's.
+//! list. What a client for one instance is (a gRPC client, an HTTP address) is the caller's,
+//! and so is the tracing target (`L`, made with [`retry_log!`](crate::retry_log)).
 
 use std::collections::HashMap;
+use std::marker::PhantomData;
 use std::sync::Mutex;
 
-use chainfire_client::engine::{
-    Endpoints, Failure, LearnFrom, NotLeaderReply, Pick, Route, normalize_endpoint,
+use super::{
+    Endpoints, Failure, LearnFrom, NotLeaderReply, Pick, RetryLog, Route, normalize_endpoint,
 };
 
-chainfire_client::retry_log!(pub(crate) RetryTarget => "iam_client::retry");
-
-/// IAM instances have no leader; no answer ever starts with this.
+/// Interchangeable instances have no leader; no answer ever starts with this.
 const NO_LEADER: NotLeaderReply = NotLeaderReply {
     message: "\u{0}iam instances have no leader",
     leader_id_key: "x-iam-none",
@@ -20,29 +20,37 @@ const NO_LEADER: NotLeaderReply = NotLeaderReply {
 };
 
 /// Makes the client for one instance (connecting lazily), or says why it cannot.
-pub(crate) type Connect<C> = Box<dyn Fn(&str) -> Result<C, String> + Send + Sync>;
+pub type Connect<C> = Box<dyn Fn(&str) -> Result<C, String> + Send + Sync>;
 
-pub(crate) struct Instances<C> {
+/// See the module documentation.
+pub struct Instances<C, L> {
     endpoints: Vec<String>,
     connect: Connect<C>,
     /// The current instance's index and the clients made so far.
     state: Mutex<(usize, HashMap<String, C>)>,
+    log: PhantomData<fn() -> L>,
 }
 
-impl<C: Clone> Instances<C> {
+impl<C: Clone, L> Instances<C, L> {
     /// `None` when the list is empty.
-    pub(crate) fn new(endpoints: &[String], connect: Connect<C>) -> Option<Self> {
+    pub fn new(endpoints: &[String], connect: Connect<C>) -> Option<Self> {
         (!endpoints.is_empty()).then(|| Instances {
             endpoints: endpoints.iter().map(|e| normalize_endpoint(e)).collect(),
             connect,
             state: Mutex::new((0, HashMap::new())),
+            log: PhantomData,
         })
+    }
+
+    /// The instances, in order.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
     }
 }
 
-impl<C: Clone + Send> Endpoints for Instances<C> {
+impl<C: Clone + Send, L: RetryLog> Endpoints for Instances<C, L> {
     type Client = C;
-    type Log = RetryTarget;
+    type Log = L;
     const NOT_LEADER: NotLeaderReply = NO_LEADER;
 
     async fn pick(&self, _pick: &mut Pick) -> Result<String, Failure> {
@@ -73,6 +81,6 @@ impl<C: Clone + Send> Endpoints for Instances<C> {
     }
 }
 
-impl<C, R> LearnFrom<R> for Instances<C> {
+impl<C, L, R> LearnFrom<R> for Instances<C, L> {
     fn on_answer(&self, _endpoint: &str, _route: Route, _answer: &R) {}
 }
