@@ -26,9 +26,11 @@ pub mod query;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chainfire_client::engine::{Call, CallSettings, Engine, GaveUp, Instances, Route};
+use chainfire_client::engine::{
+    Call, CallSettings, Engine, GaveUp, Instances, Route, lazy_channel,
+};
 pub use chainfire_client::{CallInfo, FailedOp, RetryEvent, RetryObserver, RetryPolicy};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use cache::DecisionCache;
 use pb::iam_client::IamClient;
@@ -63,36 +65,9 @@ impl ClientConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("invalid IAM client configuration: {0}")]
-    InvalidConfig(String),
-    /// IAM answered, and the answer is no: the signature did not verify, the key is unknown.
-    #[error("{}", .0.rejected_message())]
-    Rejected(Box<FailedOp>),
-    /// IAM could not be reached or could not decide, on every attempt.
-    #[error("{}", .0.exhausted_message())]
-    Exhausted(Box<FailedOp>),
-}
-
-impl ClientError {
-    /// The failed call's details (operation, instances, attempts, cause), when there was a call.
-    pub fn failed_op(&self) -> Option<&FailedOp> {
-        match self {
-            ClientError::Exhausted(op) | ClientError::Rejected(op) => Some(op),
-            ClientError::InvalidConfig(_) => None,
-        }
-    }
-}
-
-impl From<GaveUp> for ClientError {
-    fn from(gave_up: GaveUp) -> Self {
-        match gave_up {
-            GaveUp::Exhausted(op) => ClientError::Exhausted(op),
-            GaveUp::Rejected(op) => ClientError::Rejected(op),
-        }
-    }
-}
+/// What a call can end in: `Rejected` when IAM answered no (the signature did not verify, the
+/// key is unknown), `Exhausted` when it could not be reached or could not decide.
+pub use chainfire_client::engine::ServiceError as ClientError;
 
 /// An `Authorize` answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,16 +98,10 @@ impl Client {
     /// Checks the config; connects lazily (the first call finds an instance).
     pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
         let connect_timeout = config.call.connect_timeout;
-        let connect = move |endpoint: &str| {
-            let channel = Endpoint::from_shared(format!("http://{endpoint}"))
-                .map_err(|e| format!("endpoint {endpoint:?}: {e}"))?
-                .connect_timeout(connect_timeout)
-                .tcp_nodelay(true)
-                .connect_lazy();
-            Ok(IamClient::new(channel))
-        };
+        let connect =
+            move |endpoint: &str| lazy_channel(endpoint, connect_timeout).map(IamClient::new);
         let instances = Instances::new(&config.endpoints, Box::new(connect))
-            .ok_or_else(|| ClientError::InvalidConfig("no IAM endpoint".into()))?;
+            .ok_or_else(|| ClientError::InvalidConfig("IAM: no endpoint".into()))?;
         Ok(Client {
             inner: Arc::new(Inner {
                 instances,

@@ -18,13 +18,13 @@ pub mod pb {
 
 use std::sync::Arc;
 
-use chainfire_client::engine::{Call, CallSettings, Engine, GaveUp, Instances, Route};
+use chainfire_client::engine::{Call, CallSettings, Engine, Instances, Route, lazy_channel};
 pub use chainfire_client::{CallInfo, FailedOp, RetryEvent, RetryObserver, RetryPolicy};
 use iam_client::grpc_sigv4;
 pub use iam_sigv4::Credentials;
 use iam_sigv4::Signer;
 use prost::Message;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use pb::vms_client::VmsClient;
 
@@ -71,43 +71,12 @@ impl ClientConfig {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("invalid PlasmaVMC client configuration: {0}")]
-    InvalidConfig(String),
-    /// PlasmaVMC answered, and the answer is no (not found, not allowed, invalid, ...).
-    #[error("{}", .0.rejected_message())]
-    Rejected(Box<FailedOp>),
-    /// PlasmaVMC could not be reached or could not complete the call, on every attempt. For a
-    /// mutating call the outcome is unknown when [`FailedOp::maybe_applied`]: repeat it with the
-    /// same request id ([`Client::create_vm_with_id`] and friends) to learn it.
-    #[error("{}", .0.exhausted_message())]
-    Exhausted(Box<FailedOp>),
-}
-
-impl ClientError {
-    /// The failed call's details, when there was a call.
-    pub fn failed_op(&self) -> Option<&FailedOp> {
-        match self {
-            ClientError::Exhausted(op) | ClientError::Rejected(op) => Some(op),
-            ClientError::InvalidConfig(_) => None,
-        }
-    }
-
-    /// The gRPC code of the last answer or failure.
-    pub fn code(&self) -> Option<tonic::Code> {
-        self.failed_op().and_then(|op| op.code)
-    }
-}
-
-impl From<GaveUp> for ClientError {
-    fn from(gave_up: GaveUp) -> Self {
-        match gave_up {
-            GaveUp::Exhausted(op) => ClientError::Exhausted(op),
-            GaveUp::Rejected(op) => ClientError::Rejected(op),
-        }
-    }
-}
+/// What a call can end in: `Rejected` when PlasmaVMC answered no (not found, not allowed,
+/// invalid, ...), `Exhausted` when it could not be reached or could not complete the call on
+/// any attempt; for a mutating call the outcome is then unknown when
+/// [`FailedOp::maybe_applied`]: repeat it with the same request id
+/// ([`Client::create_vm_with_id`], [`Client::vm_action`]) to learn it.
+pub use chainfire_client::engine::ServiceError as ClientError;
 
 /// One instance: its client and the address it was dialled at (what calls are signed for).
 #[derive(Clone)]
@@ -138,18 +107,13 @@ impl Client {
     pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
         let connect_timeout = config.call.connect_timeout;
         let connect = move |endpoint: &str| {
-            let channel = Endpoint::from_shared(format!("http://{endpoint}"))
-                .map_err(|e| format!("endpoint {endpoint:?}: {e}"))?
-                .connect_timeout(connect_timeout)
-                .tcp_nodelay(true)
-                .connect_lazy();
             Ok(Instance {
-                client: VmsClient::new(channel),
+                client: VmsClient::new(lazy_channel(endpoint, connect_timeout)?),
                 authority: endpoint.to_owned(),
             })
         };
         let instances = Instances::new(&config.endpoints, Box::new(connect))
-            .ok_or_else(|| ClientError::InvalidConfig("no PlasmaVMC endpoint".into()))?;
+            .ok_or_else(|| ClientError::InvalidConfig("PlasmaVMC: no endpoint".into()))?;
         Ok(Client {
             inner: Arc::new(Inner {
                 instances,

@@ -14,6 +14,7 @@ mod failure;
 mod interchangeable;
 mod log;
 mod outcome;
+mod service_error;
 mod settings;
 
 use std::future::Future;
@@ -30,6 +31,7 @@ pub use failure::{
 pub use interchangeable::{Connect, Instances};
 pub use log::RetryLog;
 pub use outcome::{CallInfo, FailedOp, GaveUp, RetryEvent, RetryObserver};
+pub use service_error::{ServiceError, lazy_channel};
 pub use settings::{AddressMap, CallSettings};
 
 /// What the exported macros expand to; not part of the API.
