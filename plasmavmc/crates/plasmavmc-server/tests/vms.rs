@@ -134,53 +134,91 @@ async fn wait_vm(
     }
 }
 
+/// Everything PlasmaVMC needs, started in one temp dir: ChainFire (3 nodes), FlareDB (3
+/// stores), one IAM instance with the administrator. Field order is drop order.
+struct Stack {
+    _reaper: GuestReaper,
+    _iam: Process,
+    fdb: FlareDb,
+    cf: Cluster,
+    root: PathBuf,
+    iam_http: String,
+    iam_grpc: String,
+    env: TestEnv,
+}
+
+impl Stack {
+    async fn start(name: &str) -> Stack {
+        let env = TestEnv::new(name).await;
+        let root = env.path("driver");
+        let reaper = GuestReaper(root.clone());
+        let cf = Cluster::start_in(&env, ClusterOptions::default()).await;
+        cf.wait_leader(BOUND).await;
+        let fdb = FlareDb::start(&env, &cf.endpoint_list(), FlareOptions::default()).await;
+        fdb.wait_leader(BOUND).await;
+        let [iam_http, iam_grpc] = free_ports(2)[..] else {
+            unreachable!()
+        };
+        let (iam_http, iam_grpc) = (
+            format!("127.0.0.1:{iam_http}"),
+            format!("127.0.0.1:{iam_grpc}"),
+        );
+        let mut iam = Process::new(
+            "iam",
+            iam_bin(),
+            [
+                "--addr",
+                &iam_http,
+                "--grpc-addr",
+                &iam_grpc,
+                "--chainfire-endpoints",
+                &cf.endpoint_list(),
+                "--bootstrap-key",
+                &format!("{ADMIN_ID}:{ADMIN_SECRET}"),
+            ]
+            .map(String::from)
+            .to_vec(),
+            env.path("iam.log"),
+        );
+        iam.spawn();
+        iam.wait_for_log_line(0, "bootstrap administrator ready", BOUND)
+            .await;
+        iam.wait_for_port(&iam_grpc, BOUND).await;
+        Stack {
+            _reaper: reaper,
+            iam,
+            fdb,
+            cf,
+            root,
+            iam_http,
+            iam_grpc,
+            env,
+        }
+    }
+
+    async fn plasmavmc(&self, name: &str) -> Instance {
+        let mut instance = plasmavmc(
+            &self.env,
+            name,
+            &self.cf,
+            &self.fdb,
+            &self.iam_grpc,
+            &self.root,
+        );
+        instance
+            .process
+            .wait_for_log_line(0, "plasmavmc ready", BOUND)
+            .await;
+        instance
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vms_run_survive_a_reconciler_kill_and_calls_are_authorised() {
-    let env = TestEnv::new("plasmavmc-vms").await;
-    let root = env.path("driver");
-    let _reaper = GuestReaper(root.clone());
-    let cf = Cluster::start_in(&env, ClusterOptions::default()).await;
-    cf.wait_leader(BOUND).await;
-    let fdb = FlareDb::start(&env, &cf.endpoint_list(), FlareOptions::default()).await;
-    fdb.wait_leader(BOUND).await;
-
-    let [iam_http, iam_grpc] = free_ports(2)[..] else {
-        unreachable!()
-    };
-    let (iam_http, iam_grpc) = (
-        format!("127.0.0.1:{iam_http}"),
-        format!("127.0.0.1:{iam_grpc}"),
-    );
-    let mut iam = Process::new(
-        "iam",
-        iam_bin(),
-        [
-            "--addr",
-            &iam_http,
-            "--grpc-addr",
-            &iam_grpc,
-            "--chainfire-endpoints",
-            &cf.endpoint_list(),
-            "--bootstrap-key",
-            &format!("{ADMIN_ID}:{ADMIN_SECRET}"),
-        ]
-        .map(String::from)
-        .to_vec(),
-        env.path("iam.log"),
-    );
-    iam.spawn();
-    iam.wait_for_log_line(0, "bootstrap administrator ready", BOUND)
-        .await;
-    iam.wait_for_port(&iam_grpc, BOUND).await;
-
-    let mut a = plasmavmc(&env, "vmc-a", &cf, &fdb, &iam_grpc, &root);
-    let mut b = plasmavmc(&env, "vmc-b", &cf, &fdb, &iam_grpc, &root);
-    a.process
-        .wait_for_log_line(0, "plasmavmc ready", BOUND)
-        .await;
-    b.process
-        .wait_for_log_line(0, "plasmavmc ready", BOUND)
-        .await;
+    let stack = Stack::start("plasmavmc-vms").await;
+    let (root, cf) = (&stack.root, &stack.cf);
+    let mut a = stack.plasmavmc("vmc-a").await;
+    let mut b = stack.plasmavmc("vmc-b").await;
     let client = Client::new(ClientConfig::new([a.addr.clone(), b.addr.clone()], admin())).unwrap();
 
     // Create: a real guest, in its own session, with its name in its environment.
@@ -225,7 +263,7 @@ async fn vms_run_survive_a_reconciler_kill_and_calls_are_authorised() {
         .await
         .unwrap_err();
     assert_eq!(other.code(), Some(tonic::Code::AlreadyExists), "{other}");
-    assert_eq!(guest_pids(&root), [vm.pid], "one guest, not two");
+    assert_eq!(guest_pids(root), [vm.pid], "one guest, not two");
 
     // Calls are authenticated and authorised.
     let wrong = Credentials {
@@ -235,7 +273,7 @@ async fn vms_run_survive_a_reconciler_kill_and_calls_are_authorised() {
     let wrong_client = Client::new(ClientConfig::new([a.addr.clone()], wrong)).unwrap();
     let e = wrong_client.get_vm("web-1").await.unwrap_err();
     assert_eq!(e.code(), Some(tonic::Code::Unauthenticated), "{e}");
-    let iam_admin = QueryClient::new(QueryConfig::new([iam_http.clone()], admin())).unwrap();
+    let iam_admin = QueryClient::new(QueryConfig::new([stack.iam_http.clone()], admin())).unwrap();
     iam_admin.create_user("bob").await.unwrap();
     let bob_key = iam_admin.create_access_key("bob").await.unwrap();
     let bob = Client::new(ClientConfig::new([a.addr.clone()], bob_key)).unwrap();
@@ -311,5 +349,98 @@ async fn vms_run_survive_a_reconciler_kill_and_calls_are_authorised() {
     assert!(
         !root.join("web-1").exists(),
         "the driver's state went with it"
+    );
+}
+
+/// The S3 burst: creates in flight while the FlareDB leader is SIGKILLed. Every call either
+/// completes or fails with a clear error, a repeat with the same request id settles each failed
+/// one exactly once, and after reconciliation the running guests are exactly the VMs wanted:
+/// none lost, none duplicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_across_a_flaredb_leader_kill_loses_and_duplicates_no_vm() {
+    let mut stack = Stack::start("plasmavmc-burst").await;
+    let a = stack.plasmavmc("vmc-a").await;
+    let client = Client::new(ClientConfig::new([a.addr.clone()], admin())).unwrap();
+    let names: Vec<String> = (0..12).map(|i| format!("burst-{i}")).collect();
+    let command = ["sh", "-c", "exec sleep 300"];
+    let leader = stack.fdb.wait_leader(BOUND).await;
+
+    let calls = futures::future::join_all(names.iter().map(|name| {
+        let client = client.clone();
+        async move {
+            client
+                .create_vm_with_id(name, &command, &[], true, &format!("req-{name}"))
+                .await
+        }
+    }));
+    let store = stack.fdb.store(leader);
+    let kill = async {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        store.proc.kill();
+        Instant::now()
+    };
+    let (results, killed_at) = tokio::join!(calls, kill);
+    let mut failed = Vec::new();
+    for (name, result) in names.iter().zip(&results) {
+        if let Err(e) = result {
+            let op = e
+                .failed_op()
+                .unwrap_or_else(|| panic!("{name}: no call behind {e}"));
+            assert!(
+                !op.last_cause.is_empty() && !op.endpoints.is_empty(),
+                "{name}: unclear: {e}"
+            );
+            println!("{name}: failed clearly: {e}");
+            failed.push(name.clone());
+        }
+    }
+    println!(
+        "{} of {} creates answered across the FlareDB leader kill",
+        names.len() - failed.len(),
+        names.len()
+    );
+
+    // The same request ids again: a replay for every applied call, a creation for the rest.
+    for name in &names {
+        let again = client
+            .create_vm_with_id(name, &command, &[], true, &format!("req-{name}"))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: the repeat failed: {e}"));
+        if !failed.contains(name) {
+            assert!(
+                again.replayed,
+                "{name} was answered once already: {again:?}"
+            );
+        }
+    }
+
+    // Reconciled: exactly one running guest per VM.
+    let started = Instant::now();
+    loop {
+        let vms = client.list_vms().await.unwrap();
+        let running: Vec<&pb::Vm> = vms.iter().filter(|v| v.actual == "running").collect();
+        if running.len() == names.len() {
+            let pids = guest_pids(&stack.root);
+            let alive_pids: Vec<u32> = pids.iter().copied().filter(|p| alive(*p)).collect();
+            assert_eq!(alive_pids.len(), names.len(), "one guest per VM: {pids:?}");
+            let mut recorded: Vec<u32> = running.iter().map(|v| v.pid).collect();
+            recorded.sort();
+            let mut alive_sorted = alive_pids.clone();
+            alive_sorted.sort();
+            assert_eq!(
+                recorded, alive_sorted,
+                "the records name the running guests"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < BOUND,
+            "not reconciled within {BOUND:?}: {vms:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "every VM running, one guest each, {} ms after the FlareDB leader kill",
+        killed_at.elapsed().as_millis()
     );
 }
