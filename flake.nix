@@ -26,15 +26,21 @@
         {
           inherit workspace binaries app;
           devShell = pkgs.callPackage ./nix/devshell.nix { };
+          # Everything `nix flake check` builds: no KVM needed.
           checks = {
-            # The build with its cargo tests (namespace/iptables tests skip in the sandbox).
+            # The build alone (doCheck = false); its install checks every binary and .proto.
             package = workspace;
+            # The same build with `cargo test --workspace` (namespace/iptables tests skip in the
+            # sandbox and say so).
+            cargo-tests = pkgs.callPackage ./nix/package.nix { cargoTests = true; };
             lint = pkgs.callPackage ./nix/checks/lint.nix { inherit workspace; };
             scenarios = pkgs.callPackage ./nix/checks/scenarios.nix { inherit workspace; };
-            vm-partition = pkgs.callPackage ./nix/tests/partition.nix {
-              inherit workspace;
-              inherit (self) nixosModules;
-            };
+          };
+          # The 6-VM partition test needs KVM, so it is a package, not a check: `nix flake check`
+          # evaluates packages but builds only checks. Run it with `nix build .#vm-tests -L`.
+          vm-tests = pkgs.callPackage ./nix/tests/partition.nix {
+            inherit workspace;
+            inherit (self) nixosModules;
           };
         };
       perSystem = forAllSystems outputsFor;
@@ -56,6 +62,7 @@
         o.binaries
         // {
           default = o.workspace;
+          inherit (o) vm-tests;
         }
       ) perSystem;
 

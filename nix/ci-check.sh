@@ -6,16 +6,21 @@
 # issue and matches flake.nix; with nixpkgs replaced by the strict stand-in under nix/stand-in/
 # (exactly the nixpkgs attributes the flake uses, nothing that accepts anything), the whole
 # flake evaluates on both systems (`nix flake check --no-build`, `nix flake show`), its outputs
-# are exactly the promised ones, the app's program is a bash script that parses and runs the
-# packaged suite, the dev shell has its tools, the package's build scripts check for every
-# binary and copy every .proto (PlasmaVMC's too), the NixOS modules render the right command
+# are exactly the promised ones (checks without the VM test, which is packages.vm-tests; no
+# check needs KVM), the app's program is a bash script that parses and runs the packaged suite,
+# the dev shell has its tools (Chromium, python3 with botocore too), the package builds with
+# doCheck = false and checks for every binary and copies every .proto (PlasmaVMC's too), the
+# cargo tests are checks.cargo-tests (the same source and vendored crates, the sandbox env),
+# checks.scenarios validates first and fails on a skipped TEST cell (its build script is run
+# here against a stub runner), the NixOS modules render the right command
 # lines (also on the VM test's machines: ChainFire, FlareDB, and IAM with its client and key
 # files; and PlasmaVMC's unit, with the guest-preserving KillMode=process and its persistent
 # StateDirectory), the VM test's Python script parses and is lint-clean; and the stand-in really rejects
 # misspellings (negative checks, including misspellings planted in a copy of the flake).
 #
 # What it does NOT prove: that anything builds or passes against the real nixpkgs. Nothing is
-# built here. Run `nix flake check -L` on a machine with a current Nix and network for that.
+# built here. Run `nix flake check -L` (no KVM needed) and `nix build .#vm-tests -L` (KVM) on a
+# machine with a current Nix and network for that.
 #
 # The flake only sees files tracked by git: commit (or at least `git add`) before running.
 # Usage: bash nix/ci-check.sh        (from anywhere inside the repository)
@@ -171,7 +176,7 @@ check "flake.lock is up to date with flake.nix (nix flake metadata --offline --n
 
 # --- 4. The whole flake evaluates against the stand-in.
 echo "== evaluation against the stand-in nixpkgs (nix/stand-in)"
-check "nix flake check --no-build (both systems: packages, apps, devShells, checks incl. the VM test, nixosModules)" \
+check "nix flake check --no-build (both systems: packages incl. the VM test, apps, devShells, checks, nixosModules)" \
   "${nix_cmd[@]}" flake check --no-build "${standin_override[@]}" "$repo"
 check "nix flake show" "${nix_cmd[@]}" flake show "${standin_override[@]}" "$repo"
 
@@ -180,10 +185,10 @@ outputs_exact() {
   local wanted actual output
   for output in packages apps devShells checks; do
     case $output in
-      packages) wanted='["chainfire","default","flaredb","iam","plasmavmc","reconnect-runner"]' ;;
+      packages) wanted='["chainfire","default","flaredb","iam","plasmavmc","reconnect-runner","vm-tests"]' ;;
       apps) wanted='["default","reconnect-tests"]' ;;
       devShells) wanted='["default"]' ;;
-      checks) wanted='["lint","package","scenarios","vm-partition"]' ;;
+      checks) wanted='["cargo-tests","lint","package","scenarios"]' ;;
     esac
     actual=$(flake_eval "$repo" "$output" --json --apply "$names") || return 1
     expect_equal "$output" "{\"aarch64-linux\":$wanted,\"x86_64-linux\":$wanted}" "$actual" || return 1
@@ -191,7 +196,21 @@ outputs_exact() {
   actual=$(flake_eval "$repo" nixosModules --json --apply builtins.attrNames) || return 1
   expect_equal nixosModules '["chainfire","flaredb","iam","plasmavmc"]' "$actual"
 }
-check "outputs are exactly packages.{chainfire,flaredb,iam,plasmavmc,reconnect-runner,default}, apps.{reconnect-tests,default}, devShells.default, checks.{package,lint,scenarios,vm-partition} on x86_64-linux and aarch64-linux, nixosModules.{chainfire,flaredb,iam,plasmavmc}" outputs_exact
+check "outputs are exactly packages.{chainfire,flaredb,iam,plasmavmc,reconnect-runner,default,vm-tests}, apps.{reconnect-tests,default}, devShells.default, checks.{package,cargo-tests,lint,scenarios} on x86_64-linux and aarch64-linux, nixosModules.{chainfire,flaredb,iam,plasmavmc}" outputs_exact
+
+# `nix flake check` builds only `checks` (packages, apps and devShells are evaluated, not built):
+# none of them may need KVM, and the VM test (a package now) is the one that does.
+for system in "${systems[@]}"; do
+  kvm_ok() {
+    local features
+    features=$(flake_eval "$repo" "checks.$system" --json \
+      --apply 'builtins.mapAttrs (name: check: check.requiredSystemFeatures or [ ])') || return 1
+    expect_equal "checks.$system requiredSystemFeatures" '{"cargo-tests":[],"lint":[],"package":[],"scenarios":[]}' "$features" || return 1
+    features=$(flake_eval "$repo" "packages.$system.vm-tests.requiredSystemFeatures" --json) || return 1
+    expect_equal "packages.$system.vm-tests requiredSystemFeatures" '["nixos-test","kvm"]' "$features"
+  }
+  check "checks.$system: no check needs kvm or nixos-test (nix flake check runs without /dev/kvm); packages.$system.vm-tests is the VM test (nixos-test, kvm)" kvm_ok
+done
 
 # --- 5. The app.
 echo "== apps: the program"
@@ -225,6 +244,17 @@ else
   skip "shellcheck of the app's script (shellcheck not installed; writeShellApplication runs it in the real build)"
 fi
 
+# python_with_botocore ATTR: the list ATTR holds exactly one python3-...-env (what
+# python3.withPackages makes) and that derivation's inputs include a botocore derivation.
+python_with_botocore() {
+  local drvs
+  drvs=$(flake_eval "$repo" "$1" --raw \
+    --apply 'ps: builtins.concatStringsSep " " (map (p: p.drvPath) (builtins.filter (p: builtins.match "python3-.*-env" p.name != null) ps))') || return 1
+  [[ -n $drvs && $drvs != *" "* ]] || { echo "$1: not exactly one python3 environment: '$drvs'"; return 1; }
+  nix-store --query --references "$drvs" | grep -q -- '-botocore-.*\.drv$' ||
+    { echo "$1: the python3 environment ($drvs) does not depend on botocore"; return 1; }
+}
+
 # --- 6. The dev shell.
 echo "== devShells: the tools"
 for system in "${systems[@]}"; do
@@ -232,23 +262,41 @@ for system in "${systems[@]}"; do
     local names hook tool
     names=$(flake_eval "$repo" "devShells.$system.default.nativeBuildInputs" --json \
       --apply 'map (p: p.pname or p.name)') || return 1
-    for tool in cargo rustc clippy rustfmt rust-analyzer iptables iproute2 procps util-linux; do
+    for tool in cargo rustc clippy rustfmt rust-analyzer iptables iproute2 procps util-linux chromium; do
       [[ $names == *"\"$tool\""* ]] || { echo "missing $tool in $names"; return 1; }
     done
+    # python3.withPackages (ps: [ ps.botocore ]): an environment named python3-...-env whose
+    # derivation depends on botocore's.
+    python_with_botocore "devShells.$system.default.nativeBuildInputs" || return 1
     hook=$(flake_eval "$repo" "devShells.$system.default.shellHook" --raw) || return 1
     [[ $hook == *"cargo test"* && $hook == *"reconnect-runner run"* && $hook == *"nix run .#reconnect-tests"* ]] ||
       { echo "the shell hook does not say how to run the suite: $hook"; return 1; }
   }
-  check "devShells.$system.default has cargo, rustc, clippy, rustfmt, rust-analyzer, iptables, iproute2, procps, util-linux and a hook that says how to run the suite" devshell_ok
+  check "devShells.$system.default has cargo, rustc, clippy, rustfmt, rust-analyzer, iptables, iproute2, procps, util-linux, chromium, python3 with botocore and a hook that says how to run the suite" devshell_ok
 done
 
 # --- 7. The package: the sandbox contract and the source set.
 echo "== packages: build contract"
 package_ok() {
-  local pre src entry
-  pre=$(flake_eval "$repo" packages.x86_64-linux.default.preCheck --raw) || return 1
+  local pre src entry value
+  value=$(flake_eval "$repo" packages.x86_64-linux.default.doCheck --json) || return 1
+  expect_equal "packages.default.doCheck" false "$value" || return 1
+  value=$(flake_eval "$repo" packages.x86_64-linux.default --apply 'p: p ? preCheck' --json) || return 1
+  expect_equal "packages.default has a preCheck (dead code with doCheck = false)" false "$value" || return 1
+  value=$(flake_eval "$repo" checks.x86_64-linux.package.drvPath --raw) || return 1
+  expect_equal "checks.package is packages.default" "$(flake_eval "$repo" packages.x86_64-linux.default.drvPath --raw)" "$value" || return 1
+  value=$(flake_eval "$repo" checks.x86_64-linux.cargo-tests --json \
+    --apply 'c: [ c.doCheck c.cargoTestFlags c.name ]') || return 1
+  expect_equal "checks.cargo-tests doCheck, cargoTestFlags, name" '[true,"--workspace","reconnect-tests-cargo-tests-0.1.0"]' "$value" || return 1
+  for value in src cargoDeps.drvPath; do
+    expect_equal "checks.cargo-tests.$value is the package's" \
+      "$(flake_eval "$repo" "packages.x86_64-linux.default.$value" --raw)" \
+      "$(flake_eval "$repo" "checks.x86_64-linux.cargo-tests.$value" --raw)" || return 1
+  done
+  python_with_botocore checks.x86_64-linux.cargo-tests.nativeCheckInputs || return 1
+  pre=$(flake_eval "$repo" checks.x86_64-linux.cargo-tests.preCheck --raw) || return 1
   for variable in RECONNECT_TESTS_NO_NETNS=1 RECONNECT_BIN_DIR= CHAINFIRE_BIN=; do
-    [[ $pre == *"export $variable"* ]] || { echo "preCheck does not export $variable"; return 1; }
+    [[ $pre == *"export $variable"* ]] || { echo "checks.cargo-tests' preCheck does not export $variable"; return 1; }
   done
   src=$(flake_eval "$repo" packages.x86_64-linux.default.src --raw) || return 1
   for entry in Cargo.toml Cargo.lock chainfire flaredb iam plasmavmc runner scenarios plasmavmc/crates/plasmavmc-client/proto/plasmavmc.proto; do
@@ -258,21 +306,26 @@ package_ok() {
     [ ! -e "$src/$entry" ] || { echo "the source set should not hold $entry"; return 1; }
   done
 }
-check "the package's check phase exports RECONNECT_TESTS_NO_NETNS=1, RECONNECT_BIN_DIR and CHAINFIRE_BIN; its source holds the workspace (plasmavmc/ and plasmavmc.proto too) and scenarios/, not nix/, flake.* or target/" package_ok
+check "the package builds with doCheck = false (no preCheck); checks.cargo-tests is the same source and vendored crates with doCheck, --workspace, python3+botocore, and a preCheck exporting RECONNECT_TESTS_NO_NETNS=1, RECONNECT_BIN_DIR and CHAINFIRE_BIN; the source holds the workspace (plasmavmc/ and plasmavmc.proto too) and scenarios/, not nix/, flake.* or target/" package_ok
 
 # Every binary is checked for after the build, every .proto is copied and checked for.
 package_installs_ok() {
   local pre post
-  pre=$(flake_eval "$repo" packages.x86_64-linux.default.preCheck --raw) || return 1
-  [[ $pre == *"for binary in chainfire flaredb iam plasmavmc reconnect-runner chainfire-ctl flaredb-ctl; do"* ]] ||
-    { echo "preCheck does not check for every built binary (plasmavmc included): $pre"; return 1; }
+  local loop='for binary in chainfire flaredb iam plasmavmc reconnect-runner chainfire-ctl flaredb-ctl; do'
+  pre=$(flake_eval "$repo" checks.x86_64-linux.cargo-tests.preCheck --raw) || return 1
+  # shellcheck disable=SC2016 # literal text of the build script
+  [[ $pre == *"$loop"*'if [ ! -x "$RECONNECT_BIN_DIR/$binary" ]; then'* ]] ||
+    { echo "checks.cargo-tests' preCheck does not check for every built binary (plasmavmc included) in RECONNECT_BIN_DIR: $pre"; return 1; }
   post=$(flake_eval "$repo" packages.x86_64-linux.default.postInstall --raw) || return 1
+  # shellcheck disable=SC2016 # literal text of the build script
+  [[ $post == *"$loop"*'if [ ! -x "$out/bin/$binary" ]; then'* ]] ||
+    { echo "postInstall does not check for every installed binary (plasmavmc included) in \$out/bin: $post"; return 1; }
   [[ $post == *"find chainfire flaredb iam plasmavmc -path '*/proto/*.proto' -exec cp -t \"\$share/proto\" {} +"* ]] ||
     { echo "postInstall does not copy the protos from chainfire/, flaredb/, iam/ and plasmavmc/: $post"; return 1; }
   [[ $post == *"for proto in chainfire.proto flaredb.proto iam.proto plasmavmc.proto; do"* ]] ||
     { echo "postInstall does not check that plasmavmc.proto (and the others) were copied: $post"; return 1; }
 }
-check "the package checks for every built binary (plasmavmc too) and copies and checks chainfire.proto, flaredb.proto, iam.proto and plasmavmc.proto into share/reconnect-tests/proto" package_installs_ok
+check "the package checks for every installed binary (plasmavmc too; cargo-tests for every built one before testing) and copies and checks chainfire.proto, flaredb.proto, iam.proto and plasmavmc.proto into share/reconnect-tests/proto" package_installs_ok
 
 for system in "${systems[@]}"; do
   plasmavmc_package_ok() {
@@ -288,7 +341,7 @@ done
 
 snippets_parse() {
   local attr
-  for attr in packages.x86_64-linux.default.preCheck packages.x86_64-linux.default.postInstall \
+  for attr in checks.x86_64-linux.cargo-tests.preCheck packages.x86_64-linux.default.postInstall \
     checks.x86_64-linux.lint.buildPhase checks.x86_64-linux.scenarios.buildCommand \
     devShells.x86_64-linux.default.shellHook packages.x86_64-linux.chainfire.buildCommand \
     packages.x86_64-linux.plasmavmc.buildCommand; do
@@ -297,22 +350,72 @@ snippets_parse() {
     bash -n "$work/snippet.sh" || { echo "$attr does not parse as bash"; return 1; }
   done
 }
-check "the shell snippets in the package (preCheck, postInstall), the checks, the split packages and the shell hook parse (bash -n)" snippets_parse
+check "the shell snippets in the package (postInstall), cargo-tests (preCheck), the checks, the split packages and the shell hook parse (bash -n)" snippets_parse
+
+# checks.scenarios: its build script, run here against a stub reconnect-runner (and a stub
+# unshare that says no namespaces), under stdenv's `set -eu -o pipefail`. It must validate first,
+# fail on exit 3 (a skipped TEST cell) naming the builder's limits and the skipped cells, fail on
+# a failed validation without running anything, and pass only when the run exits 0.
+scenarios_script() { # scenarios_script VALIDATE-EXIT RUN-EXIT -> the script's exit code; log in $work/scenarios.log
+  local stub="$work/scenarios-stub" out="$work/scenarios-out"
+  rm -rf "$stub" "$out"
+  mkdir -p "$stub"
+  cat >"$stub/reconnect-runner" <<STUB
+#!/usr/bin/env bash
+echo "stub reconnect-runner \$*" >>"$stub/calls"
+case \$1 in
+  validate) echo "ok: 5 scenario(s)"; exit $1 ;;
+  run) echo "S3/chainfire  SKIP  skipped: needs network namespaces (stub)"; exit $2 ;;
+esac
+exit 99
+STUB
+  printf '#!/bin/sh\nexit 1\n' >"$stub/unshare"
+  chmod +x "$stub/reconnect-runner" "$stub/unshare"
+  flake_eval "$repo" checks.x86_64-linux.scenarios.buildCommand --raw >"$work/scenarios.sh" || return 98
+  out="$out" PATH="$stub:$PATH" bash -eu -o pipefail "$work/scenarios.sh" >"$work/scenarios.log" 2>&1
+}
+scenarios_ok() {
+  local status
+  scenarios_script 0 3 && { echo "a run that exits 3 (a TEST cell skipped) passed the check"; return 1; }
+  status=$?
+  expect_equal "exit code when the run is incomplete" 3 "$status" || { cat "$work/scenarios.log"; return 1; }
+  grep -qF 'FAILED (incomplete, exit 3)' "$work/scenarios.log" &&
+    grep -qF 'builder limits: no user + network namespaces' "$work/scenarios.log" &&
+    grep -qF 'S3/chainfire  SKIP  skipped: needs network namespaces (stub)' "$work/scenarios.log" ||
+    { echo "the incomplete run's log does not name the limits and the skipped cell:"; cat "$work/scenarios.log"; return 1; }
+  grep -q 'stub reconnect-runner validate ' "$work/scenarios-stub/calls" ||
+    { echo "the scenarios were not validated"; return 1; }
+  if grep -q -- '--allow-skips' "$work/scenarios-stub/calls"; then
+    echo "the run accepts skips"; return 1
+  fi
+  scenarios_script 2 0 && { echo "a failed validation passed the check"; return 1; }
+  status=$?
+  expect_equal "exit code when validation fails" 2 "$status" || { cat "$work/scenarios.log"; return 1; }
+  if grep -q 'stub reconnect-runner run ' "$work/scenarios-stub/calls"; then
+    echo "the suite ran after a failed validation"; return 1
+  fi
+  scenarios_script 0 1 && { echo "a failed run passed the check"; return 1; }
+  status=$?
+  expect_equal "exit code when a TEST cell failed" 1 "$status" || { cat "$work/scenarios.log"; return 1; }
+  scenarios_script 0 0 || { echo "a complete, passing run failed the check (exit $?):"; cat "$work/scenarios.log"; return 1; }
+  [ -s "$work/scenarios-out/run.log" ] || { echo "no run.log in \$out"; return 1; }
+}
+check "checks.scenarios (its build script run against a stub runner): validates first; a skipped TEST cell (exit 3) fails it, naming the builder's limits and the skipped cells; a failed validation (2) or a failed cell (1) fails it; only exit 0 passes; never --allow-skips" scenarios_ok
 
 # --- 8. NixOS modules, as used by the VM test.
 echo "== nixosModules and the VM test"
 modules_ok() {
   local node id exec
   for id in 1 2 3; do
-    exec=$(flake_eval "$repo" "checks.x86_64-linux.vm-partition.nodes.chainfire$id.systemd.services.chainfire.serviceConfig.ExecStart" --raw) || return 1
+    exec=$(flake_eval "$repo" "packages.x86_64-linux.vm-tests.nodes.chainfire$id.systemd.services.chainfire.serviceConfig.ExecStart" --raw) || return 1
     [[ $exec == *'/bin/chainfire" "--id" "'$id'" "--client-addr" "192.168.1.'$id':2379" "--peer-addr" "192.168.1.'$id':2380" "--initial-cluster" "1=192.168.1.1:2380,2=192.168.1.2:2380,3=192.168.1.3:2380"'* ]] ||
       { echo "chainfire$id ExecStart: $exec"; return 1; }
     node=$((id + 3))
-    exec=$(flake_eval "$repo" "checks.x86_64-linux.vm-partition.nodes.flaredb$id.systemd.services.flaredb.serviceConfig.ExecStart" --raw) || return 1
+    exec=$(flake_eval "$repo" "packages.x86_64-linux.vm-tests.nodes.flaredb$id.systemd.services.flaredb.serviceConfig.ExecStart" --raw) || return 1
     [[ $exec == *'/bin/flaredb" "--id" "'$id'" "--addr" "192.168.1.'$node':5000" "--peer-addr" "192.168.1.'$node':5001" "--peers" "1=192.168.1.4:5001,2=192.168.1.5:5001,3=192.168.1.6:5001" "--pd-endpoints" "192.168.1.1:2379,192.168.1.2:2379,192.168.1.3:2379"'* ]] ||
       { echo "flaredb$id ExecStart: $exec"; return 1; }
   done
-  exec=$(flake_eval "$repo" "checks.x86_64-linux.vm-partition.nodes.flaredb1.networking.firewall.allowedTCPPorts" --json) || return 1
+  exec=$(flake_eval "$repo" "packages.x86_64-linux.vm-tests.nodes.flaredb1.networking.firewall.allowedTCPPorts" --json) || return 1
   expect_equal "flaredb1 open ports" "[5000,5001]" "$exec"
 }
 check "the modules render each VM's chainfire/flaredb command line (ids, addresses, members, PD endpoints) and open its ports" modules_ok
@@ -321,7 +424,7 @@ check "the modules render each VM's chainfire/flaredb command line (ids, address
 vm_iam_ok() {
   local problems
   # shellcheck disable=SC2016 # a Nix expression: ${...} is Nix's, not the shell's
-  problems=$(flake_eval "$repo" checks.x86_64-linux.vm-partition.nodes --json --apply '
+  problems=$(flake_eval "$repo" packages.x86_64-linux.vm-tests.nodes --json --apply '
     nodes:
     let
       expect = what: actual: wanted:
@@ -363,8 +466,8 @@ check "the VM test runs IAM on each ChainFire VM (command line, bootstrap key fr
 test_script_file="$work/vm-partition-test-script.py"
 machines=""
 vm_script_ok() {
-  flake_eval "$repo" checks.x86_64-linux.vm-partition.config.testScriptString --raw >"$test_script_file" || return 1
-  machines=$(flake_eval "$repo" checks.x86_64-linux.vm-partition.nodes --raw \
+  flake_eval "$repo" packages.x86_64-linux.vm-tests.config.testScriptString --raw >"$test_script_file" || return 1
+  machines=$(flake_eval "$repo" packages.x86_64-linux.vm-tests.nodes --raw \
     --apply 'nodes: builtins.concatStringsSep "," (builtins.attrNames nodes)') || return 1
   expect_equal "VM test machines" "chainfire1,chainfire2,chainfire3,flaredb1,flaredb2,flaredb3" "$machines" || return 1
   [ -s "$test_script_file" ] || { echo "empty test script"; return 1; }
@@ -375,7 +478,7 @@ vm_script_ok() {
     grep -qxF -- "$line" "$test_script_file" || { echo "the test script's prelude lacks: $line"; return 1; }
   done
 }
-check "the VM test (checks.*.vm-partition) has 3 ChainFire + 3 FlareDB machines and a test script (nix eval config.testScriptString) whose prelude names the IAM instances, region and admin key" vm_script_ok
+check "the VM test (packages.*.vm-tests) has 3 ChainFire + 3 FlareDB machines and a test script (nix eval config.testScriptString) whose prelude names the IAM instances, region and admin key" vm_script_ok
 if command -v python3 >/dev/null; then
   check "the VM test script parses as Python, has no undefined names and calls only the test driver's machine API" \
     python3 nix/tests/lint-test-script.py "$test_script_file" "$machines"
@@ -584,6 +687,8 @@ planted_check() { # planted_check NAME FILE SED EXPECTED DESCRIPTION
 }
 planted_check package nix/devshell.nix 's/\biproute2\b/iproute/g' "iproute" \
   "planted in a copy: the dev shell asks for pkgs.iproute instead of iproute2 -> nix flake check fails"
+planted_check python nix/devshell.nix 's/ps\.botocore/ps.botocor/' "attribute 'botocor' missing" \
+  "planted in a copy: the dev shell asks for python3.withPackages (ps: [ ps.botocor ]) -> nix flake check fails"
 planted_check option nix/tests/partition.nix 's/clusterClientAddrs = /clusterClientAddr = /' \
   "The option \`services.chainfire.clusterClientAddr' does not exist" \
   "planted in a copy: the VM test sets services.chainfire.clusterClientAddr (no such option) -> nix flake check fails"

@@ -367,6 +367,29 @@ let
       };
     };
 
+  # python3 with `withPackages`, and of its package set exactly what the flake asks for
+  # (`python3.withPackages (ps: [ ps.botocore ])`): a misspelt Python package is an error. The
+  # environment's name follows nixpkgs' `<python name>-env`; it references every package given.
+  python3 =
+    let
+      interpreter = leaf "python3" "python3";
+      pythonPackages = {
+        botocore = leaf "botocore" null;
+      };
+      withPackages =
+        f:
+        mkDrv {
+          name = "python3-stand-in-env";
+          attrs.paths = [ interpreter ] ++ f pythonPackages;
+          meta.mainProgram = "python3";
+        };
+    in
+    interpreter
+    // {
+      pkgs = pythonPackages;
+      inherit withPackages;
+    };
+
   nixos = import ./nixos.nix { inherit lib pkgs mkDrv; };
 
   pkgs = {
@@ -410,6 +433,8 @@ let
     util-linux = leaf "util-linux" "unshare";
     coreutils = leaf "coreutils" "ls";
     grpcurl = leaf "grpcurl" "grpcurl";
+    chromium = leaf "chromium" "chromium";
+    inherit python3;
   };
 in
 pkgs

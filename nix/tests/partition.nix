@@ -1,6 +1,6 @@
 # The design note's scenario 3 (network partition) across real VMs, which the note deferred to
 # production: 3 ChainFire VMs + 3 FlareDB VMs on one virtual LAN, run by the NixOS test driver
-# (needs KVM; `nix build .#checks.x86_64-linux.vm-partition -L`). Each ChainFire VM also runs
+# (needs KVM; `nix build .#vm-tests -L`). Each ChainFire VM also runs
 # an IAM instance (nixosModules.iam, state in the three ChainFire nodes), so IAM is covered too.
 #
 # For each service: elect a leader and write; cut the leader off from its peers with iptables on
