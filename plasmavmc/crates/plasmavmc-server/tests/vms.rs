@@ -186,7 +186,7 @@ impl Stack {
         iam.wait_for_port(&iam_grpc, BOUND).await;
         Stack {
             _reaper: reaper,
-            iam,
+            _iam: iam,
             fdb,
             cf,
             root,
