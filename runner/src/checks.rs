@@ -17,6 +17,7 @@ mod observed_backoff;
 mod pd_registration;
 mod peer_backoff;
 mod reconnect;
+mod vms;
 mod watch;
 
 pub use convergence::replicas_converge;
@@ -35,6 +36,9 @@ pub use observed_backoff::{
 pub use pd_registration::pd_registration;
 pub use peer_backoff::{DECLARE_LOST_MS, observed_peer_backoff};
 pub use reconnect::{ReconnectTo, reconnect_time};
+pub use vms::{
+    NO_VM_LOST_OR_DUPLICATED, VmExpectation, VmState, allowed_states, no_vm_lost_or_duplicated,
+};
 pub use watch::watch_continuity;
 
 /// Formats milliseconds for messages: `850 ms`, `12.3 s`.

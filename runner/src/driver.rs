@@ -22,8 +22,8 @@ use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::history::{
-    CasExpected, EventKind, History, InvokeRecord, OpKind, OpRecord, Outcome, PdEntry,
-    PdSampleRecord, RetryRecord, WatchEventRecord, WatchMode, WatchRecord, decision,
+    CasExpected, EventKind, History, InvokeRecord, ListedVmRecord, OpKind, OpRecord, Outcome,
+    PdEntry, PdSampleRecord, RetryRecord, WatchEventRecord, WatchMode, WatchRecord, decision,
 };
 use crate::supervisor::Service;
 
@@ -95,9 +95,51 @@ pub struct LoadSpec {
     pub key_prefix: String,
     /// At most this many puts in flight; ticks beyond it are skipped (and counted).
     pub max_in_flight: usize,
-    /// IAM: each tick asks a decision (the runner's administrator, `iam:GetUser` on the user
-    /// named by the key) instead of a put.
-    pub decisions: bool,
+    /// What each tick does.
+    pub ops: LoadOps,
+}
+
+/// What a background load's ticks do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoadOps {
+    /// A put of a new key.
+    #[default]
+    Puts,
+    /// IAM: a decision (the runner's administrator, `iam:GetUser` on the user named by the
+    /// key).
+    Decisions,
+    /// PlasmaVMC: a new VM `<prefix>-<n>` created on two ticks of three; on the third, VM
+    /// `<prefix>-<m>` (m = tick / 3) stopped when m is odd, deleted when m is even.
+    VmOps,
+}
+
+impl LoadOps {
+    /// The request of tick `seq` (from 1) of a load with keys under `prefix`.
+    fn request(self, prefix: &str, client: &str, seq: u64) -> OpRequest {
+        let key = format!("{prefix}/{client}/{seq:06}");
+        match self {
+            LoadOps::Puts => OpRequest::put(&key, &format!("v-{client}-{seq}")),
+            LoadOps::Decisions => OpRequest::authorize(
+                crate::supervisor::IAM_ADMIN_USER,
+                "iam:GetUser",
+                &format!("arn:aws:iam::000000000000:user/{key}"),
+            ),
+            LoadOps::VmOps if seq % 3 != 0 => OpRequest::vm(
+                OpKind::CreateVm,
+                &format!("{prefix}-{}", seq - seq / 3),
+                None,
+            ),
+            LoadOps::VmOps => {
+                let m = seq / 3;
+                let op = if m % 2 == 1 {
+                    OpKind::StopVm
+                } else {
+                    OpKind::DeleteVm
+                };
+                OpRequest::vm(op, &format!("{prefix}-{m}"), None)
+            }
+        }
+    }
 }
 
 impl LoadSpec {
@@ -106,7 +148,7 @@ impl LoadSpec {
             rate_per_sec,
             key_prefix: key_prefix.into(),
             max_in_flight: 32,
-            decisions: false,
+            ops: LoadOps::Puts,
         }
     }
 }
@@ -182,6 +224,7 @@ enum ServiceClient {
     ChainFire(chainfire_client::Client),
     FlareDb(flaredb_client::Client),
     Iam(iam_client::Client),
+    PlasmaVmc(plasmavmc_client::Client),
 }
 
 /// What a successful call returned: call info, revision (ChainFire) or log index (FlareDB),
@@ -229,13 +272,32 @@ impl CallFailure {
             maybe_applied: false,
         }
     }
+
+    /// A VM operation may have been applied when an attempt's effect is unknown.
+    fn plasmavmc(e: plasmavmc_client::ClientError) -> Self {
+        let failed = e.failed_op().cloned();
+        CallFailure::Client {
+            message: e.to_string(),
+            maybe_applied: failed.as_ref().is_some_and(|f| f.maybe_applied),
+            failed,
+        }
+    }
+
+    /// `op` asked of a service that has no such operation.
+    fn not_for(service: &str, op: OpKind) -> Self {
+        CallFailure::Client {
+            message: format!("{service} has no {} operation", op.as_str()),
+            failed: None,
+            maybe_applied: false,
+        }
+    }
 }
 
 /// How a call that did not succeed completes in the history, in one place: a write that may
 /// have been applied (any attempt's effect unknown, or the runner's own bound cut it off) is
 /// `Info`; a write that definitely was not, and any failed read, is `Fail`.
 pub fn completion_of_error(op: OpKind, maybe_applied: bool) -> Outcome {
-    if op.is_write() && maybe_applied {
+    if (op.is_write() || op.is_vm()) && maybe_applied {
         Outcome::Info
     } else {
         Outcome::Fail
@@ -255,6 +317,8 @@ pub struct OpRequest {
     pub value: Option<String>,
     /// CAS: what the current value must be.
     pub expected: Option<CasExpected>,
+    /// A VM operation's request id (a fresh one when `None`).
+    pub request_id: Option<String>,
 }
 
 impl OpRequest {
@@ -284,12 +348,25 @@ impl OpRequest {
         )
     }
 
+    /// A VM operation on `vm`; a create asks for a running VM.
+    pub fn vm(op: OpKind, vm: &str, request_id: Option<&str>) -> Self {
+        let desired = (op == OpKind::CreateVm).then_some("running");
+        let mut request = Self::new(op, vm, desired, None);
+        request.request_id = Some(
+            request_id
+                .map(str::to_owned)
+                .unwrap_or_else(plasmavmc_client::new_request_id),
+        );
+        request
+    }
+
     fn new(op: OpKind, key: &str, value: Option<&str>, expected: Option<CasExpected>) -> Self {
         OpRequest {
             op,
             key: key.to_owned(),
             value: value.map(str::to_owned),
             expected,
+            request_id: None,
         }
     }
 }
@@ -334,11 +411,7 @@ impl ServiceClient {
                         })
                     }
                 }
-                (OpKind::Authorize, _) => Err(CallFailure::Client {
-                    message: "authorize is an IAM operation".into(),
-                    failed: None,
-                    maybe_applied: false,
-                }),
+                (other, _) => Err(CallFailure::not_for("ChainFire", other)),
             },
             ServiceClient::FlareDb(c) => match (req.op, &req.expected) {
                 (OpKind::Put, _) => c
@@ -374,11 +447,7 @@ impl ServiceClient {
                         })
                     }
                 }
-                (OpKind::Authorize, _) => Err(CallFailure::Client {
-                    message: "authorize is an IAM operation".into(),
-                    failed: None,
-                    maybe_applied: false,
-                }),
+                (other, _) => Err(CallFailure::not_for("FlareDB", other)),
             },
             ServiceClient::Iam(c) => match req.op {
                 OpKind::Authorize => {
@@ -394,15 +463,39 @@ impl ServiceClient {
                     };
                     Ok((d.info, None, Some(answer.to_owned())))
                 }
-                other => Err(CallFailure::Client {
-                    message: format!("IAM has no {} operation", other.as_str()),
-                    failed: None,
-                    maybe_applied: false,
-                }),
+                other => Err(CallFailure::not_for("IAM", other)),
             },
+            ServiceClient::PlasmaVmc(c) => {
+                let request_id = req.request_id.clone().unwrap_or_default();
+                let answer = match req.op {
+                    OpKind::CreateVm => {
+                        c.create_vm_with_info(key, GUEST_COMMAND, &[], true, &request_id)
+                            .await
+                    }
+                    OpKind::StartVm => c.vm_action_with_info("start_vm", key, &request_id).await,
+                    OpKind::StopVm => c.vm_action_with_info("stop_vm", key, &request_id).await,
+                    OpKind::DeleteVm => c.vm_action_with_info("delete_vm", key, &request_id).await,
+                    other => return Err(CallFailure::not_for("PlasmaVMC", other)),
+                };
+                let (reply, info) = answer.map_err(CallFailure::plasmavmc)?;
+                let read = if reply.replayed {
+                    VM_REPLAYED
+                } else {
+                    VM_APPLIED
+                };
+                Ok((info, None, Some(read.to_owned())))
+            }
         }
     }
 }
+
+/// What every VM the runner creates runs: a guest that sleeps (an hour, far longer than any
+/// scenario) and ends on SIGTERM.
+pub const GUEST_COMMAND: &[&str] = &["sleep", "3600"];
+
+/// What an acknowledged VM operation reads: applied now, or a replay of its request id.
+pub const VM_APPLIED: &str = "applied";
+pub const VM_REPLAYED: &str = "replayed";
 
 /// An authorize request's `value` is `<user> <action>` (its key is the resource).
 fn authorize_parts(value: &str) -> (&str, &str) {
@@ -478,6 +571,34 @@ impl Driver {
                         .map_err(|e| connect_err(e.to_string()))?,
                 )
             }
+            Service::PlasmaVmc => {
+                // Calls are signed for the instance's own address (the host it checks) and
+                // dialled at the link proxy standing for it.
+                let node_of = |proxy: &String| {
+                    config
+                        .address_map
+                        .iter()
+                        .find(|(_, p)| p == proxy)
+                        .map_or_else(|| proxy.clone(), |(node, _)| node.clone())
+                };
+                let (key_id, secret) = crate::supervisor::IAM_ADMIN_KEY;
+                let credentials = plasmavmc_client::Credentials {
+                    access_key_id: key_id.into(),
+                    secret_access_key: secret.into(),
+                    session_token: None,
+                };
+                let mut client_config = plasmavmc_client::ClientConfig::new(
+                    config.endpoints.iter().map(node_of),
+                    credentials,
+                );
+                // TEMP client_config.address_map = config.address_map.clone();
+                client_config.call.retry = config.retry;
+                client_config.call.retry_observer = Some(Arc::new(observer));
+                ServiceClient::PlasmaVmc(
+                    plasmavmc_client::Client::new(client_config)
+                        .map_err(|e| connect_err(e.to_string()))?,
+                )
+            }
         };
         Ok(Driver {
             inner: Arc::new(Inner {
@@ -504,6 +625,29 @@ impl Driver {
 
     pub async fn delete(&self, key: &str) -> OpRecord {
         self.perform(&OpRequest::delete(key)).await
+    }
+
+    /// PlasmaVMC: `op` on `vm`, with `request_id` (a fresh one when `None`). Read: applied or
+    /// replayed.
+    pub async fn vm(&self, op: OpKind, vm: &str, request_id: Option<&str>) -> OpRecord {
+        self.perform(&OpRequest::vm(op, vm, request_id)).await
+    }
+
+    /// PlasmaVMC: every VM as it lists them.
+    pub async fn list_vms(&self) -> Result<Vec<ListedVmRecord>, String> {
+        let ServiceClient::PlasmaVmc(c) = &self.inner.client else {
+            return Err("only a PlasmaVMC client lists VMs".into());
+        };
+        let vms = c.list_vms().await.map_err(|e| e.to_string())?;
+        Ok(vms
+            .into_iter()
+            .map(|vm| ListedVmRecord {
+                name: vm.name,
+                desired: vm.desired,
+                phase: vm.actual,
+                pid: (vm.pid != 0).then_some(vm.pid),
+            })
+            .collect())
     }
 
     /// IAM: may `user` do `action` on `resource`? Read: allow, deny, or allow (cached).
@@ -533,6 +677,7 @@ impl Driver {
                     .map(drop)
                     .map_err(|e| e.to_string()),
                 ServiceClient::Iam(_) => Err("IAM stores no values".to_owned()),
+                ServiceClient::PlasmaVmc(_) => Err("PlasmaVMC stores no values".to_owned()),
             };
             if let Err(e) = result {
                 summary.error = Some(format!("put {key:?} ({value_len} bytes) failed: {e}"));
@@ -649,6 +794,7 @@ impl Driver {
             key: req.key.clone(),
             value: req.value.clone(),
             expected: req.expected.clone(),
+            request_id: req.request_id.clone(),
         }));
         let start_ms = invoked.t_ms;
         let call = self.inner.client.call(req);
@@ -664,7 +810,7 @@ impl Driver {
             key: req.key.clone(),
             // What a read or a decision answered (filled in below); what a write wrote. The
             // request of a decision (`<user> <action>`) is its invocation's value.
-            value: if matches!(op, OpKind::Get | OpKind::Authorize) {
+            value: if matches!(op, OpKind::Get | OpKind::Authorize) || op.is_vm() {
                 None
             } else {
                 req.value.clone()
@@ -686,7 +832,7 @@ impl Driver {
                 fill_call_info(&mut record, &info);
                 record.outcome = Outcome::Ok;
                 record.revision = revision;
-                if matches!(op, OpKind::Get | OpKind::Authorize) {
+                if matches!(op, OpKind::Get | OpKind::Authorize) || op.is_vm() {
                     record.value = read;
                 }
             }
@@ -752,19 +898,9 @@ impl Driver {
                 };
                 seq += 1;
                 summary.started += 1;
-                let key = format!(
-                    "{}/{}/{seq:06}",
-                    spec.key_prefix, driver.inner.config.client
-                );
-                let request = if spec.decisions {
-                    OpRequest::authorize(
-                        crate::supervisor::IAM_ADMIN_USER,
-                        "iam:GetUser",
-                        &format!("arn:aws:iam::000000000000:user/{key}"),
-                    )
-                } else {
-                    OpRequest::put(&key, &format!("v-{}-{seq}", driver.inner.config.client))
-                };
+                let request = spec
+                    .ops
+                    .request(&spec.key_prefix, &driver.inner.config.client, seq);
                 let driver = driver.clone();
                 let name = name.clone();
                 in_flight.spawn(async move {

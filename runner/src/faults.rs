@@ -259,11 +259,20 @@ impl Faults {
                         reason,
                     })?;
                 let ip = LoopbackIp::new(node.ip)?;
-                let others: Vec<_> = sup
-                    .nodes(service)
-                    .into_iter()
-                    .filter(|n| n.index != index)
-                    .collect();
+                // A PlasmaVMC instance has no peers: it is cut off from what it depends on
+                // for state and for its callers (FlareDB and IAM), as the design note's S3
+                // asks; it keeps ChainFire (and so its reconciler lease).
+                let others: Vec<_> = match service {
+                    Service::PlasmaVmc => [Service::FlareDb, Service::Iam]
+                        .into_iter()
+                        .flat_map(|s| sup.nodes(s))
+                        .collect(),
+                    _ => sup
+                        .nodes(service)
+                        .into_iter()
+                        .filter(|n| n.index != index)
+                        .collect(),
+                };
                 let mut rules = Vec::new();
                 for other in &others {
                     rules.extend(Rule::both_ways(ip, LoopbackIp::new(other.ip)?));

@@ -28,10 +28,18 @@ pub enum Service {
     FlareDb,
     /// The identity service: stateless instances over ChainFire.
     Iam,
+    /// The VM control plane: instances over FlareDB (state), ChainFire (election) and IAM
+    /// (every call signed), sharing one driver root (the guests).
+    PlasmaVmc,
 }
 
 impl Service {
-    pub const ALL: [Service; 3] = [Service::ChainFire, Service::FlareDb, Service::Iam];
+    pub const ALL: [Service; 4] = [
+        Service::ChainFire,
+        Service::FlareDb,
+        Service::Iam,
+        Service::PlasmaVmc,
+    ];
 
     /// Lower-case name, as in scenario files and node names.
     pub fn as_str(self) -> &'static str {
@@ -39,6 +47,7 @@ impl Service {
             Service::ChainFire => "chainfire",
             Service::FlareDb => "flaredb",
             Service::Iam => "iam",
+            Service::PlasmaVmc => "plasmavmc",
         }
     }
 
@@ -179,6 +188,9 @@ pub enum EventKind {
     Link(LinkRecord),
     /// FlareDB's registrations as ChainFire (its PD) holds them, read from ChainFire.
     PdSample(PdSampleRecord),
+    /// PlasmaVMC's VMs: the guests really running under the run's driver root, and what
+    /// PlasmaVMC lists, sampled together.
+    VmInventory(VmInventoryRecord),
     /// Free text for the evidence (a step began, a wait ended, ...).
     Note { text: String },
 }
@@ -196,6 +208,15 @@ pub enum OpKind {
     /// carries the answer (`allow`, `deny`, or `allow (cached)` when the client served it
     /// from its cache because IAM could not answer).
     Authorize,
+    /// PlasmaVMC: create the VM named by `key` (desired state running), `ok` once PlasmaVMC
+    /// recorded it; the value read is `applied` or `replayed` (a repeated request id).
+    CreateVm,
+    /// PlasmaVMC: set the VM's desired state to running.
+    StartVm,
+    /// PlasmaVMC: set the VM's desired state to stopped.
+    StopVm,
+    /// PlasmaVMC: delete the VM (its guest is stopped and its record removed).
+    DeleteVm,
 }
 
 impl OpKind {
@@ -206,7 +227,19 @@ impl OpKind {
             OpKind::Delete => "delete",
             OpKind::Cas => "cas",
             OpKind::Authorize => "authorize",
+            OpKind::CreateVm => "create_vm",
+            OpKind::StartVm => "start_vm",
+            OpKind::StopVm => "stop_vm",
+            OpKind::DeleteVm => "delete_vm",
         }
+    }
+
+    /// A PlasmaVMC operation (on a VM, not on a key of a store).
+    pub fn is_vm(self) -> bool {
+        matches!(
+            self,
+            OpKind::CreateVm | OpKind::StartVm | OpKind::StopVm | OpKind::DeleteVm
+        )
     }
 
     /// Whether the operation changes the store (a CAS may).
@@ -272,6 +305,9 @@ pub struct InvokeRecord {
     /// CAS: what the current value must be.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<CasExpected>,
+    /// A VM operation's request id (every attempt carries it; a repeat of it is a replay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// A completed client operation.
@@ -602,6 +638,37 @@ pub struct NodeStatusRecord {
     pub digest: Option<String>,
     /// Why the status could not be read (node down, timeout, ...).
     pub error: Option<String>,
+}
+
+/// One sample of PlasmaVMC's VMs. The guests are found by the runner itself (processes that
+/// lead their own session and carry `VM_NAME` in their environment, with their working
+/// folder under the run's driver root), never taken from PlasmaVMC's own records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VmInventoryRecord {
+    /// Every guest process found: one per VM is right, two are a duplicate.
+    pub guests: Vec<GuestRecord>,
+    /// What ListVms answered; `None` when it failed (see `list_error`).
+    pub listed: Option<Vec<ListedVmRecord>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct GuestRecord {
+    pub vm: String,
+    pub pid: u32,
+}
+
+/// One VM as PlasmaVMC lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListedVmRecord {
+    pub name: String,
+    /// `running` or `stopped`.
+    pub desired: String,
+    /// PlasmaVMC's own account of the VM (`pending`, `running`, `stopped`, `failed`, ...).
+    pub phase: String,
+    /// The guest PlasmaVMC says runs the VM.
+    pub pid: Option<u32>,
 }
 
 /// Failure to write or read a history file.

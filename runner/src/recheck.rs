@@ -249,6 +249,33 @@ fn recheck_window(
             let iam = history::of_service(events, history::Service::Iam);
             Ok((checks::FAIL_CLOSED, checks::fail_closed(&iam, &window)))
         })(),
+        Step::CheckVms(s) => (|| {
+            let from_ms = match &s.from {
+                Some(name) => steps.window(name)?.0,
+                None => steps.start_of(index)?,
+            };
+            let kept_from_ms = match &s.guests_kept_from {
+                Some(name) => Some(steps.window(name)?.0),
+                None => None,
+            };
+            let expectation = checks::VmExpectation {
+                from_ms,
+                min_running: s.min_running.unwrap_or(1) as usize,
+                kept_from_ms,
+            };
+            // What the live check saw: the samples up to the moment the next step began.
+            let end = steps.end_of(index);
+            let seen: Vec<Event> = history::of_service(events, history::Service::PlasmaVmc)
+                .into_iter()
+                .filter(|e| e.t_ms < end)
+                .collect();
+            let verdict = checks::no_vm_lost_or_duplicated(&seen, &expectation);
+            let metric = s.metric.as_deref().unwrap_or("reconciled_ms");
+            Ok((
+                checks::NO_VM_LOST_OR_DUPLICATED,
+                verdict.with_number_renamed("reconciled_ms", metric),
+            ))
+        })(),
         Step::CheckPdRegistration(s) => (|| {
             let (since, _) = steps.window(&s.since)?;
             let stores = flaredb_stores(events);

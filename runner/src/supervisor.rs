@@ -9,6 +9,7 @@
 
 pub(crate) mod addresses;
 mod binaries;
+pub mod guests;
 mod logs;
 mod process;
 mod sockets;
@@ -388,9 +389,24 @@ impl Supervisor {
             )));
         }
         let binary = self.inner.config.binaries.locate(service)?;
+        if service == Service::PlasmaVmc {
+            for needed in [Service::ChainFire, Service::FlareDb, Service::Iam] {
+                if self.nodes(needed).is_empty() {
+                    return Err(SupervisorError::BadCluster(format!(
+                        "a plasmavmc cluster needs {needed} (ChainFire for its election, FlareDB for its state, IAM for its callers) started before it"
+                    )));
+                }
+            }
+            let root = self.driver_root();
+            std::fs::create_dir_all(&root).map_err(|source| SupervisorError::Io {
+                what: format!("creating the driver root {}", root.display()),
+                source,
+            })?;
+            guests::register(&root);
+        }
         let pd_endpoints = match service {
             Service::ChainFire => Vec::new(),
-            Service::FlareDb | Service::Iam => {
+            Service::FlareDb | Service::Iam | Service::PlasmaVmc => {
                 let pd = self.client_endpoints(Service::ChainFire);
                 if pd.is_empty() {
                     return Err(SupervisorError::BadCluster(format!(
@@ -428,6 +444,9 @@ impl Supervisor {
                 .collect::<Vec<_>>()
                 .join(","),
             pd: pd_endpoints.join(","),
+            flaredb: self.client_endpoints(Service::FlareDb).join(","),
+            iam: self.client_endpoints(Service::Iam).join(","),
+            driver_root: self.driver_root(),
         };
         for (i, plan) in plans.iter().enumerate() {
             let index = i + 1;
@@ -496,13 +515,13 @@ impl Supervisor {
         let mut addrs = Vec::new();
         for (i, plan) in plans.iter().enumerate() {
             let to = format!("{service}-{}", i + 1);
-            let octet = match service {
-                Service::ChainFire => 1,
-                Service::FlareDb => 2,
-                Service::Iam => 3,
-            };
             let listen = SocketAddr::new(
-                IpAddr::V4(Ipv4Addr::new(127, 3, octet, (i + 1) as u8)),
+                IpAddr::V4(Ipv4Addr::new(
+                    127,
+                    3,
+                    addresses::service_octet(service),
+                    (i + 1) as u8,
+                )),
                 plan.peer.port(),
             );
             let config = ProxyConfig {
@@ -545,6 +564,17 @@ impl Supervisor {
                 tracing::warn!(node = %node.name, %err, "cannot mark the node's log");
             }
         }
+    }
+
+    /// The folder every PlasmaVMC instance of the run keeps its guests in (one for all: an
+    /// instance that takes over reconciliation adopts the guests another one started).
+    pub fn driver_root(&self) -> PathBuf {
+        self.inner.config.evidence_dir.join("plasmavmc-guests")
+    }
+
+    /// The guests running under the run's driver root, found by the runner (see `guests`).
+    pub fn guests(&self) -> Vec<crate::history::GuestRecord> {
+        guests::find(&self.driver_root())
     }
 
     /// Every node of `service`, in index order.
@@ -800,6 +830,9 @@ impl Supervisor {
         service: Service,
         bound: Duration,
     ) -> Result<usize, SupervisorError> {
+        if service == Service::PlasmaVmc {
+            return self.reconciler(bound).await;
+        }
         let started = Instant::now();
         loop {
             let sample = self.sample(service).await;
@@ -812,6 +845,47 @@ impl Supervisor {
                     waited: started.elapsed(),
                     statuses: describe_sample(&sample),
                 });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// PlasmaVMC's "leader": the instance that holds the reconciler key in ChainFire (what
+    /// every instance campaigns for under its lease), waited for up to `bound`.
+    async fn reconciler(&self, bound: Duration) -> Result<usize, SupervisorError> {
+        const KEY: &str = "/plasmavmc/reconciler";
+        let no = |waited: Duration, statuses: String| SupervisorError::NoLeader {
+            service: Service::PlasmaVmc,
+            waited,
+            statuses,
+        };
+        let started = Instant::now();
+        let config = chainfire_client::ClientConfig::new(self.client_endpoints(Service::ChainFire));
+        let client = chainfire_client::Client::connect(config)
+            .await
+            .map_err(|e| no(started.elapsed(), format!("ChainFire: {e}")))?;
+        loop {
+            let seen = match client.get(KEY).await {
+                Ok(r) => match r.kv {
+                    Some(kv) => {
+                        let holder = String::from_utf8_lossy(&kv.value).into_owned();
+                        let index = holder
+                            .strip_prefix("plasmavmc-")
+                            .and_then(|i| i.parse::<usize>().ok())
+                            .filter(|i| {
+                                self.node(Service::PlasmaVmc, *i).is_ok_and(|n| n.is_live())
+                            });
+                        if let Some(index) = index {
+                            return Ok(index);
+                        }
+                        format!("{KEY} is held by {holder:?}, no live instance of this run")
+                    }
+                    None => format!("nobody holds {KEY}"),
+                },
+                Err(e) => format!("reading {KEY}: {e}"),
+            };
+            if started.elapsed() >= bound {
+                return Err(no(started.elapsed(), seen));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -1107,12 +1181,47 @@ impl Supervisor {
             // it binds its own IP for ChainFire, its store). Nothing to verify here.
             return Ok(0);
         }
+        if service == Service::PlasmaVmc {
+            return self.plasmavmc_sources_check();
+        }
         let nodes = self.nodes(service);
         let peers: Vec<SocketAddr> = nodes.iter().map(|n| n.peer_addr).collect();
         let ips: Vec<Ipv4Addr> = nodes.iter().map(|n| n.ip).collect();
         let connections = sockets::connections_to(&peers)
             .map_err(|e| format!("cannot read /proc/self/net/tcp: {e}"))?;
         sockets::check_sources(&connections, &ips)
+    }
+
+    /// A PlasmaVMC instance is partitioned from its FlareDB and IAM nodes by its address: that
+    /// is real only when its connections to them leave from it. Every running instance must
+    /// have at least one such connection, and none may come from elsewhere than an instance's
+    /// or a proxy's own address.
+    fn plasmavmc_sources_check(&self) -> Result<usize, String> {
+        let deps: Vec<SocketAddr> = [Service::FlareDb, Service::Iam]
+            .into_iter()
+            .flat_map(|s| self.nodes(s))
+            .map(|n| n.client_addr)
+            .collect();
+        let connections = sockets::connections_to(&deps)
+            .map_err(|e| format!("cannot read /proc/self/net/tcp: {e}"))?;
+        let mut checked = 0;
+        for node in self.nodes(Service::PlasmaVmc) {
+            if node.state != NodeState::Running {
+                continue;
+            }
+            let own = connections
+                .iter()
+                .filter(|c| *c.local.ip() == node.ip)
+                .count();
+            if own == 0 {
+                return Err(format!(
+                    "{} has no connection to FlareDB or IAM from its own address {}: its traffic does not leave from it, so a partition by address would not be real",
+                    node.name, node.ip
+                ));
+            }
+            checked += own;
+        }
+        Ok(checked)
     }
 
     /// Records every landmark line (leader changes, "Reconnected to PD") the nodes logged, node
@@ -1146,7 +1255,23 @@ impl Supervisor {
     /// SIGKILLs every node that is still running and waits for each to be reaped, then stops
     /// the peer proxies.
     pub async fn shutdown(&self) -> TeardownReport {
-        let report = self.kill_nodes().await;
+        let mut report = self.kill_nodes().await;
+        if !self.nodes(Service::PlasmaVmc).is_empty() {
+            // Guests lead sessions of their own: killing the instances left them running.
+            let root = self.driver_root();
+            let (killed, left) = guests::kill_all(&root, Duration::from_secs(10));
+            guests::forget(&root);
+            if killed > 0 {
+                report.killed.push(format!("{killed} PlasmaVMC guest(s)"));
+                self.inner
+                    .history
+                    .note(format!("teardown: killed {killed} PlasmaVMC guest(s)"));
+            }
+            report.leftover.extend(
+                left.iter()
+                    .map(|pid| format!("PlasmaVMC guest (pid {pid})")),
+            );
+        }
         let proxies = std::mem::take(
             &mut *self
                 .inner
@@ -1200,6 +1325,11 @@ impl Drop for Inner {
                 let _ = process.signal(Signal::SIGKILL);
             }
         }
+        if state.nodes.keys().any(|(s, _)| *s == Service::PlasmaVmc) {
+            let root = self.config.evidence_dir.join("plasmavmc-guests");
+            guests::kill_all(&root, Duration::from_secs(2));
+            guests::forget(&root);
+        }
     }
 }
 
@@ -1239,6 +1369,11 @@ struct ClusterAddrs {
     clients: String,
     /// ChainFire client endpoints, comma separated (FlareDB's PD, IAM's store).
     pd: String,
+    /// FlareDB's and IAM's client endpoints, comma separated (PlasmaVMC's state and callers).
+    flaredb: String,
+    iam: String,
+    /// PlasmaVMC's shared driver root.
+    driver_root: PathBuf,
 }
 
 /// The command line of a node.
@@ -1250,8 +1385,10 @@ fn node_args(
     data_dir: &Path,
     settings: &NodeSettings,
 ) -> Vec<String> {
-    if service == Service::Iam {
-        return iam_args(plan, members, settings);
+    match service {
+        Service::Iam => return iam_args(plan, members, settings),
+        Service::PlasmaVmc => return plasmavmc_args(index, plan, members, settings),
+        Service::ChainFire | Service::FlareDb => {}
     }
     let mut flags: Vec<(String, String)> = vec![("--id".into(), index.to_string())];
     match service {
@@ -1267,7 +1404,7 @@ fn node_args(
             flags.push(("--peers".into(), members.peers.clone()));
             flags.push(("--pd-endpoints".into(), members.pd.clone()));
         }
-        Service::Iam => unreachable!("IAM's flags are iam_args'"),
+        Service::Iam | Service::PlasmaVmc => unreachable!("handled above"),
     }
     flags.push(("--data-dir".into(), data_dir.display().to_string()));
     flags.push(("--log-level".into(), "debug".into()));
@@ -1308,6 +1445,31 @@ fn iam_args(plan: &NodeAddresses, members: &ClusterAddrs, settings: &NodeSetting
         (
             "--bootstrap-key".into(),
             format!("{}:{}", IAM_ADMIN_KEY.0, IAM_ADMIN_KEY.1),
+        ),
+        ("--log-level".into(), "debug".into()),
+    ];
+    with_scenario_flags(flags, settings)
+}
+
+/// A PlasmaVMC instance's flags: its API on the client address (its outgoing connections
+/// leave from that IP), FlareDB, ChainFire and IAM, the run's shared driver root, guests in
+/// namespaces of their own; no data dir (its state is in FlareDB) and no retry flags (its
+/// clients use the platform's policy).
+fn plasmavmc_args(
+    index: usize,
+    plan: &NodeAddresses,
+    members: &ClusterAddrs,
+    settings: &NodeSettings,
+) -> Vec<String> {
+    let flags: Vec<(String, String)> = vec![
+        ("--addr".into(), plan.client.to_string()),
+        ("--instance-id".into(), format!("plasmavmc-{index}")),
+        ("--flaredb-endpoints".into(), members.flaredb.clone()),
+        ("--chainfire-endpoints".into(), members.pd.clone()),
+        ("--iam-endpoints".into(), members.iam.clone()),
+        (
+            "--driver-root".into(),
+            members.driver_root.display().to_string(),
         ),
         ("--log-level".into(), "debug".into()),
     ];
@@ -1444,6 +1606,9 @@ mod tests {
             peers: String::new(),
             clients: String::new(),
             pd: "127.0.1.1:2379,127.0.1.2:2380".into(),
+            flaredb: String::new(),
+            iam: String::new(),
+            driver_root: PathBuf::new(),
         };
         let mut settings = NodeSettings::default();
         settings
@@ -1542,6 +1707,9 @@ mod tests {
                 peers: "1=127.0.1.1:2389,2=127.0.1.2:2390".into(),
                 clients: "1=127.0.1.1:2379,2=127.0.1.2:2380".into(),
                 pd: String::new(),
+                flaredb: String::new(),
+                iam: String::new(),
+                driver_root: PathBuf::new(),
             },
             Path::new("/d"),
             &settings,
@@ -1563,6 +1731,9 @@ mod tests {
                 peers: "1=127.0.2.1:5100".into(),
                 clients: "1=127.0.2.1:5000".into(),
                 pd: "127.0.1.1:2379,127.0.1.2:2380".into(),
+                flaredb: String::new(),
+                iam: String::new(),
+                driver_root: PathBuf::new(),
             },
             Path::new("/d"),
             &NodeSettings::default(),

@@ -141,6 +141,14 @@ impl Verdict {
         self
     }
 
+    /// Reports the measurement `from` (when there is one) as `to`.
+    pub fn with_number_renamed(mut self, from: &str, to: &str) -> Self {
+        if let Some(value) = self.numbers.remove(from) {
+            self.numbers.insert(to.to_owned(), value);
+        }
+        self
+    }
+
     /// Adds measurements (a name already there takes the new value).
     pub fn with_numbers(mut self, numbers: BTreeMap<String, f64>) -> Self {
         self.numbers.extend(numbers);

@@ -193,6 +193,7 @@ mod tests {
                     key: key.into(),
                     value: Some(value.into()),
                     expected: None,
+                    request_id: None,
                 }),
             },
             Event {

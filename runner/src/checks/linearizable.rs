@@ -49,8 +49,9 @@ pub fn register_ops(events: &[Event]) -> (Vec<RegisterOp>, usize) {
         let EventKind::Invoke(i) = &e.kind else {
             continue;
         };
-        // A decision is no register operation (and no IAM scenario checks linearizability).
-        if i.op == OpKind::Authorize || deleted.contains(i.key.as_str()) {
+        // Decisions and VM operations are no register operations (and no IAM or PlasmaVMC
+        // scenario checks linearizability).
+        if i.op == OpKind::Authorize || i.op.is_vm() || deleted.contains(i.key.as_str()) {
             left_out += 1;
             continue;
         }
@@ -66,7 +67,12 @@ pub fn register_ops(events: &[Event]) -> (Vec<RegisterOp>, usize) {
                 },
                 value,
             },
-            OpKind::Delete | OpKind::Authorize => unreachable!("left out above"),
+            OpKind::Delete
+            | OpKind::Authorize
+            | OpKind::CreateVm
+            | OpKind::StartVm
+            | OpKind::StopVm
+            | OpKind::DeleteVm => unreachable!("left out above"),
         };
         let completion = match done.map(|o| o.outcome) {
             Some(Outcome::Ok) => Completion::Ok,
@@ -176,6 +182,7 @@ mod tests {
                             o.value.clone()
                         },
                         expected: o.expected.clone(),
+                        request_id: None,
                     }),
                 });
             }

@@ -24,6 +24,7 @@ fn describe(record: &OpRecord) -> String {
                 (OpKind::Get, Some(v)) => format!(", read {v:?}"),
                 (OpKind::Get, None) => ", key absent".to_owned(),
                 (OpKind::Authorize, Some(v)) => format!(", answered {v:?}"),
+                (op, Some(v)) if op.is_vm() => format!(", {v}"),
                 _ => String::new(),
             };
             format!(
@@ -86,12 +87,13 @@ pub fn judge_op(
             }
         }
     }
-    if ok && matches!(record.op, OpKind::Get | OpKind::Authorize) {
+    if ok && (matches!(record.op, OpKind::Get | OpKind::Authorize) || record.op.is_vm()) {
         if let Some(want) = read.value
             && record.value.as_deref() != Some(want)
         {
             problems.push(match record.op {
                 OpKind::Authorize => format!("expected the decision {want:?}"),
+                op if op.is_vm() => format!("expected the call to be {want}"),
                 _ => format!("expected to read {want:?}"),
             });
         }

@@ -62,7 +62,7 @@ pub fn engine_service(s: MatrixService) -> Option<Service> {
         MatrixService::ChainFire => Some(Service::ChainFire),
         MatrixService::FlareDb => Some(Service::FlareDb),
         MatrixService::Iam => Some(Service::Iam),
-        MatrixService::PlasmaVmc => None,
+        MatrixService::PlasmaVmc => Some(Service::PlasmaVmc),
     }
 }
 
@@ -348,6 +348,7 @@ impl<'a> Runner<'a> {
             Step::Put(s) => self.put(s, start_ms, bound).await,
             Step::Get(s) => self.get(s, start_ms, bound).await,
             Step::Authorize(s) => self.authorize(s, start_ms, bound).await,
+            Step::Vm(s) => self.vm(s, start_ms, bound).await,
             Step::Delete(s) => self.delete(s, start_ms, bound).await,
             Step::WatchStart(s) => self.watch_start(s).await,
             Step::WatchStop(r) => self.watch_stop(r).await,
@@ -379,6 +380,7 @@ impl<'a> Runner<'a> {
             Step::CheckFailClosed(s) => self.check_fail_closed(s).await,
             Step::CheckClearError(s) => self.check_clear_error(s).await,
             Step::CheckWatch(s) => self.check_watch(s).await,
+            Step::CheckVms(s) => self.check_vms(s, start_ms, bound).await,
         }
     }
 

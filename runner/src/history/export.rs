@@ -37,6 +37,10 @@ fn f_name(op: OpKind) -> &'static str {
         OpKind::Cas => "cas",
         OpKind::Delete => "delete",
         OpKind::Authorize => "authorize",
+        OpKind::CreateVm => "create_vm",
+        OpKind::StartVm => "start_vm",
+        OpKind::StopVm => "stop_vm",
+        OpKind::DeleteVm => "delete_vm",
     }
 }
 
@@ -139,6 +143,7 @@ mod tests {
                 key: "k".into(),
                 value: value.map(str::to_owned),
                 expected: (op == OpKind::Cas).then_some(CasExpected::Absent),
+                request_id: None,
             }),
         }
     }

@@ -4,8 +4,8 @@
 use std::fmt;
 
 use super::model::{
-    Expect, LinkBehaviour, Outcome, ProbeOp, ReconnectUntil, Step, StopSignal, WatchExpectation,
-    WatchMode,
+    Expect, LinkBehaviour, Outcome, ProbeOp, ReconnectUntil, Step, StopSignal, VmOp,
+    WatchExpectation, WatchMode,
 };
 use crate::matrix::Service;
 
@@ -44,6 +44,24 @@ impl fmt::Display for Step {
                 )?;
                 if let Some(v) = &s.value {
                     write!(f, " (want {v})")?;
+                }
+                write!(f, "{}", expect(&s.expect))
+            }
+            Step::Vm(s) => {
+                let op = match s.op {
+                    VmOp::Create => "create",
+                    VmOp::Start => "start",
+                    VmOp::Stop => "stop",
+                    VmOp::Delete => "delete",
+                };
+                write!(f, "{op} VM {}", s.vm)?;
+                if let Some(id) = &s.request_id {
+                    write!(f, " (request id {id})")?;
+                }
+                match s.replayed {
+                    Some(true) => write!(f, " (want a replay)")?,
+                    Some(false) => write!(f, " (want it applied)")?,
+                    None => {}
                 }
                 write!(f, "{}", expect(&s.expect))
             }
@@ -153,6 +171,14 @@ impl fmt::Display for Step {
                 };
                 write!(f, "check: `{}` -> {until} within {} ms", s.from, s.max_ms)
             }
+            Step::CheckVms(s) => write!(
+                f,
+                "check: no VM lost or duplicated, guests matching within {} ms{}",
+                s.within_ms,
+                s.from
+                    .as_ref()
+                    .map_or(String::new(), |from| format!(" (timed from `{from}`)"))
+            ),
             Step::CheckFailClosed(s) => write!(
                 f,
                 "check: IAM fails closed from {} ms after `{}` until `{}`",

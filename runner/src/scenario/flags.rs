@@ -25,7 +25,8 @@ const BOTH: &[&str] = &["chainfire", "flaredb"];
 const CHAINFIRE: &[&str] = &["chainfire"];
 const FLAREDB: &[&str] = &["flaredb"];
 const IAM: &[&str] = &["iam"];
-const ALL: &[&str] = &["chainfire", "flaredb", "iam"];
+const PLASMAVMC: &[&str] = &["plasmavmc"];
+const ALL: &[&str] = &["chainfire", "flaredb", "iam", "plasmavmc"];
 /// Ten minutes: no time setting of a scenario's servers needs more (scenarios are bounded too).
 const MAX_MS: u64 = 600_000;
 
@@ -111,6 +112,26 @@ const ALLOWED: &[Allowed] = &[
     Allowed {
         name: "chainfire-timeout-ms",
         services: IAM,
+        value: ms(10),
+    },
+    Allowed {
+        name: "reconcile-every-ms",
+        services: PLASMAVMC,
+        value: ms(10),
+    },
+    Allowed {
+        name: "lease-ttl-ms",
+        services: PLASMAVMC,
+        value: ms(300),
+    },
+    Allowed {
+        name: "stop-grace-ms",
+        services: PLASMAVMC,
+        value: ms(0),
+    },
+    Allowed {
+        name: "watch-every-ms",
+        services: PLASMAVMC,
         value: ms(10),
     },
     Allowed {

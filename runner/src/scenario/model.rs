@@ -67,16 +67,23 @@ impl Scenario {
             Service::ChainFire => self.clusters.chainfire.as_ref(),
             Service::FlareDb => self.clusters.flaredb.as_ref(),
             Service::Iam => self.clusters.iam.as_ref(),
-            Service::PlasmaVmc => None,
+            Service::PlasmaVmc => self.clusters.plasmavmc.as_ref(),
         }
     }
 
     /// The services whose clusters this scenario starts, in start order.
     pub fn services(&self) -> Vec<Service> {
-        [Service::ChainFire, Service::FlareDb, Service::Iam]
-            .into_iter()
-            .filter(|s| self.cluster(*s).is_some())
-            .collect()
+        // Each after what it needs: IAM keeps its directory in ChainFire, PlasmaVMC needs
+        // all three.
+        [
+            Service::ChainFire,
+            Service::FlareDb,
+            Service::Iam,
+            Service::PlasmaVmc,
+        ]
+        .into_iter()
+        .filter(|s| self.cluster(*s).is_some())
+        .collect()
     }
 
     /// Whether any step needs packet filtering (iptables) in the scenario's network.
@@ -114,6 +121,10 @@ pub struct Clusters {
     pub flaredb: Option<ClusterSpec>,
     /// IAM instances (stateless); they keep the directory in the scenario's ChainFire cluster.
     pub iam: Option<ClusterSpec>,
+    /// PlasmaVMC instances; they keep VM state in the scenario's FlareDB, elect their
+    /// reconciler in its ChainFire, authenticate every call through its IAM, and share one
+    /// driver root in the run's folder (the guests outlive an instance).
+    pub plasmavmc: Option<ClusterSpec>,
 }
 
 /// One cluster: its size, the configuration of every node, and per-node overrides.
@@ -263,6 +274,9 @@ pub enum Step {
     /// IAM: ask for a decision (may `user` do `action` on `resource`?) through the scenario's
     /// IAM client, which follows the instance list and retries.
     Authorize(AuthorizeStep),
+    /// PlasmaVMC: create, start, stop or delete a VM through the scenario's PlasmaVMC client
+    /// (signed as the runner's administrator; it follows the instance list and retries).
+    Vm(VmStep),
     /// Open a named watch on a key or prefix.
     WatchStart(WatchStartStep),
     /// Close a named watch (its events stay in the history).
@@ -338,6 +352,10 @@ pub enum Step {
     /// decision answered, cached allows only within the client's TTL of IAM's own; and it
     /// answered again after the restore.
     CheckFailClosed(CheckFailClosedStep),
+    /// PlasmaVMC: no VM lost or duplicated. Samples the guests really running and PlasmaVMC's
+    /// list until they match what the acknowledged VM operations asked for (or the bound
+    /// passes); never two guests of one VM in any sample.
+    CheckVms(CheckVmsStep),
 }
 
 /// Expected result of a client operation.
@@ -473,6 +491,66 @@ pub struct AuthorizeStep {
     pub cells: Vec<CellId>,
 }
 
+/// What a `vm` step does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VmOp {
+    /// Create the VM (the runner's guest: a process that sleeps), desired state running.
+    Create,
+    Start,
+    Stop,
+    Delete,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VmStep {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub op: VmOp,
+    /// The VM's name (lowercase letters, digits and '-').
+    pub vm: String,
+    /// The request id (default: a fresh one). Repeating a step's id asks again for the same
+    /// call: PlasmaVMC must answer it as a replay and apply nothing twice.
+    #[serde(default)]
+    pub request_id: Option<String>,
+    /// Expect the answer to be a replay (`true`) or a first application (`false`).
+    #[serde(default)]
+    pub replayed: Option<bool>,
+    /// A client of its own for this call, with this retry policy over the scenario's client
+    /// policy (e.g. `{max_retries: 0}`: the plain client the design note describes).
+    #[serde(default)]
+    pub client_retry: Option<RetryConfig>,
+
+    #[serde(default)]
+    pub expect: Expect,
+    #[serde(default)]
+    pub cells: Vec<CellId>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckVmsStep {
+    /// The named step reconciliation is timed from (e.g. the heal); default: this step.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// The guests and PlasmaVMC's list must match within this long (the step's bound).
+    pub within_ms: u64,
+    /// At least this many VMs must be expected to run (default 1).
+    #[serde(default)]
+    pub min_running: Option<u32>,
+    /// Names the reconcile time in the report (default: `reconciled_ms`).
+    #[serde(default)]
+    pub metric: Option<String>,
+    /// The named step (a fault) before which the guests were sampled (by an earlier
+    /// `check_vms`): those guests must be the same processes now (re-adopted, not started
+    /// again), for every VM no operation touched since.
+    #[serde(default)]
+    pub guests_kept_from: Option<String>,
+    #[serde(default)]
+    pub cells: Vec<CellId>,
+}
+
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteStep {
@@ -580,6 +658,9 @@ pub enum Workload {
     Register,
     /// IAM: one decision per tick (the runner's administrator asking `iam:GetUser`).
     Decisions,
+    /// PlasmaVMC: one VM operation per tick: a new VM created, every second tick an earlier
+    /// one stopped or started again.
+    Vms,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -938,6 +1019,7 @@ impl Step {
             Step::Put(_) => "put",
             Step::Get(_) => "get",
             Step::Authorize(_) => "authorize",
+            Step::Vm(_) => "vm",
             Step::Delete(_) => "delete",
             Step::WatchStart(_) => "watch_start",
             Step::WatchStop(_) => "watch_stop",
@@ -967,6 +1049,7 @@ impl Step {
             Step::CheckPeerBackoff(_) => "check_peer_backoff",
             Step::CheckReconnect(_) => "check_reconnect",
             Step::CheckFailClosed(_) => "check_fail_closed",
+            Step::CheckVms(_) => "check_vms",
             Step::CheckClearError(_) => "check_clear_error",
             Step::CheckWatch(_) => "check_watch",
         }
@@ -1018,6 +1101,7 @@ impl Step {
                 | Step::CheckClearError(_)
                 | Step::CheckWatch(_)
                 | Step::CheckFailClosed(_)
+                | Step::CheckVms(_)
         )
     }
 
@@ -1027,6 +1111,7 @@ impl Step {
             Step::Put(s) => s.name.as_deref(),
             Step::Get(s) => s.name.as_deref(),
             Step::Authorize(s) => s.name.as_deref(),
+            Step::Vm(s) => s.name.as_deref(),
             Step::Delete(s) => s.name.as_deref(),
             Step::Kill(s) | Step::Term(s) | Step::Stop(s) | Step::Cont(s) | Step::Start(s) => {
                 s.name.as_deref()
@@ -1053,7 +1138,8 @@ impl Step {
             | Step::CheckReconnect(_)
             | Step::CheckClearError(_)
             | Step::CheckWatch(_)
-            | Step::CheckFailClosed(_) => None,
+            | Step::CheckFailClosed(_)
+            | Step::CheckVms(_) => None,
         }
     }
 
@@ -1063,6 +1149,7 @@ impl Step {
             Step::Put(s) => &s.cells,
             Step::Get(s) => &s.cells,
             Step::Authorize(s) => &s.cells,
+            Step::Vm(s) => &s.cells,
             Step::Delete(s) => &s.cells,
             Step::WaitForLeader(s) => &s.cells,
             Step::WaitForLog(s) => &s.cells,
@@ -1076,6 +1163,7 @@ impl Step {
             Step::CheckPeerBackoff(s) => &s.cells,
             Step::CheckReconnect(s) => &s.cells,
             Step::CheckFailClosed(s) => &s.cells,
+            Step::CheckVms(s) => &s.cells,
             Step::CheckClearError(s) => &s.cells,
             Step::CheckWatch(s) => &s.cells,
             _ => &[],
@@ -1088,6 +1176,7 @@ impl Step {
             Step::Put(s) => s.service,
             Step::Get(s) => s.service,
             Step::Authorize(s) => s.service.or(Some(Service::Iam)),
+            Step::Vm(_) | Step::CheckVms(_) => Some(Service::PlasmaVmc),
             Step::Delete(s) => s.service,
             Step::WatchStart(s) => s.service,
             Step::LoadStart(s) => s.service,
@@ -1173,6 +1262,8 @@ impl Step {
             Step::Put(s) => s.expect.within_ms,
             Step::Get(s) => s.expect.within_ms,
             Step::Authorize(s) => s.expect.within_ms,
+            Step::Vm(s) => s.expect.within_ms,
+            Step::CheckVms(s) => Some(s.within_ms),
             Step::Delete(s) => s.expect.within_ms,
             Step::Sleep(s) => Some(s.ms),
             Step::WaitForLeader(s) => Some(s.within_ms),

@@ -12,9 +12,11 @@ use serde::de::{self, Deserializer, Visitor};
 /// assumed); a saved name refers to the node an earlier step chose with `as: name`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum NodeRef {
-    /// The node every running node reports as leader.
+    /// The node every running node reports as leader; for PlasmaVMC, the instance that holds
+    /// the reconciler lease.
     Leader,
-    /// A running node that is not the leader (chosen with the run's seed).
+    /// A running node that is not the leader (chosen with the run's seed); for PlasmaVMC, a
+    /// standby instance.
     Follower,
     /// Any running node (chosen with the run's seed).
     Any,

@@ -228,6 +228,17 @@ impl Validator<'_> {
             }
             self.cluster(Service::Iam, c);
         }
+        if let Some(c) = &s.clusters.plasmavmc {
+            let clusters = &s.clusters;
+            if clusters.chainfire.is_none() || clusters.flaredb.is_none() || clusters.iam.is_none()
+            {
+                self.file_problem(
+                    "a plasmavmc cluster needs chainfire (its election), flaredb (its state) and iam (its callers) clusters"
+                        .into(),
+                );
+            }
+            self.cluster(Service::PlasmaVmc, c);
+        }
         if let Some(r) = &s.client.retry {
             self.retry("client.retry", r);
         }
@@ -256,9 +267,9 @@ impl Validator<'_> {
         if c.pd_reconnect_cycle_ms.is_some() && svc != Service::FlareDb {
             self.file_problem(format!("{at}.pd_reconnect_cycle_ms is a flaredb setting"));
         }
-        if svc == Service::Iam {
-            // IAM has no Raft group and no retry flags of its own (its ChainFire calls are
-            // bounded by --chainfire-timeout-ms, a flag).
+        if matches!(svc, Service::Iam | Service::PlasmaVmc) {
+            // IAM and PlasmaVMC have no Raft group and no retry flags of their own (their
+            // remote calls use the platform's policy, bounded by flags of their own).
             for (set, name) in [
                 (c.election_timeout_ms.is_some(), "election_timeout_ms"),
                 (c.heartbeat_interval_ms.is_some(), "heartbeat_interval_ms"),
@@ -266,7 +277,7 @@ impl Validator<'_> {
             ] {
                 if set {
                     self.file_problem(format!(
-                        "{at}.{name} is a Raft setting; iam instances have no Raft group"
+                        "{at}.{name} is a Raft setting; {svc} instances have no Raft group"
                     ));
                 }
             }
@@ -389,7 +400,7 @@ impl Validator<'_> {
                     match r {
                         NodeRef::Leader | NodeRef::Follower if svc == Service::Iam => {
                             msgs.push(format!(
-                                "iam instances have no leader: `node: {r}` cannot be told; name the instance (`node: N`) or `any`"
+                                "{svc} instances have no leader: `node: {r}` cannot be told; name the instance (`node: N`) or `any`"
                             ))
                         }
                         NodeRef::Id(id) if *id > cluster.nodes => msgs.push(format!(
@@ -529,6 +540,28 @@ impl Validator<'_> {
                     msgs.push("a decision needs an action and a resource".into());
                 }
             }
+            Step::Vm(s) => {
+                expect_checks(&s.expect, msgs);
+                if !crate::matrix::is_slug(&s.vm) || s.vm.len() > 63 {
+                    msgs.push(format!(
+                        "VM name `{}` is not lowercase letters, digits and '-' (at most 63)",
+                        s.vm
+                    ));
+                }
+                if s.replayed.is_some() && s.expect.outcome == Outcome::Error {
+                    msgs.push("`replayed` needs a call that may succeed".into());
+                }
+            }
+            Step::CheckVms(s) => {
+                if s.within_ms == 0 {
+                    msgs.push("within_ms must be positive".into());
+                }
+                for from in s.from.iter().chain(&s.guests_kept_from) {
+                    if !d.step_names.contains_key(from.as_str()) {
+                        msgs.push(format!("no earlier step is named `{from}`"));
+                    }
+                }
+            }
             Step::Get(s) => {
                 expect_checks(&s.expect, msgs);
                 if s.absent && s.value.is_some() {
@@ -562,7 +595,7 @@ impl Validator<'_> {
                 }
                 d.loads_running.insert(s.name.clone());
                 match s.workload {
-                    Workload::Writes | Workload::Decisions
+                    Workload::Writes | Workload::Decisions | Workload::Vms
                         if s.clients.is_some() || s.keys.is_some() =>
                     {
                         msgs.push("`clients` and `keys` are for `workload: register`".into())
@@ -578,6 +611,14 @@ impl Validator<'_> {
                             msgs.push(format!(
                                 "keys must be in 1..=1000, got {}",
                                 s.keys.unwrap_or_default()
+                            ));
+                        }
+                    }
+                    Workload::Vms => {
+                        let prefix = s.key_prefix.as_deref().unwrap_or(&s.name);
+                        if !crate::matrix::is_slug(prefix) || prefix.len() > 40 {
+                            msgs.push(format!(
+                                "a VM load names its VMs `<prefix>-<n>`: `{prefix}` must be lowercase letters, digits and '-' (set `key_prefix`)"
                             ));
                         }
                     }
@@ -760,14 +801,20 @@ fn expect_checks(e: &super::model::Expect, msgs: &mut Vec<String>) {
     }
 }
 
-/// Why `step` cannot act on a `svc` cluster, when it cannot: IAM stores no keys and has no
-/// leader, and a decision is IAM's alone.
+/// Why `step` cannot act on a `svc` cluster, when it cannot: IAM and PlasmaVMC store no keys
+/// and have no leader, a decision is IAM's alone, VMs are PlasmaVMC's.
 fn unsupported(step: &Step, svc: Service) -> Option<String> {
     let iam = svc == Service::Iam;
+    let vmc = svc == Service::PlasmaVmc;
+    let keyless = iam || vmc;
     match step {
         Step::Authorize(_) if !iam => {
             Some("authorize asks IAM for a decision: it acts on the iam cluster".into())
         }
+        Step::Vm(_) | Step::CheckVms(_) if !vmc => Some(format!(
+            "`{}` is about PlasmaVMC's VMs: it acts on the plasmavmc cluster",
+            step.kind()
+        )),
         Step::Put(_)
         | Step::Get(_)
         | Step::Delete(_)
@@ -780,10 +827,10 @@ fn unsupported(step: &Step, svc: Service) -> Option<String> {
         | Step::CheckNoLostWrites(_)
         | Step::CheckPeerBackoff(_)
         | Step::CheckWatch(_)
-            if iam =>
+            if keyless =>
         {
             Some(format!(
-                "`{}` does not apply to iam: it stores no keys and has no leader",
+                "`{}` does not apply to {svc}: it stores no keys and has no leader",
                 step.kind()
             ))
         }
@@ -791,6 +838,11 @@ fn unsupported(step: &Step, svc: Service) -> Option<String> {
             "an iam load asks decisions: `workload: decisions`".into()
         } else {
             "`workload: decisions` asks IAM: it is for the iam cluster".into()
+        }),
+        Step::LoadStart(s) if vmc != (s.workload == Workload::Vms) => Some(if vmc {
+            "a plasmavmc load runs VM operations: `workload: vms`".into()
+        } else {
+            "`workload: vms` runs VM operations: it is for the plasmavmc cluster".into()
         }),
         _ => None,
     }

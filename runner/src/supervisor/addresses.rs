@@ -54,12 +54,13 @@ pub fn claim_host_range() -> Result<u8, String> {
     Err("every host-network address range (127.200-254.*.*) is held by another run".into())
 }
 
-/// The third octet of a service's addresses: 1 ChainFire, 2 FlareDB, 3 IAM.
-fn service_octet(service: Service) -> u8 {
+/// The third octet of a service's addresses: 1 ChainFire, 2 FlareDB, 3 IAM, 4 PlasmaVMC.
+pub fn service_octet(service: Service) -> u8 {
     match service {
         Service::ChainFire => 1,
         Service::FlareDb => 2,
         Service::Iam => 3,
+        Service::PlasmaVmc => 4,
     }
 }
 
@@ -86,13 +87,15 @@ pub fn client_proxy_ip(client: u8, service: Service, index: usize) -> Ipv4Addr {
 }
 
 /// Fixed ports of the plan (ChainFire clients 2379.., peers 2389..; FlareDB clients 5000..,
-/// peers 5100..; IAM internal gRPC 8091.., HTTP Query API 8081..).
+/// peers 5100..; IAM internal gRPC 8091.., HTTP Query API 8081..; PlasmaVMC's API 7001..,
+/// and 7101.. as its "peer" port, which nothing listens on: it has no peers).
 fn fixed_ports(service: Service, index: usize) -> (u16, u16) {
     let i = index as u16;
     match service {
         Service::ChainFire => (2378 + i, 2388 + i),
         Service::FlareDb => (4999 + i, 5099 + i),
         Service::Iam => (8090 + i, 8080 + i),
+        Service::PlasmaVmc => (7000 + i, 7100 + i),
     }
 }
 

@@ -22,12 +22,12 @@ pub struct BinaryPaths {
 impl BinaryPaths {
     /// The binary to run for `service`, or an error listing every place that was searched.
     pub fn locate(&self, service: Service) -> Result<PathBuf, SupervisorError> {
-        // IAM has no flag of its own: `--bin-dir`, next to the runner, or PATH.
+        // IAM and PlasmaVMC have no flag of their own: `--bin-dir`, next to the runner, or PATH.
         let not_given = None;
         let explicit = match service {
             Service::ChainFire => &self.chainfire,
             Service::FlareDb => &self.flaredb,
-            Service::Iam => &not_given,
+            Service::Iam | Service::PlasmaVmc => &not_given,
         };
         let candidates = match (explicit, &self.bin_dir) {
             (Some(path), _) => vec![path.clone()],

@@ -53,6 +53,7 @@ pub struct Prober {
     chainfire: Mutex<HashMap<String, chainfire_client::Client>>,
     flaredb: Mutex<HashMap<String, flaredb_client::Client>>,
     iam: Mutex<HashMap<String, iam_client::Client>>,
+    plasmavmc: Mutex<HashMap<String, plasmavmc_client::Client>>,
 }
 
 impl Prober {
@@ -62,6 +63,7 @@ impl Prober {
             Service::ChainFire => self.probe_chainfire(endpoint).await,
             Service::FlareDb => self.probe_flaredb(endpoint).await,
             Service::Iam => self.probe_iam(endpoint).await,
+            Service::PlasmaVmc => self.probe_plasmavmc(endpoint).await,
         }
     }
 
@@ -142,6 +144,39 @@ impl Prober {
             revision: None,
             digest: String::new(),
             role: "iam".into(),
+        })
+    }
+}
+
+impl Prober {
+    /// A PlasmaVMC instance is up when it answers a signed ListVms: it is serving, IAM
+    /// authenticates and authorises its callers, and it can read FlareDB. It has no leader,
+    /// term or digest; its role reads "plasmavmc".
+    async fn probe_plasmavmc(&self, endpoint: &str) -> Result<ProbeStatus, String> {
+        let client = cached_client(&self.plasmavmc, endpoint, || async {
+            let (key_id, secret) = crate::supervisor::IAM_ADMIN_KEY;
+            let credentials = plasmavmc_client::Credentials {
+                access_key_id: key_id.into(),
+                secret_access_key: secret.into(),
+                session_token: None,
+            };
+            let mut config = plasmavmc_client::ClientConfig::new([endpoint], credentials);
+            config.call.retry.max_retries = 0;
+            config.call.connect_timeout = PROBE_TIMEOUT / 2;
+            config.call.request_timeout = PROBE_TIMEOUT;
+            config.call.op_deadline = PROBE_TIMEOUT * 2;
+            plasmavmc_client::Client::new(config)
+        })
+        .await?;
+        status_within_deadline(endpoint, client.list_vms()).await?;
+        Ok(ProbeStatus {
+            node_id: 0,
+            leader_id: 0,
+            term: 0,
+            applied_index: 0,
+            revision: None,
+            digest: String::new(),
+            role: "plasmavmc".into(),
         })
     }
 }

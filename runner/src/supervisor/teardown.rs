@@ -100,9 +100,11 @@ pub fn install_teardown_handlers(on_signal: OnSignal) {
 
 fn kill_everything_and_exit(signal: Signal) -> ! {
     let killed = super::process::kill_all_live_groups();
+    // PlasmaVMC's guests lead sessions of their own, outside the nodes' groups.
+    let guests = super::guests::kill_registered();
     let chains = crate::faults::remove_registered_chains();
     eprintln!(
-        "reconnect-runner: {signal} received: killed {killed} node process group(s), removed {chains} iptables chain(s)"
+        "reconnect-runner: {signal} received: killed {killed} node process group(s) and {guests} PlasmaVMC guest(s), removed {chains} iptables chain(s)"
     );
     std::process::exit(128 + signal as i32);
 }

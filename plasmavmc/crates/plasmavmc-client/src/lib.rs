@@ -193,6 +193,21 @@ impl Client {
         start: bool,
         request_id: &str,
     ) -> Result<pb::VmReply, ClientError> {
+        self.create_vm_with_info(name, command, env, start, request_id)
+            .await
+            .map(|(reply, _)| reply)
+    }
+
+    /// [`create_vm_with_id`](Self::create_vm_with_id), with how the call went (the instance
+    /// that answered, attempts, retries).
+    pub async fn create_vm_with_info(
+        &self,
+        name: &str,
+        command: &[&str],
+        env: &[(&str, &str)],
+        start: bool,
+        request_id: &str,
+    ) -> Result<(pb::VmReply, CallInfo), ClientError> {
         let request = pb::CreateVmRequest {
             name: name.into(),
             command: command.iter().map(|c| (*c).to_owned()).collect(),
@@ -206,16 +221,14 @@ impl Client {
             start,
             request_id: request_id.into(),
         };
-        let (reply, _) = self
-            .run(
-                "create_vm",
-                name,
-                paths::CREATE_VM,
-                request,
-                |mut c, r| async move { c.create_vm(r).await },
-            )
-            .await?;
-        Ok(reply)
+        self.run(
+            "create_vm",
+            name,
+            paths::CREATE_VM,
+            request,
+            |mut c, r| async move { c.create_vm(r).await },
+        )
+        .await
     }
 
     /// Desired state running.
@@ -240,36 +253,46 @@ impl Client {
         name: &str,
         request_id: &str,
     ) -> Result<pb::VmReply, ClientError> {
+        self.vm_action_with_info(op, name, request_id)
+            .await
+            .map(|(reply, _)| reply)
+    }
+
+    /// [`vm_action`](Self::vm_action), with how the call went (the instance that answered,
+    /// attempts, retries).
+    pub async fn vm_action_with_info(
+        &self,
+        op: &'static str,
+        name: &str,
+        request_id: &str,
+    ) -> Result<(pb::VmReply, CallInfo), ClientError> {
         let request = pb::VmRequest {
             name: name.into(),
             request_id: request_id.into(),
         };
-        let (reply, _) = match op {
+        match op {
             "start_vm" => {
                 self.run(op, name, paths::START_VM, request, |mut c, r| async move {
                     c.start_vm(r).await
                 })
-                .await?
+                .await
             }
             "stop_vm" => {
                 self.run(op, name, paths::STOP_VM, request, |mut c, r| async move {
                     c.stop_vm(r).await
                 })
-                .await?
+                .await
             }
             "delete_vm" => {
                 self.run(op, name, paths::DELETE_VM, request, |mut c, r| async move {
                     c.delete_vm(r).await
                 })
-                .await?
+                .await
             }
-            other => {
-                return Err(ClientError::InvalidConfig(format!(
-                    "{other:?} is not start_vm, stop_vm or delete_vm"
-                )));
-            }
-        };
-        Ok(reply)
+            other => Err(ClientError::InvalidConfig(format!(
+                "{other:?} is not start_vm, stop_vm or delete_vm"
+            ))),
+        }
     }
 
     pub async fn get_vm(&self, name: &str) -> Result<pb::Vm, ClientError> {

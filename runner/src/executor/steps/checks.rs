@@ -12,10 +12,14 @@ use crate::history::{Event, EventKind, History};
 use crate::scenario::{
     CheckBackoffStep, CheckClearErrorStep, CheckConvergedStep, CheckFailClosedStep,
     CheckLinearizableStep, CheckNoLostWritesStep, CheckPdRegistrationStep, CheckPeerBackoffStep,
-    CheckReconnectStep, CheckWatchStep, ReconnectUntil, RetryConfig, WatchExpectation,
+    CheckReconnectStep, CheckVmsStep, CheckWatchStep, ReconnectUntil, RetryConfig,
+    WatchExpectation,
 };
 use crate::supervisor::Service;
 use crate::verdict::Verdict;
+
+/// How often `check_vms` samples the guests and PlasmaVMC's list.
+const VM_SAMPLE_PERIOD: Duration = Duration::from_millis(250);
 
 /// How often FlareDB's registrations in ChainFire are sampled.
 const PD_SAMPLE_PERIOD: Duration = Duration::from_millis(250);
@@ -220,6 +224,64 @@ impl Runner<'_> {
             min_decisions: s.min_decisions.unwrap_or(5) as usize,
         };
         Ok(checks::fail_closed(&self.events_of(Service::Iam), &window))
+    }
+
+    /// Samples the guests (found by the runner) and PlasmaVMC's list into the history until
+    /// the pure check passes over it, or the bound has passed; the last verdict is the step's.
+    pub(super) async fn check_vms(
+        &mut self,
+        s: &CheckVmsStep,
+        start_ms: f64,
+        bound: Duration,
+    ) -> Handled {
+        let from_ms = match &s.from {
+            Some(name) => self.named_step(name)?.since_ms(),
+            None => start_ms,
+        };
+        let kept_from_ms = match &s.guests_kept_from {
+            Some(name) => Some(self.named_step(name)?.since_ms()),
+            None => None,
+        };
+        let expectation = checks::VmExpectation {
+            from_ms,
+            min_running: s.min_running.unwrap_or(1) as usize,
+            kept_from_ms,
+        };
+        // A client of its own, one attempt per sample: the sampling must not wait out retries.
+        let lister = self
+            .new_driver_with(
+                Service::PlasmaVmc,
+                "plasmavmc/inventory".into(),
+                None,
+                Some(&RetryConfig {
+                    max_retries: Some(0),
+                    ..RetryConfig::default()
+                }),
+            )
+            .await
+            .map_err(Verdict::error)?;
+        let started = std::time::Instant::now();
+        loop {
+            let listed = lister.list_vms().await;
+            let guests = self.supervisor.guests();
+            let (listed, list_error) = match listed {
+                Ok(l) => (Some(l), None),
+                Err(e) => (None, Some(e)),
+            };
+            self.history
+                .record(EventKind::VmInventory(crate::history::VmInventoryRecord {
+                    guests,
+                    listed,
+                    list_error,
+                }));
+            let verdict =
+                checks::no_vm_lost_or_duplicated(&self.events_of(Service::PlasmaVmc), &expectation);
+            if verdict.passed() || started.elapsed() + VM_SAMPLE_PERIOD >= bound {
+                let metric = s.metric.as_deref().unwrap_or("reconciled_ms");
+                return Ok(verdict.with_number_renamed("reconciled_ms", metric));
+            }
+            tokio::time::sleep(VM_SAMPLE_PERIOD).await;
+        }
     }
 
     pub(super) async fn check_reconnect(&mut self, s: &CheckReconnectStep) -> Handled {

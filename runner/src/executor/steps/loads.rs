@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::{Handled, Runner};
-use crate::driver::{LoadSpec, RegisterSpec, start_register};
+use crate::driver::{LoadOps, LoadSpec, RegisterSpec, start_register};
 use crate::scenario::{LoadStartStep, NamedRef, Workload, WriteBulkStep};
 use crate::verdict::Verdict;
 
@@ -44,12 +44,13 @@ impl Runner<'_> {
     pub(super) async fn load_start(&mut self, s: &LoadStartStep) -> Handled {
         let service = self.service_of(s.service)?;
         let name = format!("{}/{}", service.as_str(), s.name);
-        let prefix = s
-            .key_prefix
-            .clone()
-            .unwrap_or_else(|| format!("load/{}", s.name));
+        // VM names take no '/': a VM load's VMs are `<prefix>-<n>`, named for the load.
+        let prefix = s.key_prefix.clone().unwrap_or_else(|| match s.workload {
+            Workload::Vms => s.name.clone(),
+            _ => format!("load/{}", s.name),
+        });
         let (handle, what) = match s.workload {
-            Workload::Writes | Workload::Decisions => {
+            Workload::Writes | Workload::Decisions | Workload::Vms => {
                 let driver = self
                     .new_driver(service, name, None)
                     .await
@@ -57,12 +58,13 @@ impl Runner<'_> {
                 self.load_drivers
                     .insert(s.name.clone(), (service, driver.clone()));
                 let mut spec = LoadSpec::new(s.rate_per_sec, prefix);
-                spec.decisions = s.workload == Workload::Decisions;
-                let what = if spec.decisions {
-                    format!("{} decisions/s", s.rate_per_sec)
-                } else {
-                    format!("{} puts/s", s.rate_per_sec)
+                let (ops, what) = match s.workload {
+                    Workload::Decisions => (LoadOps::Decisions, "decisions"),
+                    Workload::Vms => (LoadOps::VmOps, "VM operations"),
+                    _ => (LoadOps::Puts, "puts"),
                 };
+                spec.ops = ops;
+                let what = format!("{} {what}/s", s.rate_per_sec);
                 (driver.start_load(spec), what)
             }
             Workload::Register => {

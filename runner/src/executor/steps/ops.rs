@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use super::super::judge::{ReadExpectation, judge_op, op_numbers};
 use super::{Handled, Runner};
+use crate::history::OpKind;
 use crate::history::OpRecord;
-use crate::scenario::{AuthorizeStep, DeleteStep, Expect, GetStep, PutStep};
+use crate::scenario::{AuthorizeStep, DeleteStep, Expect, GetStep, PutStep, VmOp, VmStep};
 use crate::verdict::Verdict;
 
 impl Runner<'_> {
@@ -50,6 +51,31 @@ impl Runner<'_> {
         let record = driver.authorize(user, &s.action, &s.resource).await;
         let read = ReadExpectation {
             value: s.value.as_deref(),
+            absent: false,
+        };
+        Ok(self.op_result(s.name.as_deref(), start_ms, record, &s.expect, bound, read))
+    }
+
+    pub(super) async fn vm(&mut self, s: &VmStep, start_ms: f64, bound: Duration) -> Handled {
+        let service = Some(crate::matrix::Service::PlasmaVmc);
+        let driver = self
+            .client_for_op(service, None, s.client_retry.as_ref(), &s.name)
+            .await?;
+        let op = match s.op {
+            VmOp::Create => OpKind::CreateVm,
+            VmOp::Start => OpKind::StartVm,
+            VmOp::Stop => OpKind::StopVm,
+            VmOp::Delete => OpKind::DeleteVm,
+        };
+        let record = driver.vm(op, &s.vm, s.request_id.as_deref()).await;
+        let read = ReadExpectation {
+            value: s.replayed.map(|replayed| {
+                if replayed {
+                    crate::driver::VM_REPLAYED
+                } else {
+                    crate::driver::VM_APPLIED
+                }
+            }),
             absent: false,
         };
         Ok(self.op_result(s.name.as_deref(), start_ms, record, &s.expect, bound, read))
