@@ -13,10 +13,12 @@
 # cargo tests are checks.cargo-tests (the same source and vendored crates, the sandbox env),
 # checks.scenarios validates first and fails on a skipped TEST cell (its build script is run
 # here against a stub runner), the NixOS modules render the right command
-# lines (also on the VM test's machines: ChainFire, FlareDB, and IAM with its client and key
-# files; and PlasmaVMC's unit, with the guest-preserving KillMode=process and its persistent
-# StateDirectory), the VM test's Python script parses and is lint-clean; and the stand-in really rejects
-# misspellings (negative checks, including misspellings planted in a copy of the flake).
+# lines (also on the VM test's machines: ChainFire, FlareDB, IAM with its client and key
+# files, and PlasmaVMC on flaredb2 and flaredb3 pointed at the test's FlareDB, ChainFire and
+# IAM gRPC addresses, with no credential; and PlasmaVMC's unit, with the guest-preserving
+# KillMode=process and its persistent StateDirectory), the VM test's Python script parses and
+# is lint-clean; and the stand-in really rejects misspellings (negative checks, including
+# misspellings planted in a copy of the flake).
 #
 # What it does NOT prove: that anything builds or passes against the real nixpkgs. Nothing is
 # built here. Run `nix flake check -L` (no KVM needed) and `nix build .#vm-tests -L` (KVM) on a
@@ -454,7 +456,8 @@ vm_iam_ok() {
         expect "${name}: runs an iam service" (node.systemd.services ? iam) false
         ++ expect "${name}: iam packages" (map (p: p.outPath) (iamPackages node)) [ cli.outPath ]
         ++ expect "${name}: /etc/iam-admin-secret" (node.environment.etc.iam-admin-secret or null) { mode = "0400"; text = "vm-test-secret-key"; }
-        ++ expect "${name}: open ports" node.networking.firewall.allowedTCPPorts [ 5000 5001 ];
+        ++ expect "${name}: open ports" (builtins.sort builtins.lessThan node.networking.firewall.allowedTCPPorts)
+          ([ 5000 5001 ] ++ (if id == "1" then [ ] else [ 8100 ]));
     in
     if cli == null then [ "flaredb1 has no iam package in environment.systemPackages" ]
     else builtins.concatMap server [ "1" "2" "3" ] ++ builtins.concatMap clientNode [ "1" "2" "3" ]
@@ -462,6 +465,52 @@ vm_iam_ok() {
   expect_equal "problems" "[]" "$problems"
 }
 check "the VM test runs IAM on each ChainFire VM (command line, bootstrap key from a root-only /etc file as a credential, ports 8090/8091 open) and gives each FlareDB VM the same iam package as client, the admin's secret and no IAM service" vm_iam_ok
+
+# PlasmaVMC in the VM test: on flaredb2 and flaredb3 only, its back ends the addresses the
+# test's own FlareDB, ChainFire and IAM services listen on (read from those nodes' options).
+vm_plasmavmc_ok() {
+  local problems package
+  package=$(flake_eval "$repo" packages.x86_64-linux.plasmavmc.outPath --raw) || return 1
+  # shellcheck disable=SC2016 # a Nix expression: ${...} is Nix's, not the shell's
+  problems=$(flake_eval "$repo" packages.x86_64-linux.vm-tests.nodes --json --apply '
+    nodes:
+    let
+      expect = what: actual: wanted:
+        if actual == wanted then [ ] else [ "${what}: ${builtins.toJSON actual} (wanted ${builtins.toJSON wanted})" ];
+      render = args: builtins.concatStringsSep " " (map builtins.toJSON args);
+      at = names: get: builtins.concatStringsSep "," (map (name: get nodes.${name}) names);
+      flaredbs = at [ "flaredb1" "flaredb2" "flaredb3" ] (n: n.services.flaredb.addr);
+      chainfires = at [ "chainfire1" "chainfire2" "chainfire3" ] (n: n.services.chainfire.clientAddr);
+      iams = at [ "chainfire1" "chainfire2" "chainfire3" ] (n: n.services.iam.grpcAddr);
+      instance = name: ip:
+        let
+          node = nodes.${name};
+          unit = node.systemd.services.plasmavmc or { };
+          service = unit.serviceConfig or { };
+          absent = key: expect "${name}: plasmavmc serviceConfig has ${key}" (service ? ${key}) false;
+        in
+        expect "${name}: plasmavmc ExecStart" (service.ExecStart or null) (render [
+          "'"$package"'/bin/plasmavmc" "--addr" "${ip}:8100"
+          "--flaredb-endpoints" flaredbs "--chainfire-endpoints" chainfires "--iam-endpoints" iams
+          "--driver-root" "/var/lib/plasmavmc/driver"
+          "--reconcile-every-ms" "500" "--lease-ttl-ms" "3000" "--stop-grace-ms" "5000" "--watch-every-ms" "250"
+          "--log-level" "debug" "--instance-id" "plasmavmc-${name}"
+        ])
+        ++ expect "${name}: plasmavmc wantedBy" (unit.wantedBy or null) [ "multi-user.target" ]
+        ++ expect "${name}: plasmavmc KillMode" (service.KillMode or null) "process"
+        ++ expect "${name}: plasmavmc StateDirectory" (service.StateDirectory or null) "plasmavmc"
+        ++ builtins.concatMap absent [ "DynamicUser" "LoadCredential" "Environment" "PrivateTmp" ];
+      none = name: expect "${name}: runs a plasmavmc service" (nodes.${name}.systemd.services ? plasmavmc) false;
+    in
+    expect "FlareDB addresses" flaredbs "192.168.1.4:5000,192.168.1.5:5000,192.168.1.6:5000"
+    ++ expect "ChainFire addresses" chainfires "192.168.1.1:2379,192.168.1.2:2379,192.168.1.3:2379"
+    ++ expect "IAM gRPC addresses" iams "192.168.1.1:8091,192.168.1.2:8091,192.168.1.3:8091"
+    ++ instance "flaredb2" "192.168.1.5" ++ instance "flaredb3" "192.168.1.6"
+    ++ builtins.concatMap none [ "chainfire1" "chainfire2" "chainfire3" "flaredb1" ]
+  ') || return 1
+  expect_equal "problems" "[]" "$problems"
+}
+check "the VM test runs PlasmaVMC (packages.plasmavmc) on flaredb2 and flaredb3 only: command line with the test's FlareDB, ChainFire and IAM gRPC addresses and its instance id, at boot, KillMode=process, StateDirectory=plasmavmc, no credential, port 8100 open" vm_plasmavmc_ok
 
 test_script_file="$work/vm-partition-test-script.py"
 machines=""
@@ -474,11 +523,12 @@ vm_script_ok() {
   local line
   for line in \
     'IAM_MEMBERS = [(chainfire1, 1, "192.168.1.1", 8090), (chainfire2, 2, "192.168.1.2", 8090), (chainfire3, 3, "192.168.1.3", 8090)]' \
-    'IAM_REGION = "us-east-1"' 'IAM_ADMIN_KEY_ID = "AKIDVMTEST000000"' 'IAM_ADMIN_SECRET_FILE = "/etc/iam-admin-secret"'; do
+    'IAM_REGION = "us-east-1"' 'IAM_ADMIN_KEY_ID = "AKIDVMTEST000000"' 'IAM_ADMIN_SECRET_FILE = "/etc/iam-admin-secret"' \
+    'PLASMAVMC_INSTANCES = [(flaredb2, "plasmavmc-flaredb2", "192.168.1.5", 8100), (flaredb3, "plasmavmc-flaredb3", "192.168.1.6", 8100)]'; do
     grep -qxF -- "$line" "$test_script_file" || { echo "the test script's prelude lacks: $line"; return 1; }
   done
 }
-check "the VM test (packages.*.vm-tests) has 3 ChainFire + 3 FlareDB machines and a test script (nix eval config.testScriptString) whose prelude names the IAM instances, region and admin key" vm_script_ok
+check "the VM test (packages.*.vm-tests) has 3 ChainFire + 3 FlareDB machines and a test script (nix eval config.testScriptString) whose prelude names the IAM instances, region and admin key, and the PlasmaVMC instances" vm_script_ok
 if command -v python3 >/dev/null; then
   check "the VM test script parses as Python, has no undefined names and calls only the test driver's machine API" \
     python3 nix/tests/lint-test-script.py "$test_script_file" "$machines"
@@ -696,9 +746,14 @@ planted_check option nix/tests/partition.nix 's/clusterClientAddrs = /clusterCli
 planted_check etc nix/tests/partition.nix 's/^        text = "${iamAdmin.accessKeyId}/        txt = "${iamAdmin.accessKeyId}/' \
   "The option \`environment.etc.iam-bootstrap.txt' does not exist" \
   "planted in a copy: the VM test sets environment.etc.iam-bootstrap.txt (no such option) -> nix flake check fails"
+planted_check plasmavmc-option nix/tests/partition.nix 's/        iamEndpoints = map/        iamEndpoint = map/' \
+  "The option \`services.plasmavmc.iamEndpoint' does not exist" \
+  "planted in a copy: the VM test sets services.plasmavmc.iamEndpoint (no such option) -> nix flake check fails"
+planted_check plasmavmc-unit nix/modules/plasmavmc.nix 's/^    cfg\.driverRoot$/    cfg.driverroot/' "attribute 'driverroot' missing" \
+  "planted in a copy: the PlasmaVMC module reads cfg.driverroot (no such option) -> nix flake check fails (the VM test renders its unit)"
 planted_check lib flake.nix 's/lib\.genAttrs systems/lib.genAttr systems/' "attribute 'genAttr' missing" \
   "planted in a copy: flake.nix calls lib.genAttr (no such function) -> nix flake check fails"
-# No flake output evaluates services.plasmavmc, so the planted copy's module is evaluated directly.
+# The same planted module evaluated directly (with the module check's minimal setting).
 planted_module_check() { # planted_module_check NAME FILE SED EXPECTED DESCRIPTION EXPR
   local copy
   if copy=$(plant "$1" "$2" "$3" 2>"$work/output"); then

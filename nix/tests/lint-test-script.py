@@ -4,8 +4,10 @@
 The real NixOS test driver checks the script when it builds the driver (pyflakes, mypy); this
 machine cannot build it, so this runs what can be run without the driver:
   1. the script parses as Python;
-  2. no undefined names: with pyflakes when it is installed (given the same extra builtins as
-     the driver: the machine names and the driver's symbols), else a simpler AST check;
+  2. no undefined names: with pyflakes when it is installed, for this interpreter or as a
+     pyflakes3/pyflakes program on PATH (given the same extra builtins as the driver: the
+     machine names and the driver's symbols), else a simpler AST check (which does not see a
+     name used before it is defined);
   3. every method called on a machine (`<machine name>.m(...)`, `<anything>.machine.m(...)` or
      `<anything>.client.m(...)`, the attributes the script keeps machines in) exists in the
      test driver's Machine API.
@@ -18,6 +20,7 @@ import ast
 import builtins
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -153,16 +156,30 @@ def machine_api_misuse(tree: ast.AST, machines: set[str]) -> list[str]:
     return problems
 
 
-def pyflakes_problems(path: str, extra: set[str]) -> list[str] | None:
-    """pyflakes' findings, or None when pyflakes is not installed."""
+def pyflakes_command() -> list[str] | None:
+    """How to run pyflakes: with this interpreter if it has the module, else a pyflakes program
+    on PATH (Debian's python3-pyflakes installs pyflakes3 for the system python3, which need not
+    be the python3 running this); None when there is neither."""
     try:
         import pyflakes  # noqa: F401
+
+        return [sys.executable, "-m", "pyflakes"]
     except ImportError:
+        pass
+    for program in ("pyflakes3", "pyflakes"):
+        found = shutil.which(program)
+        if found:
+            return [found]
+    return None
+
+
+def pyflakes_problems(path: str, extra: set[str]) -> list[str] | None:
+    """pyflakes' findings, or None when pyflakes is not installed."""
+    command = pyflakes_command()
+    if command is None:
         return None
     env = dict(os.environ, PYFLAKES_BUILTINS=",".join(sorted(extra)))
-    done = subprocess.run(
-        [sys.executable, "-m", "pyflakes", path], env=env, capture_output=True, text=True
-    )
+    done = subprocess.run(command + [path], env=env, capture_output=True, text=True)
     if done.returncode == 0:
         return []
     return (done.stdout + done.stderr).strip().splitlines() or [f"pyflakes exited with {done.returncode}"]

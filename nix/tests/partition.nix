@@ -18,6 +18,15 @@
 # ServiceUnavailable, never an allow); after the heal every instance answers again. The client
 # is `iam call` (SigV4-signed AWS Query API requests), run on a FlareDB VM.
 #
+# PlasmaVMC (nixosModules.plasmavmc) on two FlareDB VMs, flaredb2 and flaredb3, with the
+# cluster's FlareDB, ChainFire and IAM (internal gRPC API) as its back ends; it takes no
+# credentials of its own (it checks its callers' signatures through IAM). There is no PlasmaVMC
+# CLI that signs CreateVm/GetVm, so no VM is created; after the other scenarios: each unit runs
+# and serves (an unsigned ListVms is refused Unauthenticated by IAM, never served); both are
+# restarted, both log "plasmavmc ready", exactly one logs "elected reconciler" and holds the
+# reconciler key in ChainFire; its VM is cut off from every other VM (iptables, as above) and
+# the other instance logs "elected reconciler" and takes the key; after the heal it keeps it.
+#
 # The test logic is ./partition.py; this file declares the machines and passes the addresses.
 {
   lib,
@@ -48,6 +57,13 @@ let
   iamPort = 8090;
   iamGrpcPort = 8091;
   iamRegion = "us-east-1";
+  # PlasmaVMC's gRPC API, on two of the FlareDB VMs (flaredb1 stays its checks' client).
+  plasmavmcNames = [
+    "flaredb2"
+    "flaredb3"
+  ];
+  plasmavmcPort = 8100;
+  plasmavmcInstanceId = name: "plasmavmc-${name}";
 
   # The bootstrap administrator's access key (test values: iam wants an id of 16 or more
   # letters and digits and a secret of 16 or more characters). The IAM VMs get it as
@@ -158,19 +174,47 @@ let
       };
     };
 
-  # A ChainFire VM also runs IAM; a FlareDB VM is also IAM's client.
+  # The PlasmaVMC instance on FlareDB VM `name`: its API on the VM's address, the three FlareDB
+  # stores for the VMs' state, the three ChainFire nodes for registration and the reconciler
+  # election, the three IAM instances' internal gRPC API for authentication. No credentials:
+  # plasmavmc has no flag for any (it verifies its callers' signatures through IAM).
+  plasmavmcNode =
+    name:
+    { nodes, ... }:
+    {
+      imports = [ nixosModules.plasmavmc ];
+      services.plasmavmc = {
+        enable = true;
+        addr = addrOf nodes name plasmavmcPort;
+        instanceId = plasmavmcInstanceId name;
+        flaredbEndpoints = map (peer: addrOf nodes peer flaredbClientPort) flaredbNames;
+        chainfireEndpoints = map (peer: addrOf nodes peer chainfireClientPort) chainfireNames;
+        iamEndpoints = map (peer: addrOf nodes peer iamGrpcPort) chainfireNames;
+        logLevel = "debug";
+        openFirewall = true;
+      };
+    };
+
+  # A ChainFire VM also runs IAM; a FlareDB VM is also IAM's client, and two of them run
+  # PlasmaVMC.
   chainfireVm = id: {
     imports = [
       (chainfireNode id)
       (iamNode id)
     ];
   };
-  flaredbVm = id: {
-    imports = [
-      (flaredbNode id)
-      iamClient
-    ];
-  };
+  flaredbVm =
+    id:
+    let
+      name = "flaredb${toString id}";
+    in
+    {
+      imports = [
+        (flaredbNode id)
+        iamClient
+      ]
+      ++ lib.optional (lib.elem name plasmavmcNames) (plasmavmcNode name);
+    };
 
   # { NAME = node ID; ... } for one service's machines, ids in name order.
   machines =
@@ -188,6 +232,13 @@ let
     lib.concatStringsSep ", " (
       lib.imap1 (id: name: ''(${name}, ${toString id}, "${ipOf nodes name}", ${toString port})'') names
     );
+
+  # Python literals for the PlasmaVMC instances: (machine, instance id, ip, port).
+  plasmavmcPython =
+    nodes:
+    lib.concatMapStringsSep ", " (
+      name: ''(${name}, "${plasmavmcInstanceId name}", "${ipOf nodes name}", ${toString plasmavmcPort})''
+    ) plasmavmcNames;
 in
 testers.runNixOSTest {
   name = "reconnect-partition";
@@ -205,6 +256,7 @@ testers.runNixOSTest {
       IAM_REGION = "${iamRegion}"
       IAM_ADMIN_KEY_ID = "${iamAdmin.accessKeyId}"
       IAM_ADMIN_SECRET_FILE = "/etc/${iamAdminSecretEtc}"
+      PLASMAVMC_INSTANCES = [${plasmavmcPython nodes}]
       # --- nix/tests/partition.py
     ''
     + builtins.readFile ./partition.py;

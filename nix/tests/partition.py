@@ -1,13 +1,20 @@
 # Test script of the multi-VM partition test (nix/tests/partition.nix), run by the NixOS test
 # driver. partition.nix prepends PROTO_DIR, CHAINFIRE_MEMBERS, FLAREDB_MEMBERS, IAM_MEMBERS (the
-# IAM instance on each ChainFire VM), IAM_REGION and the bootstrap administrator's
-# IAM_ADMIN_KEY_ID and IAM_ADMIN_SECRET_FILE; the machine objects (chainfire1 ... flaredb3),
-# start_all and subtest come from the driver.
+# IAM instance on each ChainFire VM), IAM_REGION, the bootstrap administrator's
+# IAM_ADMIN_KEY_ID and IAM_ADMIN_SECRET_FILE, and PLASMAVMC_INSTANCES (machine, instance id,
+# address, port of the PlasmaVMC instances on flaredb2 and flaredb3); the machine objects
+# (chainfire1 ... flaredb3), start_all and subtest come from the driver.
 #
 # ChainFire and FlareDB each go through the partition scenario; IAM is checked along ChainFire's
 # phases (IAM keeps its state in ChainFire): serving, then with ChainFire cut in two (the
 # majority's instances answer, the cut-off node's fails closed), without a ChainFire quorum
 # (every running instance fails closed: 503 ServiceUnavailable, never an allow) and healed.
+#
+# PlasmaVMC last, with everything healed. No CLI signs PlasmaVMC calls, so no VM is created;
+# what is checked is what can be observed: the units run and serve (an unsigned ListVms is
+# refused Unauthenticated by IAM, never served), "plasmavmc ready" and "elected reconciler" in
+# their journals, exactly one instance elected (and holding the reconciler key in ChainFire),
+# and, with the elected instance's VM cut off from every other VM, the other one elected.
 #
 # Every client operation is one call with its own deadline (grpcurl -max-time; `iam call` under
 # timeout(1)), so nothing can hang; every verdict is an assertion on what the servers answered.
@@ -48,6 +55,18 @@ IAM_CALL_DEADLINE_S = 60
 IAM_UNAVAILABLE_CODE = "ServiceUnavailable"
 # How many more times a closed instance is asked, each time to refuse again.
 IAM_CLOSED_ASKS = 3
+
+# PlasmaVMC (plasmavmc/crates/plasmavmc-server): the unit; the ChainFire key the elected
+# reconciler creates under its lease, holding its instance id (election.rs LEADER_KEY); the
+# lines it logs once its port serves and when it wins the election.
+PLASMAVMC_UNIT = "plasmavmc.service"
+PLASMAVMC_LEADER_KEY = "/plasmavmc/reconciler"
+PLASMAVMC_READY = "plasmavmc ready"
+PLASMAVMC_ELECTED = "elected reconciler"
+# How long the election must stay as it is to count as settled: five lease TTLs (3 s, the
+# module's default), so an instance that campaigns while the other holds the key has had many
+# chances to be wrongly elected.
+PLASMAVMC_SETTLE_S = 15
 
 
 def b64(text: str) -> str:
@@ -551,6 +570,167 @@ flaredb = Service(
 iam = Iam(members(IAM_MEMBERS), client=flaredb1, admin=AccessKey(IAM_ADMIN_KEY_ID, IAM_ADMIN_SECRET_FILE))
 
 
+class PlasmaVmcInstance:
+    """One PlasmaVMC instance: its VM, instance id and API address, and the second of the VM's
+    clock from which its journal counts (set when the test starts it)."""
+
+    def __init__(self, machine: Any, instance_id: str, ip: str, port: int, index: int) -> None:
+        self.instance_id = instance_id
+        self.member = Member(machine, index, ip, port)
+        self.since: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.member.name
+
+    @property
+    def machine(self) -> Any:
+        return self.member.machine
+
+    def journal(self) -> str:
+        """The unit's journal since `since` (the messages only)."""
+        assert self.since is not None, f"plasmavmc: {self.name} was not started by the test"
+        return str(self.machine.succeed(f"journalctl -u {PLASMAVMC_UNIT} --since @{self.since} --no-pager -o cat"))
+
+    def logged(self, text: str) -> int:
+        """How many journal lines since `since` hold `text`."""
+        return sum(1 for line in self.journal().splitlines() if text in line)
+
+
+class PlasmaVmc:
+    """The PlasmaVMC instances, their API through grpcurl from a client VM (unsigned: no CLI
+    signs PlasmaVMC calls) and the reconciler key through ChainFire's client."""
+
+    def __init__(self, instances: list[PlasmaVmcInstance], client: Any, chainfire: Service) -> None:
+        self.instances = instances
+        self.chainfire = chainfire
+        self.api = Service(
+            "plasmavmc",
+            PLASMAVMC_UNIT,
+            "plasmavmc.proto",
+            "plasmavmc.v1.Vms",
+            [instance.member for instance in instances],
+            client=client,
+            value_of=lambda _: None,
+        )
+
+    def leader_key(self) -> str | None:
+        """The instance id in the reconciler key (a linearizable ChainFire read; None while no
+        instance holds it)."""
+        return self.chainfire.get_linearizable(PLASMAVMC_LEADER_KEY, self.chainfire.members, RECOVERY_BOUND_S)
+
+    def refuses_unsigned(self, instance: PlasmaVmcInstance, bound_s: int) -> None:
+        """An unsigned ListVms is answered UNAUTHENTICATED (IAM reached, no signature) within
+        the bound; other refusals (UNAVAILABLE while IAM cannot decide yet) are asked again; an
+        answer that serves the call fails at once."""
+        deadline = time.monotonic() + bound_s
+        last = ""
+        while time.monotonic() < deadline:
+            result = self.api.call(instance.member, "ListVms", {})
+            assert not result.ok, f"plasmavmc: {instance.name} served an unsigned ListVms: {result.output}"
+            if result.code() == "Unauthenticated":
+                log.info(f"plasmavmc: {instance.name} refused an unsigned ListVms: {result.output.strip()[:300]}")
+                return
+            last = f"code {result.code()!r}: {result.output.strip()[:300]}"
+            time.sleep(1)
+        raise AssertionError(
+            f"plasmavmc: {instance.name}: no UNAUTHENTICATED for an unsigned ListVms within {bound_s}s; last: {last}"
+        )
+
+    def restart(self) -> None:
+        """Stops both instances, waits until the reconciler key has expired with its holder's
+        lease, then starts both; their journals count from then on."""
+        for instance in self.instances:
+            instance.machine.succeed(f"systemctl stop {PLASMAVMC_UNIT}")
+        deadline = time.monotonic() + RECOVERY_BOUND_S
+        holder = self.leader_key()
+        while holder is not None:
+            assert time.monotonic() < deadline, (
+                f"plasmavmc: the reconciler key still names {holder!r} {RECOVERY_BOUND_S}s after every instance stopped"
+            )
+            time.sleep(1)
+            holder = self.leader_key()
+        for instance in self.instances:
+            instance.since = int(instance.machine.succeed("date +%s").strip())
+        for instance in self.instances:
+            instance.machine.succeed(f"systemctl start {PLASMAVMC_UNIT}")
+
+    def wait_for_elected(self, candidates: list[PlasmaVmcInstance], bound_s: int) -> PlasmaVmcInstance:
+        """The one of `candidates` whose journal says it was elected, within the bound (two at
+        once fail); the reconciler key must then name it."""
+        deadline = time.monotonic() + bound_s
+        while time.monotonic() < deadline:
+            elected = [instance for instance in candidates if instance.logged(PLASMAVMC_ELECTED) > 0]
+            if elected:
+                assert len(elected) == 1, f"plasmavmc: more than one instance elected: {[i.name for i in elected]}"
+                winner = elected[0]
+                holder = self.leader_key()
+                assert holder == winner.instance_id, (
+                    f"plasmavmc: {winner.name} logged {PLASMAVMC_ELECTED!r}, but the reconciler key names {holder!r}"
+                )
+                log.info(f"plasmavmc: {winner.instance_id} elected reconciler")
+                return winner
+            time.sleep(1)
+        raise AssertionError(
+            f"plasmavmc: none of {[i.name for i in candidates]} logged {PLASMAVMC_ELECTED!r} within {bound_s}s"
+        )
+
+    def stays_elected(self, leader: PlasmaVmcInstance, elections: dict[str, int]) -> None:
+        """For PLASMAVMC_SETTLE_S: the key names `leader` and each instance has logged exactly
+        elections[instance id] elections. Every journal read must show the instance's ready
+        line, so an unreadable journal cannot pass for "not elected"."""
+        deadline = time.monotonic() + PLASMAVMC_SETTLE_S
+        while True:
+            for instance in self.instances:
+                journal = instance.journal()
+                assert PLASMAVMC_READY in journal, (
+                    f"plasmavmc: {instance.name}'s journal since the restart lacks {PLASMAVMC_READY!r}: {journal[-500:]}"
+                )
+                count = sum(1 for line in journal.splitlines() if PLASMAVMC_ELECTED in line)
+                wanted = elections[instance.instance_id]
+                assert count == wanted, (
+                    f"plasmavmc: {instance.name} logged {PLASMAVMC_ELECTED!r} {count} time(s), not {wanted}, while {leader.instance_id} should hold the key"
+                )
+            holder = self.leader_key()
+            assert holder == leader.instance_id, f"plasmavmc: the reconciler key names {holder!r}, not {leader.instance_id!r}"
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(2)
+
+
+def run_plasmavmc_checks(plasmavmc: PlasmaVmc, every_vm: list[Member]) -> None:
+    """PlasmaVMC with everything healed: serving; restarted, exactly one reconciler; its VM cut
+    off from every other VM (ChainFire, FlareDB and IAM with it), the other one elected."""
+    with subtest("plasmavmc: both units run and serve (an unsigned ListVms is refused UNAUTHENTICATED by IAM)"):
+        for instance in plasmavmc.instances:
+            instance.machine.wait_for_unit(PLASMAVMC_UNIT)
+            instance.machine.wait_for_open_port(instance.member.port, addr=instance.member.ip)
+            plasmavmc.refuses_unsigned(instance, RECOVERY_BOUND_S)
+
+    with subtest("plasmavmc: both restarted, both log ready, exactly one elected reconciler and holding the key"):
+        plasmavmc.restart()
+        for instance in plasmavmc.instances:
+            instance.machine.wait_for_unit(PLASMAVMC_UNIT)
+            instance.machine.wait_for_open_port(instance.member.port, addr=instance.member.ip)
+            instance.machine.wait_until_succeeds(
+                f"journalctl -u {PLASMAVMC_UNIT} --since @{instance.since} --no-pager -o cat | grep -qF {shlex.quote(PLASMAVMC_READY)}",
+                timeout=RECOVERY_BOUND_S,
+            )
+        leader = plasmavmc.wait_for_elected(plasmavmc.instances, RECOVERY_BOUND_S)
+        plasmavmc.stays_elected(leader, {i.instance_id: int(i is leader) for i in plasmavmc.instances})
+
+    [other] = [instance for instance in plasmavmc.instances if instance is not leader]
+    peers = [member for member in every_vm if member.machine is not leader.machine]
+    with subtest(f"plasmavmc: {leader.name} cut off from every other VM by iptables, {other.name} elected reconciler"):
+        partition(leader.member, peers)
+        plasmavmc.wait_for_elected([other], RECOVERY_BOUND_S)
+
+    with subtest(f"plasmavmc: healed, {other.name} stays the one reconciler, {leader.name} serves again"):
+        heal(leader.member, peers)
+        plasmavmc.stays_elected(other, {leader.instance_id: 1, other.instance_id: 1})
+        plasmavmc.refuses_unsigned(leader, RECOVERY_BOUND_S)
+
+
 def dump_logs(units: list[tuple[str, list[Member]]]) -> None:
     """Prints the last journal lines of every unit on every running VM of its members (also on
     failure)."""
@@ -575,11 +755,26 @@ def wait_for_pd_connections(service: Service, bound_s: int) -> None:
     raise AssertionError(f"{service.name}: stores not connected to PD within {bound_s}s: {pd_states}")
 
 
+# PlasmaVMC's client is flaredb1, which runs no instance (so it is never the cut-off VM).
+plasmavmc = PlasmaVmc(
+    [PlasmaVmcInstance(*spec, index) for index, spec in enumerate(PLASMAVMC_INSTANCES, 1)],
+    client=flaredb1,
+    chainfire=chainfire,
+)
+
 start_all()
 try:
     run_partition_scenario(chainfire, dependents=(IamChecks(iam),))
     run_partition_scenario(flaredb)
     with subtest("flaredb: every store connected to PD (ChainFire) again"):
         wait_for_pd_connections(flaredb, RECOVERY_BOUND_S)
+    run_plasmavmc_checks(plasmavmc, chainfire.members + flaredb.members)
 finally:
-    dump_logs([(chainfire.unit, chainfire.members), (IAM_UNIT, iam.members), (flaredb.unit, flaredb.members)])
+    dump_logs(
+        [
+            (chainfire.unit, chainfire.members),
+            (IAM_UNIT, iam.members),
+            (flaredb.unit, flaredb.members),
+            (PLASMAVMC_UNIT, plasmavmc.api.members),
+        ]
+    )
