@@ -14,6 +14,8 @@ mod watch;
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let args = config::Args::parse();
     let config = match args.into_config() {
         Ok(config) => config,

@@ -40,6 +40,13 @@ pub struct Reconciler {
     pub lock_path: std::path::PathBuf,
 }
 
+/// Broken variant: a reconciler that takes over restarts the guests another instance started
+/// instead of adopting them (a VM recreated on every failover).
+fn restart_instead_of_adopting() -> bool {
+    fail::fail_point!("plasmavmc::restart_adopted_guests", |_| true);
+    false
+}
+
 impl Reconciler {
     pub async fn run(self: Arc<Self>, every: Duration) {
         let mut ticker = tokio::time::interval(every);
@@ -136,10 +143,21 @@ impl Reconciler {
                 return Ok(());
             }
             (Desired::Running, Actual::Running { pid }) => {
-                if record.actual == RUNNING && record.pid == pid {
+                let started_by_another = record
+                    .transitions
+                    .last()
+                    .is_some_and(|t| t.by != self.id);
+                if started_by_another && restart_instead_of_adopting() {
+                    let n = name.clone();
+                    self.blocking(move |d| d.stop(&n, grace)).await?;
+                    let (spec, n) = (record.spec.clone(), name.clone());
+                    let pid = self.blocking(move |d| d.start(&n, &spec)).await?;
+                    (RUNNING, pid, "started again".to_owned())
+                } else if record.actual == RUNNING && record.pid == pid {
                     return Ok(());
+                } else {
+                    (RUNNING, pid, "adopted the running guest".to_owned())
                 }
-                (RUNNING, pid, "adopted the running guest".to_owned())
             }
             (Desired::Running, Actual::Stopped { exit }) => {
                 if record.actual == RUNNING {

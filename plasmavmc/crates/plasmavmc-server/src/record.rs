@@ -103,6 +103,8 @@ impl VmRecord {
 
     /// Whether the call with `request_id` was applied to this record already.
     pub fn has_applied(&self, request_id: &str) -> bool {
+        // Broken variant: every repeat of a call is applied again (no idempotency).
+        fail::fail_point!("plasmavmc::ignore_request_ids", |_| false);
         !request_id.is_empty() && self.requests.iter().any(|r| r == request_id)
     }
 
