@@ -124,7 +124,7 @@ impl LoadOps {
                 "iam:GetUser",
                 &format!("arn:aws:iam::000000000000:user/{key}"),
             ),
-            LoadOps::VmOps if seq % 3 != 0 => OpRequest::vm(
+            LoadOps::VmOps if !seq.is_multiple_of(3) => OpRequest::vm(
                 OpKind::CreateVm,
                 &format!("{prefix}-{}", seq - seq / 3),
                 None,
@@ -587,13 +587,13 @@ impl Driver {
                     secret_access_key: secret.into(),
                     session_token: None,
                 };
-                let mut client_config = plasmavmc_client::ClientConfig::new(
+                let client_config = plasmavmc_client::ClientConfig::new(
                     config.endpoints.iter().map(node_of),
                     credentials,
-                );
-                // TEMP client_config.address_map = config.address_map.clone();
-                client_config.call.retry = config.retry;
-                client_config.call.retry_observer = Some(Arc::new(observer));
+                )
+                .with_address_map(config.address_map.clone())
+                .with_retry(config.retry)
+                .with_retry_observer(observer);
                 ServiceClient::PlasmaVmc(
                     plasmavmc_client::Client::new(client_config)
                         .map_err(|e| connect_err(e.to_string()))?,

@@ -55,6 +55,8 @@ impl VmState {
 pub struct VmExpectation {
     /// Reconciliation is timed from here (e.g. the heal).
     pub from_ms: f64,
+    /// The step `from_ms` is the start of, named in the message (`None`: the check's start).
+    pub from: Option<String>,
     /// At least this many VMs must be expected to run.
     pub min_running: usize,
     /// The guests running before this moment must be the same processes at the end.
@@ -342,8 +344,11 @@ pub fn no_vm_lost_or_duplicated(events: &[Event], w: &VmExpectation) -> Verdict 
                 String::new()
             },
             reconciled.map_or(String::new(), |t| format!(
-                "; reconciled {} after the start",
-                ms(t - w.from_ms)
+                "; reconciled {} after {}",
+                ms(t - w.from_ms),
+                w.from
+                    .as_ref()
+                    .map_or("the check began".to_owned(), |f| format!("`{f}`"))
             ))
         ))
     } else {
@@ -442,6 +447,7 @@ mod tests {
 
     const W: VmExpectation = VmExpectation {
         from_ms: 1000.0,
+        from: None,
         min_running: 1,
         kept_from_ms: None,
     };

@@ -53,7 +53,7 @@ impl Client {
             &config.endpoints,
             config.call.connect_timeout,
             keep_alive,
-            config.local_address,
+            config.call.local_address,
             config.call.address_map.clone(),
         )?;
         Ok(Client {

@@ -3,7 +3,6 @@
 //! observer that sees every retry), the watch's own backoff and the source address.
 
 use std::fmt;
-use std::net::IpAddr;
 
 use chainfire_api::retry::RetryPolicy;
 
@@ -19,9 +18,6 @@ pub struct ClientConfig {
     pub call: CallSettings,
     /// Backoff for a reconnecting watch while it has no stream, per outage.
     pub watch_retry: RetryPolicy,
-    /// Source IP for outgoing connections (a server's own IP, so partitions by source IP
-    /// isolate it); `None` lets the kernel choose.
-    pub local_address: Option<IpAddr>,
 }
 
 impl Default for ClientConfig {
@@ -35,7 +31,6 @@ impl Default for ClientConfig {
                 ..call.retry
             },
             call,
-            local_address: None,
         }
     }
 }
@@ -57,11 +52,6 @@ impl ClientConfig {
 
     pub fn with_watch_retry(mut self, retry: RetryPolicy) -> Self {
         self.watch_retry = retry;
-        self
-    }
-
-    pub fn with_local_address(mut self, ip: Option<IpAddr>) -> Self {
-        self.local_address = ip;
         self
     }
 
@@ -87,7 +77,6 @@ impl fmt::Debug for ClientConfig {
             .field("endpoints", &self.endpoints)
             .field("call", &self.call)
             .field("watch_retry", &self.watch_retry)
-            .field("local_address", &self.local_address)
             .finish()
     }
 }

@@ -13,6 +13,7 @@
 //! - [`policy`]: a client retry policy that rides out elections on a slow machine.
 //! - [`poll`]: bounded polling until a condition holds.
 //! - [`bulk`]: the bulk values the catch-up tests write while a node is down.
+//! - [`sources`]: the source address of the first connection a client call opens.
 
 pub mod addrs;
 pub mod binary;
@@ -24,6 +25,7 @@ pub mod logs;
 pub mod policy;
 pub mod poll;
 pub mod process;
+pub mod sources;
 
 pub use addrs::{free_ports, loopback_addrs, member_list};
 pub use binary::chainfire_bin;
@@ -34,3 +36,4 @@ pub use logs::{tail, wait_for_log};
 pub use policy::patient_policy;
 pub use poll::{eventually, poll_until};
 pub use process::{Process, log_tails};
+pub use sources::source_of_first_connection;

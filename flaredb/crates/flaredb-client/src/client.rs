@@ -164,6 +164,7 @@ impl Client {
             let pd_config = chainfire_client::ClientConfig::new(config.pd_endpoints.clone())
                 .with_retry(quick)
                 .with_connect_timeout(config.call.connect_timeout)
+                .with_local_address(config.call.local_address)
                 .with_request_timeout(config.call.request_timeout.min(Duration::from_secs(1)))
                 .with_op_deadline(config.call.request_timeout.min(Duration::from_secs(1)) * 2);
             Some(
@@ -174,7 +175,7 @@ impl Client {
         };
         Ok(Client {
             inner: Arc::new(Inner {
-                pool: Pool::new(config.call.connect_timeout),
+                pool: Pool::new(config.call.connect_timeout, config.call.local_address),
                 routing: Routing::new(endpoints, config.call.address_map.clone()),
                 config,
                 pd,

@@ -3,6 +3,7 @@
 //! reached again without the caller doing anything).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -22,6 +23,7 @@ pub struct PoolStats {
 
 pub(crate) struct Pool {
     connect_timeout: Duration,
+    local_address: Option<IpAddr>,
     channels: Mutex<HashMap<String, Channel>>,
     created: AtomicU64,
     evicted: AtomicU64,
@@ -32,9 +34,10 @@ pub(crate) struct Pool {
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
 
 impl Pool {
-    pub fn new(connect_timeout: Duration) -> Self {
+    pub fn new(connect_timeout: Duration, local_address: Option<IpAddr>) -> Self {
         Self {
             connect_timeout,
+            local_address,
             channels: Mutex::new(HashMap::new()),
             created: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
@@ -54,6 +57,7 @@ impl Pool {
         let channel = Endpoint::from_shared(format!("http://{endpoint}"))
             .map_err(|e| format!("endpoint {endpoint:?} is not a valid address: {e}"))?
             .connect_timeout(self.connect_timeout)
+            .local_address(self.local_address)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(KEEP_ALIVE)
             .keep_alive_timeout(KEEP_ALIVE)
@@ -105,7 +109,7 @@ mod tests {
 
     #[tokio::test]
     async fn channels_are_reused_until_evicted() {
-        let pool = Pool::new(Duration::from_millis(100));
+        let pool = Pool::new(Duration::from_millis(100), None);
         pool.get("127.0.0.1:1").unwrap();
         pool.get("127.0.0.1:1").unwrap();
         assert_eq!(
@@ -131,7 +135,7 @@ mod tests {
 
     #[tokio::test]
     async fn invalid_endpoints_are_reported() {
-        let pool = Pool::new(Duration::from_millis(100));
+        let pool = Pool::new(Duration::from_millis(100), None);
         let err = pool.get("bad endpoint with spaces").unwrap_err();
         assert!(err.contains("not a valid address"), "{err}");
     }

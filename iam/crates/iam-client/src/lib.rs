@@ -97,9 +97,9 @@ struct Inner {
 impl Client {
     /// Checks the config; connects lazily (the first call finds an instance).
     pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
-        let connect_timeout = config.call.connect_timeout;
+        let (connect_timeout, from) = (config.call.connect_timeout, config.call.local_address);
         let connect =
-            move |endpoint: &str| lazy_channel(endpoint, connect_timeout).map(IamClient::new);
+            move |endpoint: &str| lazy_channel(endpoint, connect_timeout, from).map(IamClient::new);
         let instances = Instances::new(&config.endpoints, Box::new(connect))
             .ok_or_else(|| ClientError::InvalidConfig("IAM: no endpoint".into()))?;
         Ok(Client {

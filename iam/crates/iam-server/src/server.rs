@@ -24,15 +24,6 @@ const ADMIN_POLICY: &str = "AdministratorAccess";
 const ALLOW_ALL: &str =
     r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#;
 
-/// The IP this instance serves on, when it names one: its ChainFire connections leave from it
-/// too, so cutting the instance off by its address cuts its store off as well.
-fn own_ip(addr: &str) -> Option<std::net::IpAddr> {
-    addr.parse::<std::net::SocketAddr>()
-        .ok()
-        .map(|a| a.ip())
-        .filter(|ip| !ip.is_unspecified())
-}
-
 /// A ChainFire client whose calls (retries included) end within `deadline`.
 async fn chainfire(
     endpoints: &[String],
@@ -40,7 +31,7 @@ async fn chainfire(
     from: Option<std::net::IpAddr>,
 ) -> anyhow::Result<Client> {
     let mut config = ClientConfig::new(endpoints.iter().cloned());
-    config.local_address = from;
+    config.call.local_address = from;
     config.call.op_deadline = deadline;
     config.call.request_timeout = config.call.request_timeout.min(deadline);
     Client::connect(config)
@@ -49,11 +40,12 @@ async fn chainfire(
 }
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let from = own_ip(&config.addr);
+    // Outgoing connections leave from the address this instance serves on.
+    let from = chainfire_api::raft_node::source_ip_for(&config.addr);
     let requests = chainfire(&config.chainfire_endpoints, config.chainfire_timeout, from).await?;
     // Confirmations must fail fast: one attempt, bounded by the confirmation period.
     let mut probe_config = ClientConfig::new(config.chainfire_endpoints.iter().cloned());
-    probe_config.local_address = from;
+    probe_config.call.local_address = from;
     probe_config.call.op_deadline = config.confirm_every;
     probe_config.call.request_timeout = config.confirm_every;
     probe_config.call.connect_timeout = probe_config.call.connect_timeout.min(config.confirm_every);
@@ -63,7 +55,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     let probe = Client::connect(probe_config).await?;
     let mut watcher_config = ClientConfig::new(config.chainfire_endpoints.iter().cloned());
-    watcher_config.local_address = from;
+    watcher_config.call.local_address = from;
     let watcher = Client::connect(watcher_config).await?;
 
     let directory = Directory::new(config.trust_for);

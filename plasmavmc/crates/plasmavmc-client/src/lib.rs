@@ -44,7 +44,9 @@ pub mod paths {
     pub const WATCH_VMS: &str = "/plasmavmc.v1.Vms/WatchVms";
 }
 
-/// How the client reaches PlasmaVMC and whom it signs as.
+/// How the client reaches PlasmaVMC and whom it signs as. `call.address_map` maps an
+/// instance's own address (in `endpoints`, what calls are signed for) to the address it is
+/// dialled at from here.
 #[derive(Clone)]
 pub struct ClientConfig {
     /// PlasmaVMC instances' addresses, `HOST:PORT`.
@@ -69,6 +71,8 @@ impl ClientConfig {
             call: CallSettings::default(),
         }
     }
+
+    chainfire_client::call_settings_builders!();
 }
 
 /// What a call can end in: `Rejected` when PlasmaVMC answered no (not found, not allowed,
@@ -105,10 +109,14 @@ pub fn new_request_id() -> String {
 impl Client {
     /// Checks the config; connects lazily (the first call finds an instance).
     pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
-        let connect_timeout = config.call.connect_timeout;
+        let (connect_timeout, from) = (config.call.connect_timeout, config.call.local_address);
+        let address_map = config.call.address_map.clone();
+        // Signed for the instance's own address (the host it checks), dialled where the
+        // address map says it is reached from here (a proxy, a translation).
         let connect = move |endpoint: &str| {
+            let dial = address_map.translate(endpoint);
             Ok(Instance {
-                client: VmsClient::new(lazy_channel(endpoint, connect_timeout)?),
+                client: VmsClient::new(lazy_channel(&dial, connect_timeout, from)?),
                 authority: endpoint.to_owned(),
             })
         };

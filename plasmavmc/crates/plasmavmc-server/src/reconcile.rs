@@ -143,10 +143,7 @@ impl Reconciler {
                 return Ok(());
             }
             (Desired::Running, Actual::Running { pid }) => {
-                let started_by_another = record
-                    .transitions
-                    .last()
-                    .is_some_and(|t| t.by != self.id);
+                let started_by_another = record.transitions.last().is_some_and(|t| t.by != self.id);
                 if started_by_another && restart_instead_of_adopting() {
                     let n = name.clone();
                     self.blocking(move |d| d.stop(&n, grace)).await?;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use chainfire_api::raft_node::source_ip_for;
 use plasmavmc_client::pb::vms_server::VmsServer;
 use tokio::sync::broadcast;
 
@@ -17,20 +18,24 @@ use crate::store::Store;
 use crate::watch;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let flaredb = flaredb_client::Client::connect(flaredb_client::ClientConfig::new(
-        config.flaredb_endpoints.iter().cloned(),
-    ))
+    // Every outgoing connection leaves from the address this instance serves on, so peers,
+    // firewalls and partitions see one address per instance.
+    let from = source_ip_for(&config.addr);
+    let flaredb = flaredb_client::Client::connect(
+        flaredb_client::ClientConfig::new(config.flaredb_endpoints.iter().cloned())
+            .with_local_address(from),
+    )
     .await
     .context("invalid FlareDB client configuration")?;
-    let chainfire = chainfire_client::Client::connect(chainfire_client::ClientConfig::new(
-        config.chainfire_endpoints.iter().cloned(),
-    ))
+    let chainfire = chainfire_client::Client::connect(
+        chainfire_client::ClientConfig::new(config.chainfire_endpoints.iter().cloned())
+            .with_local_address(from),
+    )
     .await
     .context("invalid ChainFire client configuration")?;
-    let iam = iam_client::Client::new(iam_client::ClientConfig::new(
-        config.iam_endpoints.iter().cloned(),
-    ))
-    .context("invalid IAM client configuration")?;
+    let mut iam_config = iam_client::ClientConfig::new(config.iam_endpoints.iter().cloned());
+    iam_config.call.local_address = from;
+    let iam = iam_client::Client::new(iam_config).context("invalid IAM client configuration")?;
     let driver: Arc<dyn Hypervisor> = Arc::new(
         ProcessDriver::new(config.driver_root.clone(), config.namespaces)
             .with_context(|| format!("driver root {}", config.driver_root.display()))?,
@@ -73,6 +78,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         addr = %config.addr,
         instance = %config.instance_id,
         driver_root = %config.driver_root.display(),
+        connects_from = %from.map_or_else(|| "any address".to_owned(), |ip| ip.to_string()),
         "plasmavmc ready"
     );
     tonic::transport::Server::builder()

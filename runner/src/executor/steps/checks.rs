@@ -244,6 +244,7 @@ impl Runner<'_> {
         };
         let expectation = checks::VmExpectation {
             from_ms,
+            from: s.from.clone(),
             min_running: s.min_running.unwrap_or(1) as usize,
             kept_from_ms,
         };

@@ -1,6 +1,7 @@
 //! The error of a client for a service whose instances are interchangeable (IAM, PlasmaVMC),
 //! and how such a client reaches one instance: written once for those clients.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use tonic::transport::{Channel, Endpoint};
@@ -46,11 +47,17 @@ impl From<GaveUp> for ServiceError {
     }
 }
 
-/// A channel to `endpoint` (`HOST:PORT`) that connects on first use.
-pub fn lazy_channel(endpoint: &str, connect_timeout: Duration) -> Result<Channel, String> {
+/// A channel to `endpoint` (`HOST:PORT`) that connects on first use, from `local_address` when
+/// one is given (a service on a host with several addresses leaves from the one it serves on).
+pub fn lazy_channel(
+    endpoint: &str,
+    connect_timeout: Duration,
+    local_address: Option<IpAddr>,
+) -> Result<Channel, String> {
     Ok(Endpoint::from_shared(format!("http://{endpoint}"))
         .map_err(|e| format!("endpoint {endpoint:?}: {e}"))?
         .connect_timeout(connect_timeout)
+        .local_address(local_address)
         .tcp_nodelay(true)
         .connect_lazy())
 }

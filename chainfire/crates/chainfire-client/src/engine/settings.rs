@@ -30,6 +30,10 @@ pub struct CallSettings {
     /// How addresses the servers name (leader hints, member lists, PD records) are reached
     /// from here: for a client behind an address translation or an in-path proxy.
     pub address_map: AddressMap,
+    /// The local address connections leave from (`None`: the system picks). A service on a
+    /// host with several addresses sets the one it serves on, so peers and firewalls see one
+    /// address per instance.
+    pub local_address: Option<std::net::IpAddr>,
 }
 
 /// Server-named address -> the address this client dials instead (both `HOST:PORT`).
@@ -70,6 +74,7 @@ impl Default for CallSettings {
             max_redirects: 3,
             retry_observer: None,
             address_map: AddressMap::default(),
+            local_address: None,
         }
     }
 }
@@ -107,6 +112,7 @@ impl fmt::Debug for CallSettings {
             .field("max_redirects", &self.max_redirects)
             .field("retry_observer", &self.retry_observer.is_some())
             .field("address_map", &self.address_map)
+            .field("local_address", &self.local_address)
             .finish()
     }
 }
@@ -155,6 +161,13 @@ macro_rules! call_settings_builders {
             self
         }
 
+        /// Connections leave from `address` (`None`: the system picks); a server passes its
+        /// own IP, so partitions by source IP isolate it.
+        pub fn with_local_address(mut self, address: Option<::std::net::IpAddr>) -> Self {
+            self.call.local_address = address;
+            self
+        }
+
         /// Calls `observer` synchronously for every retry, before the client sleeps.
         pub fn with_retry_observer(
             mut self,
@@ -191,6 +204,7 @@ mod tests {
             .with_request_timeout(Duration::from_millis(20))
             .with_op_deadline(Duration::from_millis(30))
             .with_max_redirects(9)
+            .with_local_address(Some([127, 0, 0, 7].into()))
             .with_retry_observer(|_| {});
         assert_eq!(c.call.retry, policy);
         assert_eq!(
@@ -206,6 +220,7 @@ mod tests {
             )
         );
         assert_eq!(c.call.max_redirects, 9);
+        assert_eq!(c.call.local_address, Some([127, 0, 0, 7].into()));
         let debug = format!("{:?}", c.call);
         assert!(debug.contains("retry_observer: true"), "{debug}");
     }
