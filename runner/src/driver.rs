@@ -581,15 +581,9 @@ impl Driver {
                         .find(|(_, p)| p == proxy)
                         .map_or_else(|| proxy.clone(), |(node, _)| node.clone())
                 };
-                let (key_id, secret) = crate::supervisor::IAM_ADMIN_KEY;
-                let credentials = plasmavmc_client::Credentials {
-                    access_key_id: key_id.into(),
-                    secret_access_key: secret.into(),
-                    session_token: None,
-                };
                 let client_config = plasmavmc_client::ClientConfig::new(
                     config.endpoints.iter().map(node_of),
-                    credentials,
+                    crate::supervisor::iam_admin_credentials(),
                 )
                 .with_address_map(config.address_map.clone())
                 .with_retry(config.retry)

@@ -568,8 +568,10 @@ impl Supervisor {
 
     /// The folder every PlasmaVMC instance of the run keeps its guests in (one for all: an
     /// instance that takes over reconciliation adopts the guests another one started).
+    /// Absolute, whatever `--evidence` was, so PlasmaVMC and the guest finder agree on it.
     pub fn driver_root(&self) -> PathBuf {
-        self.inner.config.evidence_dir.join("plasmavmc-guests")
+        let root = self.inner.config.evidence_dir.join("plasmavmc-guests");
+        std::path::absolute(&root).unwrap_or(root)
     }
 
     /// The guests running under the run's driver root, found by the runner (see `guests`).
@@ -1433,6 +1435,16 @@ pub const IAM_ADMIN_KEY: (&str, &str) = (
     "AKIARUNNERADMIN00001",
     "runner-admin-secret-runner-admin-secret1",
 );
+
+/// [`IAM_ADMIN_KEY`] as the credentials the runner's PlasmaVMC clients sign with.
+pub fn iam_admin_credentials() -> plasmavmc_client::Credentials {
+    let (access_key_id, secret_access_key) = IAM_ADMIN_KEY;
+    plasmavmc_client::Credentials {
+        access_key_id: access_key_id.into(),
+        secret_access_key: secret_access_key.into(),
+        session_token: None,
+    }
+}
 
 /// An IAM instance's flags: its internal gRPC API on the client address, the Query API on the
 /// "peer" address (IAM has no peers), ChainFire as its store; no id and no data dir (it is

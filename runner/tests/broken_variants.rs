@@ -519,3 +519,55 @@ fn watch_reopen_without_backoff() {
         ],
     });
 }
+
+// ---- PlasmaVMC
+
+/// S4/PlasmaVMC is the scenario that kills the reconciler under a retrying client.
+fn s4_plasmavmc(
+    test: &'static str,
+    failpoints: &'static str,
+    expected: &'static [&'static [&'static str]],
+) {
+    assert_caught(Variant {
+        test,
+        failpoints,
+        scenario: committed("s4-plasmavmc-restart.yaml"),
+        classname: "s4-plasmavmc-restart",
+        cell: "PlasmaVMC (retrying-client)",
+        expected,
+    });
+}
+
+#[test]
+fn plasmavmc_client_no_retries() {
+    // The shared engine's failpoint, in plasmavmc-client: the call right after the reconciler's
+    // SIGKILL goes to the dead instance once and gives up.
+    s4_plasmavmc(
+        "plasmavmc_client_no_retries",
+        "client::no_retries=return",
+        &[
+            &["create_vm \"web-4\"", "(0 retries)"],
+            &["failed after 1 attempt", "(0 retries)"],
+        ],
+    );
+}
+
+#[test]
+fn plasmavmc_ignore_request_ids() {
+    // A repeated request id applied again: the replay of a create is refused as a second VM.
+    s4_plasmavmc(
+        "plasmavmc_ignore_request_ids",
+        "plasmavmc::ignore_request_ids=return",
+        &[&["expected the operation to succeed", "web-3", "exists"]],
+    );
+}
+
+#[test]
+fn plasmavmc_restart_adopted_guests() {
+    // The next reconciler starts the guests it finds again instead of adopting them.
+    s4_plasmavmc(
+        "plasmavmc_restart_adopted_guests",
+        "plasmavmc::restart_adopted_guests=return",
+        &[&["was not kept", "started again"]],
+    );
+}

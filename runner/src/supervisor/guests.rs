@@ -15,10 +15,15 @@ use nix::unistd::Pid;
 
 use crate::history::GuestRecord;
 
-/// Every guest of the driver root `root`, sorted by VM then pid.
+/// Every guest of the driver root `root` (relative to the current directory when relative),
+/// sorted by VM then pid.
 pub fn find(root: &Path) -> Vec<GuestRecord> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
+    };
+    // The kernel reports working directories absolute, with `..` and symlinks resolved.
+    let Ok(root) = &std::fs::canonicalize(root) else {
+        return Vec::new(); // no root, no guests
     };
     let mut guests: Vec<GuestRecord> = entries
         .flatten()
@@ -136,6 +141,12 @@ mod tests {
                 pid: guest.id()
             }]
         );
+        // The same root named relative to the current directory (as `--evidence out` gives it).
+        let cwd = std::env::current_dir().unwrap();
+        let mut relative: PathBuf = cwd.components().skip(1).map(|_| "..").collect();
+        relative.push(root.strip_prefix("/").unwrap());
+        assert!(relative.is_relative());
+        assert_eq!(find(&relative), found);
         let (killed, left) = kill_all(&root, std::time::Duration::from_secs(5));
         let _ = guest.wait();
         assert_eq!((killed, left), (1, vec![]));

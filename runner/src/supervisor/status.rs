@@ -26,6 +26,19 @@ pub struct ProbeStatus {
 }
 
 impl ProbeStatus {
+    /// A service with no Raft state of its own (IAM, PlasmaVMC): no leader, term or digest.
+    fn role_only(role: &str) -> Self {
+        ProbeStatus {
+            node_id: 0,
+            leader_id: 0,
+            term: 0,
+            applied_index: 0,
+            revision: None,
+            digest: String::new(),
+            role: role.into(),
+        }
+    }
+
     pub fn is_leader(&self) -> bool {
         self.role == "leader"
     }
@@ -136,15 +149,7 @@ impl Prober {
                 "{endpoint}: the bootstrap administrator is not allowed yet"
             ));
         }
-        Ok(ProbeStatus {
-            node_id: 0,
-            leader_id: 0,
-            term: 0,
-            applied_index: 0,
-            revision: None,
-            digest: String::new(),
-            role: "iam".into(),
-        })
+        Ok(ProbeStatus::role_only("iam"))
     }
 }
 
@@ -154,13 +159,10 @@ impl Prober {
     /// term or digest; its role reads "plasmavmc".
     async fn probe_plasmavmc(&self, endpoint: &str) -> Result<ProbeStatus, String> {
         let client = cached_client(&self.plasmavmc, endpoint, || async {
-            let (key_id, secret) = crate::supervisor::IAM_ADMIN_KEY;
-            let credentials = plasmavmc_client::Credentials {
-                access_key_id: key_id.into(),
-                secret_access_key: secret.into(),
-                session_token: None,
-            };
-            let mut config = plasmavmc_client::ClientConfig::new([endpoint], credentials);
+            let mut config = plasmavmc_client::ClientConfig::new(
+                [endpoint],
+                crate::supervisor::iam_admin_credentials(),
+            );
             config.call.retry.max_retries = 0;
             config.call.connect_timeout = PROBE_TIMEOUT / 2;
             config.call.request_timeout = PROBE_TIMEOUT;
@@ -169,15 +171,7 @@ impl Prober {
         })
         .await?;
         status_within_deadline(endpoint, client.list_vms()).await?;
-        Ok(ProbeStatus {
-            node_id: 0,
-            leader_id: 0,
-            term: 0,
-            applied_index: 0,
-            revision: None,
-            digest: String::new(),
-            role: "plasmavmc".into(),
-        })
+        Ok(ProbeStatus::role_only("plasmavmc"))
     }
 }
 
