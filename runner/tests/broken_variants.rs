@@ -20,6 +20,7 @@ use std::sync::{Mutex, OnceLock};
 
 mod common;
 
+use chainfire_testkit::power_cut;
 use common::{case, namespaces_disabled, text, workspace};
 use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
 
@@ -570,4 +571,87 @@ fn plasmavmc_restart_adopted_guests() {
         "plasmavmc::restart_adopted_guests=return",
         &[&["was not kept", "started again"]],
     );
+}
+
+// ---- durability under power loss (chainfire-testkit's power-cut run, not a scenario)
+
+/// The power-cut run of `chainfire-server/tests/power_cut.rs` on the failpoint build with
+/// `failpoints` on: `Ok` with what was lost, or `Err` with the message of the run's panic (a
+/// node that could not restart on what its disk kept, say).
+fn power_cut_run(failpoints: Option<&str>) -> Result<power_cut::PowerCutReport, String> {
+    let mut options = chainfire_testkit::ClusterOptions::default()
+        .with_binary(failpoint_bin_dir().join("chainfire"));
+    if let Some(fp) = failpoints {
+        options.env.push(("FAILPOINTS".to_owned(), fp.to_owned()));
+    }
+    let plan = power_cut::PowerCutPlan {
+        rounds: 2,
+        writers: 8,
+        seed: power_cut::seed_from_env_or_clock(),
+    };
+    eprintln!(
+        "power cuts with FAILPOINTS={}, seed {}",
+        failpoints.unwrap_or("(none)"),
+        plan.seed
+    );
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    runtime.block_on(async move {
+        match tokio::spawn(async move { power_cut::run(options, &plan).await }).await {
+            Ok(report) => Ok(report),
+            Err(join) => {
+                let panic = join.into_panic();
+                Err(panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "(a panic without a message)".to_owned()))
+            }
+        }
+    })
+}
+
+/// A broken storage build is caught: acknowledged puts are gone after the cuts, or a node
+/// cannot even restart on what its disk kept.
+fn assert_power_cut_catches(failpoints: &str) {
+    match power_cut_run(Some(failpoints)) {
+        Ok(report) => {
+            eprintln!("{}", report.summary());
+            assert!(
+                !report.lost.is_empty(),
+                "{failpoints}: the power-cut run lost nothing: {}",
+                report.summary()
+            );
+        }
+        Err(message) => {
+            let first_line = message.lines().next().unwrap_or_default();
+            eprintln!("{failpoints}: the power-cut run failed: {first_line}");
+            assert!(
+                message.contains("not answering Status")
+                    || message.contains("exited")
+                    || message.contains("read back"),
+                "{failpoints}: the run failed for another reason: {message}"
+            );
+        }
+    }
+}
+
+#[test]
+fn power_cut_control_the_failpoint_build_loses_nothing_with_no_failpoint_on() {
+    let report = power_cut_run(None).unwrap_or_else(|e| panic!("the control run failed: {e}"));
+    eprintln!("{}", report.summary());
+    assert!(report.acknowledged > 50, "{}", report.summary());
+    assert!(report.lost.is_empty(), "{}", report.summary());
+}
+
+#[test]
+fn storage_ack_before_sync() {
+    // The log store commits without fsync and tells openraft at once.
+    assert_power_cut_catches("storage::ack_before_sync=return");
+}
+
+#[test]
+fn storage_no_fsync() {
+    // redb believes it synced; the disk never was (etcd's --unsafe-no-fsync). A kill -9 test
+    // cannot see this: the kernel keeps what the killed process wrote.
+    assert_power_cut_catches("storage::no_fsync=return");
 }

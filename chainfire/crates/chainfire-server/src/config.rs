@@ -129,6 +129,12 @@ pub struct Cli {
     /// start (its peers remember it, and it could vote twice in one term).
     #[arg(long)]
     pub rejoin_wiped_member: bool,
+
+    /// Tests only: keep database writes that were not fsynced yet in this process's memory, so
+    /// that kill -9 loses them as a power cut loses a disk's unsynced writes (the power-cut
+    /// tests prove that no acknowledged write depends on them).
+    #[arg(long)]
+    pub unsynced_writes_in_memory: bool,
 }
 
 /// Log verbosity for `--log-level`.
@@ -236,6 +242,8 @@ pub struct Config {
     pub limits: StoreLimits,
     pub shutdown_timeout: Duration,
     pub rejoin_wiped_member: bool,
+    /// What the database is written on (see `--unsynced-writes-in-memory`).
+    pub disk: chainfire_storage::Disk,
 }
 
 /// A command line that cannot run.
@@ -396,6 +404,11 @@ impl Cli {
             },
             shutdown_timeout: positive("--shutdown-timeout-ms", self.shutdown_timeout_ms)?,
             rejoin_wiped_member: self.rejoin_wiped_member,
+            disk: if self.unsynced_writes_in_memory {
+                chainfire_storage::Disk::UnsyncedInMemory
+            } else {
+                chainfire_storage::Disk::File
+            },
         })
     }
 }

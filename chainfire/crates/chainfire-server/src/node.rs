@@ -16,7 +16,7 @@ use chainfire_api::pb::kv_server::KvServer;
 use chainfire_api::raft_client::GrpcNetworkFactory;
 use chainfire_api::raft_node::{initialize_if_fresh, source_ip_for, spawn_leader_change_logger};
 use chainfire_api::raft_server::{LeaderContact, RaftTransportService};
-use chainfire_storage::{RedbLogStore, open_database};
+use chainfire_storage::{RedbLogStore, open_database_on};
 use openraft::BasicNode;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -108,7 +108,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let client_bound = client_listener.local_addr()?;
     let peer_bound = peer_listener.local_addr()?;
 
-    let db = open_database(&config.data_dir)?;
+    let db = open_database_on(&config.data_dir, config.disk)?;
     let store = Store::open(db.clone(), config.limits, &config.data_dir).with_context(|| {
         format!(
             "opening the state machine tables in {}",

@@ -10,14 +10,16 @@
 //! ([`open_database`]): redb allows one writer at a time and never blocks readers, and one file
 //! per node keeps a node's data dir simple. What both state machines share lives here once:
 //! the request-id window ([`dedup`]), the state digest ([`digest`]), key ranges ([`keys`]),
-//! snapshots as streamed files ([`snapshot_file`]), the node's identity ([`identity`]) and
-//! [`blocking`].
+//! snapshots as streamed files ([`snapshot_file`]), the node's identity ([`identity`]),
+//! [`blocking`] and, for the power-cut tests, a disk that loses unsynced writes
+//! ([`power_cut`]).
 
 pub mod dedup;
 pub mod digest;
 pub mod identity;
 pub mod keys;
 mod log_store;
+pub mod power_cut;
 pub mod snapshot_file;
 
 pub use log_store::{RedbLogStore, holds_raft_state};
@@ -45,21 +47,77 @@ pub enum StorageError {
     Init(String),
 }
 
+/// How the database file is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Disk {
+    /// The file itself: what the kernel was handed survives the process.
+    #[default]
+    File,
+    /// Writes stay in this process's memory until redb syncs them, so `kill -9` loses every
+    /// unsynced write as a power cut would ([`power_cut::UnsyncedInMemory`]; tests only).
+    UnsyncedInMemory,
+}
+
 /// Opens (creating if needed) the node's database `DATA_DIR/raft.redb`.
 ///
 /// Only one process may hold it: a second node started on the same data dir fails here with
 /// redb's "database already open" error, naming the path.
 pub fn open_database(data_dir: &Path) -> Result<Arc<redb::Database>, StorageError> {
+    open_database_on(data_dir, Disk::File)
+}
+
+/// [`open_database`] on the given kind of [`Disk`].
+pub fn open_database_on(data_dir: &Path, disk: Disk) -> Result<Arc<redb::Database>, StorageError> {
     std::fs::create_dir_all(data_dir).map_err(|source| StorageError::CreateDir {
         path: data_dir.to_path_buf(),
         source,
     })?;
     let path = data_dir.join(DATABASE_FILE);
-    let db = redb::Database::create(&path).map_err(|source| StorageError::Open {
+    let open_error = |source: redb::DatabaseError| StorageError::Open {
         path: path.clone(),
         source: Box::new(source),
-    })?;
+    };
+    let fsync = fsync_on();
+    let db = match (disk, fsync) {
+        (Disk::File, true) => redb::Database::create(&path).map_err(open_error)?,
+        (Disk::File, false) => {
+            let file = open_file(&path)
+                .and_then(|f| redb::backends::FileBackend::new(f).map_err(std::io::Error::other))
+                .map_err(|e| open_error(e.into()))?;
+            redb::Database::builder()
+                .create_with_backend(power_cut::SyncSkipped(file))
+                .map_err(open_error)?
+        }
+        (Disk::UnsyncedInMemory, fsync) => {
+            let disk = open_file(&path)
+                .and_then(power_cut::UnsyncedInMemory::new)
+                .map_err(|e| open_error(e.into()))?;
+            let builder = redb::Database::builder();
+            if fsync {
+                builder.create_with_backend(disk)
+            } else {
+                builder.create_with_backend(power_cut::SyncSkipped(disk))
+            }
+            .map_err(open_error)?
+        }
+    };
     Ok(Arc::new(db))
+}
+
+fn open_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+}
+
+/// Whether the database's syncs reach the disk: always, except in the broken variant
+/// `storage::no_fsync` (a server that never fsyncs, which only a power cut shows).
+fn fsync_on() -> bool {
+    fail::fail_point!("storage::no_fsync", |_| false);
+    true
 }
 
 /// Runs blocking redb or file work off the async runtime's worker threads (a panic in it is

@@ -9,7 +9,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{
     AnyError, LogId, OptionalSend, RaftLogId, RaftTypeConfig, StorageError, StorageIOError, Vote,
 };
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -44,6 +44,14 @@ pub fn holds_raft_state(db: &Database) -> bool {
         .ok()
         .is_some_and(|t| t.first().ok().flatten().is_some());
     has_vote || has_entries
+}
+
+/// Whether log-store writes are fsynced before openraft is told they are done: always, except in
+/// the broken variant `storage::ack_before_sync` (a build that acknowledges before syncing, which
+/// the power-cut tests must catch).
+fn sync_before_telling_openraft() -> bool {
+    fail::fail_point!("storage::ack_before_sync", |_| false);
+    true
 }
 
 /// openraft log storage on a shared redb database. Cheap to clone: clones share the database.
@@ -151,7 +159,10 @@ impl<C: RaftTypeConfig> RedbLogStore<C> {
     {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || -> std::result::Result<(), redb::Error> {
-            let txn = db.begin_write()?;
+            let mut txn = db.begin_write()?;
+            if !sync_before_telling_openraft() {
+                txn.set_durability(Durability::None)?;
+            }
             write(&txn)?;
             txn.commit()?;
             Ok(())

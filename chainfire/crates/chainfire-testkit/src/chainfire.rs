@@ -30,6 +30,8 @@ pub struct ClusterOptions {
     pub log_level: &'static str,
     /// Extra flags for every node.
     pub extra_args: Vec<String>,
+    /// Environment variables of every node (e.g. `FAILPOINTS` for a broken variant).
+    pub env: Vec<(String, String)>,
     /// Bound on a node answering Status after it was spawned.
     pub ready_timeout: Duration,
     /// The `chainfire` binary; `None`: [`chainfire_bin`] (`CHAINFIRE_BIN`,
@@ -45,6 +47,7 @@ impl Default for ClusterOptions {
             heartbeat_interval_ms: 100,
             log_level: "info",
             extra_args: Vec::new(),
+            env: Vec::new(),
             ready_timeout: Duration::from_secs(60),
             binary: None,
         }
@@ -110,6 +113,14 @@ impl Cluster {
         Self::launch(env.dir().to_owned(), options).await
     }
 
+    /// Starts the cluster with its data dirs and logs in `dir` (created if missing), which the
+    /// caller owns: for a program that runs several clusters side by side (the benchmark).
+    pub async fn start_at(dir: PathBuf, options: ClusterOptions) -> Cluster {
+        std::fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("create the cluster dir {}: {e}", dir.display()));
+        Self::launch(dir, options).await
+    }
+
     async fn launch(dir: PathBuf, options: ClusterOptions) -> Cluster {
         let binary = options.binary.clone().unwrap_or_else(chainfire_bin);
         let n = options.nodes;
@@ -149,12 +160,14 @@ impl Cluster {
             .map(|s| s.to_string())
             .collect();
             args.extend(options.extra_args.iter().cloned());
+            let mut process = Process::new(&format!("chainfire-{id}"), &binary, args, log_path);
+            process.env = options.env.clone();
             nodes.push(Node {
                 id,
                 client_addr: client_addrs[i].clone(),
                 peer_addr: peer_addrs[i].clone(),
                 data_dir,
-                process: Process::new(&format!("chainfire-{id}"), &binary, args, log_path),
+                process,
             });
         }
         let probe = Client::connect(

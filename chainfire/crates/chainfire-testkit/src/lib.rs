@@ -13,6 +13,8 @@
 //! - [`policy`]: a client retry policy that rides out elections on a slow machine.
 //! - [`poll`]: bounded polling until a condition holds.
 //! - [`bulk`]: the bulk values the catch-up tests write while a node is down.
+//! - [`power_cut`]: power cuts to one node and to all nodes under load, and the acknowledged
+//!   writes read back.
 //! - [`sources`]: the source address of the first connection a client call opens.
 
 pub mod addrs;
@@ -24,6 +26,7 @@ pub mod flaredb;
 pub mod logs;
 pub mod policy;
 pub mod poll;
+pub mod power_cut;
 pub mod process;
 pub mod sources;
 

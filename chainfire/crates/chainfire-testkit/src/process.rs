@@ -37,6 +37,8 @@ pub struct Process {
     pub args: Vec<String>,
     /// stdout + stderr of every start, appended.
     pub log_path: PathBuf,
+    /// Environment variables set for the process on top of the test's (e.g. `FAILPOINTS`).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
     started_once: bool,
 }
@@ -49,6 +51,7 @@ impl Process {
             bin: bin.into(),
             args,
             log_path,
+            env: Vec::new(),
             child: None,
             started_once: false,
         }
@@ -89,6 +92,7 @@ impl Process {
             .args(&self.args)
             // The log level comes from the arguments, not from whatever the test runner has set.
             .env_remove("RUST_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(stderr))

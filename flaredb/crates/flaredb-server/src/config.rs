@@ -141,6 +141,12 @@ pub struct Args {
     /// start (its peers remember it, and it could vote twice in one term).
     #[arg(long)]
     pub rejoin_wiped_member: bool,
+
+    /// Tests only: keep database writes that were not fsynced yet in this process's memory, so
+    /// that kill -9 loses them as a power cut loses a disk's unsynced writes (the power-cut
+    /// tests prove that no acknowledged write depends on them).
+    #[arg(long)]
+    pub unsynced_writes_in_memory: bool,
 }
 
 /// Validated settings of one store.
@@ -162,6 +168,8 @@ pub struct Config {
     pub snapshot_logs: u64,
     pub snapshot_keep_logs: u64,
     pub rejoin_wiped_member: bool,
+    /// What the database is written on (see `--unsynced-writes-in-memory`).
+    pub disk: chainfire_storage::Disk,
 }
 
 /// How the store talks to its placement driver.
@@ -317,6 +325,11 @@ impl Args {
             snapshot_logs: self.snapshot_logs,
             snapshot_keep_logs: self.snapshot_keep_logs,
             rejoin_wiped_member: self.rejoin_wiped_member,
+            disk: if self.unsynced_writes_in_memory {
+                chainfire_storage::Disk::UnsyncedInMemory
+            } else {
+                chainfire_storage::Disk::File
+            },
         })
     }
 }

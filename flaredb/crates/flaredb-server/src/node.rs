@@ -30,7 +30,7 @@ pub struct RaftNode {
 
 /// Opens the store's database and starts its Raft node (not yet taking part: see [`join`]).
 pub async fn start(config: &Config) -> anyhow::Result<RaftNode> {
-    let db = chainfire_storage::open_database(&config.data_dir)
+    let db = chainfire_storage::open_database_on(&config.data_dir, config.disk)
         .with_context(|| format!("opening the database in {}", config.data_dir.display()))?;
     let log_store = RedbLogStore::<TypeConfig>::new(db.clone())
         .context("opening the Raft log")?

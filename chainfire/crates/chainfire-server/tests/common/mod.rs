@@ -3,6 +3,7 @@
 //! survivors (process groups, `PR_SET_PDEATHSIG`, kill on drop, log tails on failure).
 //! Here only what is ChainFire's own: the binary is the one cargo built for this target.
 
+#[allow(unused_imports)] // not every test names the cluster type
 pub use chainfire_testkit::{Cluster, ClusterOptions};
 
 /// The binary under test, built by cargo for this test target.
