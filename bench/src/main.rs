@@ -49,6 +49,9 @@ struct Args {
     /// Systems to measure (default: all three; etcd only when its binary is on PATH).
     #[arg(long, value_delimiter = ',')]
     systems: Vec<SystemKind>,
+    /// Workloads to run (default: all, in this order).
+    #[arg(long, value_delimiter = ',')]
+    workloads: Vec<WorkloadName>,
     /// After the runs, a sustained put load (16 in flight) of this many seconds per system,
     /// sampling each node's RSS (0: none).
     #[arg(long, default_value_t = 0)]
@@ -58,16 +61,38 @@ struct Args {
     out: Option<std::path::PathBuf>,
 }
 
-const WORKLOADS: [Workload; 5] = [
-    Workload::Put { in_flight: 1 },
-    Workload::Put { in_flight: 16 },
-    Workload::Put { in_flight: 64 },
-    Workload::Get { in_flight: 16 },
-    Workload::Mixed {
-        in_flight: 16,
-        read_percent: 90,
-    },
-];
+/// The workloads by name, as `--workloads` takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum WorkloadName {
+    Put1,
+    Put16,
+    Put64,
+    Get16,
+    Mixed16,
+}
+
+impl WorkloadName {
+    const ALL: [WorkloadName; 5] = [
+        WorkloadName::Put1,
+        WorkloadName::Put16,
+        WorkloadName::Put64,
+        WorkloadName::Get16,
+        WorkloadName::Mixed16,
+    ];
+
+    fn workload(self) -> Workload {
+        match self {
+            WorkloadName::Put1 => Workload::Put { in_flight: 1 },
+            WorkloadName::Put16 => Workload::Put { in_flight: 16 },
+            WorkloadName::Put64 => Workload::Put { in_flight: 64 },
+            WorkloadName::Get16 => Workload::Get { in_flight: 16 },
+            WorkloadName::Mixed16 => Workload::Mixed {
+                in_flight: 16,
+                read_percent: 90,
+            },
+        }
+    }
+}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
@@ -88,6 +113,14 @@ async fn main() -> anyhow::Result<()> {
         keys: args.keys,
         value_bytes: args.value_bytes,
     };
+    let workloads: Vec<Workload> = if args.workloads.is_empty() {
+        WorkloadName::ALL.to_vec()
+    } else {
+        args.workloads.clone()
+    }
+    .into_iter()
+    .map(WorkloadName::workload)
+    .collect();
     let env = TestEnv::new("kv-bench").await;
     let mut running = Vec::new();
     for kind in &systems {
@@ -97,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("start {}", kind.name()))?;
         running.push((system, Arc::new(AtomicU64::new(0))));
     }
-    if WORKLOADS.iter().any(|w| w.reads()) {
+    if workloads.iter().any(|w| w.reads()) {
         for (system, _) in &running {
             let begun = Instant::now();
             load::preload(&system.client, shape, 64)
@@ -114,7 +147,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    let mut results: Vec<WorkloadResult> = WORKLOADS
+    let mut results: Vec<WorkloadResult> = workloads
         .iter()
         .map(|w| WorkloadResult {
             label: w.label(),
@@ -124,7 +157,7 @@ async fn main() -> anyhow::Result<()> {
     let mut puts = vec![shape.keys; running.len()];
     let duration = Duration::from_secs(args.seconds);
     for run in 0..args.runs {
-        for (w, workload) in WORKLOADS.iter().enumerate() {
+        for (w, workload) in workloads.iter().enumerate() {
             for offset in 0..running.len() {
                 let i = (offset + run) % running.len();
                 let (system, next_key) = &running[i];

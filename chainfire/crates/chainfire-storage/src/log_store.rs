@@ -3,7 +3,7 @@
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{
@@ -60,6 +60,9 @@ pub struct RedbLogStore<C: RaftTypeConfig> {
     /// Stored bytes of entries replication reads for one AppendEntries (see
     /// [`RedbLogStore::with_batch_bytes`]).
     batch_bytes: usize,
+    /// The committed log id openraft saved last, not yet written: it goes into the database
+    /// with the next append (see [`RaftLogStorage::save_committed`] below). Shared by clones.
+    unwritten_committed: Arc<Mutex<Option<Vec<u8>>>>,
     _config: PhantomData<fn() -> C>,
 }
 
@@ -68,6 +71,7 @@ impl<C: RaftTypeConfig> Clone for RedbLogStore<C> {
         Self {
             db: self.db.clone(),
             batch_bytes: self.batch_bytes,
+            unwritten_committed: self.unwritten_committed.clone(),
             _config: PhantomData,
         }
     }
@@ -124,6 +128,7 @@ impl<C: RaftTypeConfig> RedbLogStore<C> {
         Ok(Self {
             db,
             batch_bytes: usize::MAX,
+            unwritten_committed: Arc::default(),
             _config: PhantomData,
         })
     }
@@ -272,13 +277,31 @@ where
             .map_err(|e| StorageIOError::read_vote(e).into())
     }
 
+    /// Kept in memory and written with the next append, in its transaction: a commit of its own
+    /// per advance of the commit index cost a redb transaction (page writes) for every batch of
+    /// entries on every node. openraft only uses the saved id to re-apply sooner after a restart
+    /// (a lost or older one is learnt again from the leader), and it never names an entry that is
+    /// not durable: entries are synced before they can count towards a commit.
     async fn save_committed(&mut self, committed: Option<LogId<C::NodeId>>) -> Result<(), C> {
-        self.write_meta(COMMITTED_KEY, &committed)
-            .await
-            .map_err(|e| StorageIOError::write(e).into())
+        let bytes =
+            serde_json::to_vec(&committed).map_err(|e| StorageIOError::write(AnyError::new(&e)))?;
+        *self
+            .unwritten_committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(bytes);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<C::NodeId>>, C> {
+        let unwritten = self
+            .unwritten_committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(bytes) = unwritten {
+            return serde_json::from_slice::<Option<LogId<C::NodeId>>>(&bytes)
+                .map_err(|e| StorageIOError::read(AnyError::new(&e)).into());
+        }
         self.read_meta::<Option<LogId<C::NodeId>>>(COMMITTED_KEY)
             .map(Option::flatten)
             .map_err(|e| StorageIOError::read(e).into())
@@ -297,11 +320,20 @@ where
             })
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
+        let committed = self
+            .unwritten_committed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         let result = self
             .write(move |txn| {
                 let mut table = txn.open_table(LOG)?;
                 for (index, bytes) in &encoded {
                     table.insert(*index, bytes.as_slice())?;
+                }
+                if let Some(committed) = &committed {
+                    txn.open_table(META)?
+                        .insert(COMMITTED_KEY, committed.as_slice())?;
                 }
                 Ok(())
             })
@@ -461,9 +493,13 @@ mod tests {
                 .unwrap();
             store.save_vote(&Vote::new(3, 2)).await.unwrap();
             store.save_committed(Some(log_id(1, 4))).await.unwrap();
+            assert_eq!(store.read_committed().await.unwrap(), Some(log_id(1, 4)));
+            // The committed id is written with the next append.
+            store.blocking_append([entry(1, 6)]).await.unwrap();
+            store.save_committed(Some(log_id(1, 6))).await.unwrap();
         }
         let mut store = open(dir.path());
-        assert_eq!(indexes(&mut store, 0..100).await, vec![1, 2, 3, 4, 5]);
+        assert_eq!(indexes(&mut store, 0..100).await, vec![1, 2, 3, 4, 5, 6]);
         let entries = store.try_get_log_entries(2..3).await.unwrap();
         assert_eq!(
             entries[0].payload,
@@ -471,9 +507,10 @@ mod tests {
         );
         assert_eq!(
             store.get_log_state().await.unwrap().last_log_id,
-            Some(log_id(1, 5))
+            Some(log_id(1, 6))
         );
         assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new(3, 2)));
+        // The id saved before the last append survived; the one after it was not written yet.
         assert_eq!(store.read_committed().await.unwrap(), Some(log_id(1, 4)));
     }
 
