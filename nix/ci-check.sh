@@ -264,7 +264,7 @@ for system in "${systems[@]}"; do
     local names hook tool
     names=$(flake_eval "$repo" "devShells.$system.default.nativeBuildInputs" --json \
       --apply 'map (p: p.pname or p.name)') || return 1
-    for tool in cargo rustc clippy rustfmt rust-analyzer iptables iproute2 procps util-linux chromium; do
+    for tool in cargo rustc clippy rustfmt rust-analyzer iptables iproute2 procps util-linux chromium etcd; do
       [[ $names == *"\"$tool\""* ]] || { echo "missing $tool in $names"; return 1; }
     done
     # python3.withPackages (ps: [ ps.botocore ]): an environment named python3-...-env whose
@@ -274,7 +274,7 @@ for system in "${systems[@]}"; do
     [[ $hook == *"cargo test"* && $hook == *"reconnect-runner run"* && $hook == *"nix run .#reconnect-tests"* ]] ||
       { echo "the shell hook does not say how to run the suite: $hook"; return 1; }
   }
-  check "devShells.$system.default has cargo, rustc, clippy, rustfmt, rust-analyzer, iptables, iproute2, procps, util-linux, chromium, python3 with botocore and a hook that says how to run the suite" devshell_ok
+  check "devShells.$system.default has cargo, rustc, clippy, rustfmt, rust-analyzer, iptables, iproute2, procps, util-linux, chromium, etcd, python3 with botocore and a hook that says how to run the suite" devshell_ok
 done
 
 # --- 7. The package: the sandbox contract and the source set.
@@ -313,7 +313,7 @@ check "the package builds with doCheck = false (no preCheck); checks.cargo-tests
 # Every binary is checked for after the build, every .proto is copied and checked for.
 package_installs_ok() {
   local pre post
-  local loop='for binary in chainfire flaredb iam plasmavmc reconnect-runner chainfire-ctl flaredb-ctl; do'
+  local loop='for binary in chainfire flaredb iam plasmavmc reconnect-runner chainfire-ctl flaredb-ctl kv-bench; do'
   pre=$(flake_eval "$repo" checks.x86_64-linux.cargo-tests.preCheck --raw) || return 1
   # shellcheck disable=SC2016 # literal text of the build script
   [[ $pre == *"$loop"*'if [ ! -x "$RECONNECT_BIN_DIR/$binary" ]; then'* ]] ||

@@ -1,7 +1,8 @@
 # `nix develop`: the Rust toolchain of the pinned nixpkgs plus what the runner and the tests call:
 # the fault-injection tools (iptables, ip, ps/pgrep, unshare/nsenter), Chromium for the browser
 # tests of the timeline pictures (runner/tests/pictures.rs) and python3 with botocore for the
-# cross-signer tests (iam-sigv4's independent_signers, iam-server's aws_clients). With them
+# cross-signer tests (iam-sigv4's independent_signers, iam-server's aws_clients), and etcd, the
+# peer `kv-bench` measures ChainFire and FlareDB against. With them
 # `nix develop -c cargo test --workspace` runs every test this machine allows (the ones needing
 # namespaces/iptables need root or unprivileged user namespaces).
 {
@@ -17,6 +18,7 @@
   procps,
   util-linux,
   chromium,
+  etcd,
   python3,
 }:
 mkShell {
@@ -32,6 +34,7 @@ mkShell {
     procps
     util-linux
     chromium
+    etcd
     (python3.withPackages (ps: [ ps.botocore ]))
   ];
   # rust-analyzer finds the standard library sources here.

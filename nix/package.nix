@@ -1,5 +1,5 @@
 # The whole cargo workspace, built once from the committed Cargo.lock: the `chainfire`,
-# `flaredb`, `iam`, `plasmavmc`, `reconnect-runner`, `chainfire-ctl` and `flaredb-ctl` binaries,
+# `flaredb`, `iam`, `plasmavmc`, `reconnect-runner`, `chainfire-ctl`, `flaredb-ctl` and `kv-bench` binaries,
 # plus the scenario files and the gRPC .proto files (chainfire, flaredb, iam, plasmavmc) under
 # share/reconnect-tests/ (the app runs the packaged scenarios; the VM test's gRPC client
 # reads the packaged protos).
@@ -40,6 +40,7 @@ let
       ../iam
       ../plasmavmc
       ../runner
+      ../bench
       ../scenarios
     ];
   };
@@ -52,6 +53,7 @@ let
     "reconnect-runner"
     "chainfire-ctl"
     "flaredb-ctl"
+    "kv-bench"
   ];
 
   # Fails the build unless every binary of the workspace is an executable in DIR (a shell word).

@@ -434,6 +434,7 @@ let
     coreutils = leaf "coreutils" "ls";
     grpcurl = leaf "grpcurl" "grpcurl";
     chromium = leaf "chromium" "chromium";
+    etcd = leaf "etcd" "etcd";
     inherit python3;
   };
 in
