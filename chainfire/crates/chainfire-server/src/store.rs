@@ -550,7 +550,7 @@ impl Store {
             out.item(&kv::decode_event(v.value())?).map_err(file)?;
         }
         out.end_seq().map_err(file)?;
-        out.field("dedup", &dedup::dump::<Response>(&txn, DEDUP)?)
+        out.field("dedup", &dedup::streamed::<Response>(&txn, DEDUP))
             .map_err(file)?;
         out.finish().map_err(file)?;
         let (temp, size) = building.finish()?;

@@ -137,6 +137,8 @@ pub enum DedupError {
     Db(#[from] redb::Error),
     #[error("dedup window: a remembered request does not decode: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("dedup window: writing it out: {0}")]
+    Encode(String),
 }
 
 fn db<E: Into<redb::Error>>(e: E) -> DedupError {
@@ -328,23 +330,94 @@ pub fn dump<R: DeserializeOwned>(
     txn: &ReadTransaction,
     tables: DedupTables,
 ) -> Result<DedupDump<R>> {
-    let ids = txn.open_table(tables.ids).map_err(db)?;
-    let by_age = txn.open_table(tables.by_age).map_err(db)?;
+    let mut ids = Vec::new();
+    let (clock_ms, seq) = each_remembered(txn, tables, |remembered| {
+        ids.push(remembered);
+        Ok(())
+    })?;
+    Ok(DedupDump { clock_ms, seq, ids })
+}
+
+/// The window as of `txn`, serialized as a [`DedupDump`] one id at a time: what a snapshot
+/// writes, without holding the whole window (up to 75 s of writes) in memory.
+pub fn streamed<'t, R: DeserializeOwned + Serialize + 't>(
+    txn: &'t ReadTransaction,
+    tables: DedupTables,
+) -> impl Serialize + 't {
+    StreamedDump::<R> {
+        txn,
+        tables,
+        _response: std::marker::PhantomData,
+    }
+}
+
+struct StreamedDump<'t, R> {
+    txn: &'t ReadTransaction,
+    tables: DedupTables,
+    _response: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: DeserializeOwned + Serialize> Serialize for StreamedDump<'_, R> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeStruct};
+        // The counters come first in a DedupDump, but are known only after the ids were read:
+        // read them from the same transaction up front.
+        let (clock_ms, seq) = counters(self.txn, self.tables).map_err(S::Error::custom)?;
+        let mut dump = serializer.serialize_struct("DedupDump", 3)?;
+        dump.serialize_field("clock_ms", &clock_ms)?;
+        dump.serialize_field("seq", &seq)?;
+        dump.serialize_field("ids", &StreamedIds::<R>(self))?;
+        dump.end()
+    }
+}
+
+struct StreamedIds<'a, 't, R>(&'a StreamedDump<'t, R>);
+
+impl<R: DeserializeOwned + Serialize> Serialize for StreamedIds<'_, '_, R> {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeSeq};
+        let mut seq = serializer.serialize_seq(None)?;
+        let mut failed = None;
+        each_remembered::<R>(self.0.txn, self.0.tables, |remembered| {
+            seq.serialize_element(&remembered).map_err(|e| {
+                let message = e.to_string();
+                failed = Some(e);
+                DedupError::Encode(message)
+            })
+        })
+        .map_err(|e| failed.take().unwrap_or_else(|| S::Error::custom(e)))?;
+        seq.end()
+    }
+}
+
+fn counters(txn: &ReadTransaction, tables: DedupTables) -> Result<(u64, u64)> {
     let clock = txn.open_table(tables.clock).map_err(db)?;
     let counter =
         |key: &str| -> Result<u64> { Ok(clock.get(key).map_err(db)?.map_or(0, |v| v.value())) };
-    let mut dump = DedupDump {
-        clock_ms: counter(CLOCK_KEY)?,
-        seq: counter(SEQ_KEY)?,
-        ids: Vec::new(),
-    };
+    Ok((counter(CLOCK_KEY)?, counter(SEQ_KEY)?))
+}
+
+/// Calls `each` with every remembered id, oldest first; returns the window's clock and seq.
+fn each_remembered<R: DeserializeOwned>(
+    txn: &ReadTransaction,
+    tables: DedupTables,
+    mut each: impl FnMut(Remembered<R>) -> Result<()>,
+) -> Result<(u64, u64)> {
+    let ids = txn.open_table(tables.ids).map_err(db)?;
+    let by_age = txn.open_table(tables.by_age).map_err(db)?;
     for item in by_age.iter().map_err(db)? {
         let (_, id) = item.map_err(db)?;
         if let Some(stored) = ids.get(id.value()).map_err(db)? {
-            dump.ids.push(serde_json::from_slice(stored.value())?);
+            each(serde_json::from_slice(stored.value())?)?;
         }
     }
-    Ok(dump)
+    counters(txn, tables)
 }
 
 #[cfg(test)]
@@ -506,6 +579,22 @@ mod tests {
             Seen::Repeat("first answer to put j=w".into())
         );
         assert_eq!(apply(&other, rule, "r1", "delete k", 30).0, Seen::Reused);
+    }
+
+    #[test]
+    fn the_streamed_window_is_the_dump_in_json() {
+        let db = database();
+        let rule = DedupRule::PLATFORM;
+        for (n, id) in ["r1", "r2", "r3"].iter().enumerate() {
+            apply(&db, rule, id, &format!("put k{n}=v"), 10 * (n as u64 + 1));
+        }
+        let txn = db.begin_read().unwrap();
+        let dumped: DedupDump<String> = dump(&txn, TABLES).unwrap();
+        assert_eq!(dumped.ids.len(), 3);
+        let streamed = serde_json::to_string(&streamed::<String>(&txn, TABLES)).unwrap();
+        assert_eq!(streamed, serde_json::to_string(&dumped).unwrap());
+        let read_back: DedupDump<String> = serde_json::from_str(&streamed).unwrap();
+        assert_eq!(read_back, dumped);
     }
 
     #[test]

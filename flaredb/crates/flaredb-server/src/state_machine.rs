@@ -403,7 +403,7 @@ fn build_snapshot_blocking(
     // The fields of `SnapshotPayload`, the pairs streamed one by one.
     let mut out = JsonObjectWriter::new(&mut building.writer).map_err(file_error)?;
     out.field("store_addrs", &store_addrs).map_err(file_error)?;
-    out.field("dedup", &dedup::dump::<Response>(&txn, DEDUP)?)
+    out.field("dedup", &dedup::streamed::<Response>(&txn, DEDUP))
         .map_err(file_error)?;
     out.begin_seq("pairs").map_err(file_error)?;
     for item in txn
