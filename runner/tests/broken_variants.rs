@@ -575,28 +575,50 @@ fn plasmavmc_restart_adopted_guests() {
 
 // ---- durability under power loss (chainfire-testkit's power-cut run, not a scenario)
 
-/// The power-cut run of `chainfire-server/tests/power_cut.rs` on the failpoint build with
-/// `failpoints` on: `Ok` with what was lost, or `Err` with the message of the run's panic (a
-/// node that could not restart on what its disk kept, say).
-fn power_cut_run(failpoints: Option<&str>) -> Result<power_cut::PowerCutReport, String> {
-    let mut options = chainfire_testkit::ClusterOptions::default()
-        .with_binary(failpoint_bin_dir().join("chainfire"));
-    if let Some(fp) = failpoints {
-        options.env.push(("FAILPOINTS".to_owned(), fp.to_owned()));
-    }
-    let plan = power_cut::PowerCutPlan {
-        rounds: 2,
-        writers: 8,
-        seed: power_cut::seed_from_env_or_clock(),
-    };
+/// Which system's power-cut run.
+#[derive(Clone, Copy)]
+enum CutSystem {
+    Chainfire,
+    Flaredb,
+}
+
+/// The power-cut run of `chainfire-server/tests/power_cut.rs` (or FlareDB's) on the failpoint
+/// build with `failpoints` on: `Ok` with what was lost, or `Err` with the message of the run's
+/// panic (a node that could not restart on what its disk kept, say).
+fn power_cut_run(
+    system: CutSystem,
+    failpoints: Option<&str>,
+) -> Result<power_cut::PowerCutReport, String> {
+    let env: Vec<(String, String)> = failpoints
+        .map(|fp| ("FAILPOINTS".to_owned(), fp.to_owned()))
+        .into_iter()
+        .collect();
     eprintln!(
-        "power cuts with FAILPOINTS={}, seed {}",
-        failpoints.unwrap_or("(none)"),
-        plan.seed
+        "power cuts with FAILPOINTS={}",
+        failpoints.unwrap_or("(none)")
     );
+    let plan = power_cut::PowerCutPlan::standard();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     runtime.block_on(async move {
-        match tokio::spawn(async move { power_cut::run(options, &plan).await }).await {
+        let run = async move {
+            match system {
+                CutSystem::Chainfire => {
+                    let mut options = chainfire_testkit::ClusterOptions::default()
+                        .with_binary(failpoint_bin_dir().join("chainfire"));
+                    options.env = env;
+                    power_cut::run(options, &plan).await
+                }
+                CutSystem::Flaredb => {
+                    let options = chainfire_testkit::flaredb::FlareOptions {
+                        binary: Some(failpoint_bin_dir().join("flaredb")),
+                        env,
+                        ..Default::default()
+                    };
+                    power_cut::run_flaredb(options, &plan).await
+                }
+            }
+        };
+        match tokio::spawn(run).await {
             Ok(report) => Ok(report),
             Err(join) => {
                 let panic = join.into_panic();
@@ -612,8 +634,8 @@ fn power_cut_run(failpoints: Option<&str>) -> Result<power_cut::PowerCutReport, 
 
 /// A broken storage build is caught: acknowledged puts are gone after the cuts, or a node
 /// cannot even restart on what its disk kept.
-fn assert_power_cut_catches(failpoints: &str) {
-    match power_cut_run(Some(failpoints)) {
+fn assert_power_cut_catches(system: CutSystem, failpoints: &str) {
+    match power_cut_run(system, Some(failpoints)) {
         Ok(report) => {
             eprintln!("{}", report.summary());
             assert!(
@@ -637,21 +659,26 @@ fn assert_power_cut_catches(failpoints: &str) {
 
 #[test]
 fn power_cut_control_the_failpoint_build_loses_nothing_with_no_failpoint_on() {
-    let report = power_cut_run(None).unwrap_or_else(|e| panic!("the control run failed: {e}"));
-    eprintln!("{}", report.summary());
-    assert!(report.acknowledged > 50, "{}", report.summary());
-    assert!(report.lost.is_empty(), "{}", report.summary());
+    power_cut_run(CutSystem::Chainfire, None)
+        .unwrap_or_else(|e| panic!("the control run failed: {e}"))
+        .assert_nothing_lost();
 }
 
 #[test]
 fn storage_ack_before_sync() {
     // The log store commits without fsync and tells openraft at once.
-    assert_power_cut_catches("storage::ack_before_sync=return");
+    assert_power_cut_catches(CutSystem::Chainfire, "storage::ack_before_sync=return");
+}
+
+#[test]
+fn flaredb_storage_ack_before_sync() {
+    // The same broken log store under FlareDB's state machine.
+    assert_power_cut_catches(CutSystem::Flaredb, "storage::ack_before_sync=return");
 }
 
 #[test]
 fn storage_no_fsync() {
     // redb believes it synced; the disk never was (etcd's --unsafe-no-fsync). A kill -9 test
     // cannot see this: the kernel keeps what the killed process wrote.
-    assert_power_cut_catches("storage::no_fsync=return");
+    assert_power_cut_catches(CutSystem::Chainfire, "storage::no_fsync=return");
 }

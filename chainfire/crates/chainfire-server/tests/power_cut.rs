@@ -11,22 +11,7 @@ use chainfire_testkit::power_cut::{self, PowerCutPlan};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn power_cuts_to_one_node_and_to_all_lose_no_acknowledged_write() {
-    let plan = PowerCutPlan {
-        rounds: 2,
-        writers: 8,
-        seed: power_cut::seed_from_env_or_clock(),
-    };
-    eprintln!("power-cut seed {}", plan.seed);
-    let report = power_cut::run(common::options(), &plan).await;
-    eprintln!("{}", report.summary());
-    assert!(
-        report.acknowledged > 50,
-        "too few acknowledged puts to prove anything: {}",
-        report.summary()
-    );
-    assert!(
-        report.lost.is_empty(),
-        "acknowledged puts lost: {}",
-        report.summary()
-    );
+    power_cut::run(common::options(), &PowerCutPlan::standard())
+        .await
+        .assert_nothing_lost();
 }

@@ -24,6 +24,67 @@ use redb::backends::FileBackend;
 /// Granularity of the in-memory overlay.
 const PAGE: u64 = 4096;
 
+/// The pages `len` bytes from `offset` touch: `(page, offset within it, bytes, offset within
+/// the caller's buffer)`.
+fn page_spans(offset: u64, len: usize) -> impl Iterator<Item = (u64, usize, usize, usize)> {
+    let end = offset + len as u64;
+    let mut at = offset;
+    std::iter::from_fn(move || {
+        (at < end).then(|| {
+            let within = (at % PAGE) as usize;
+            let n = ((PAGE as usize) - within).min((end - at) as usize);
+            let span = (at / PAGE, within, n, (at - offset) as usize);
+            at += n as u64;
+            span
+        })
+    })
+}
+
+/// The byte-range lock methods of a backend, passed on to the one it wraps (`self.inner()`):
+/// neither backend here changes who may open the file.
+macro_rules! delegate_locks {
+    () => {
+        fn try_lock_range(
+            &self,
+            start: Bound<u64>,
+            end: Bound<u64>,
+        ) -> Result<bool, redb::BackendError> {
+            self.inner().try_lock_range(start, end)
+        }
+        fn try_lock_shared_range(
+            &self,
+            start: Bound<u64>,
+            end: Bound<u64>,
+        ) -> Result<bool, redb::BackendError> {
+            self.inner().try_lock_shared_range(start, end)
+        }
+        fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), redb::BackendError> {
+            self.inner().lock_range(start, end)
+        }
+        fn lock_shared_range(
+            &self,
+            start: Bound<u64>,
+            end: Bound<u64>,
+        ) -> Result<(), redb::BackendError> {
+            self.inner().lock_shared_range(start, end)
+        }
+        fn unlock_range(
+            &self,
+            start: Bound<u64>,
+            end: Bound<u64>,
+        ) -> Result<(), redb::BackendError> {
+            self.inner().unlock_range(start, end)
+        }
+        fn query_lock_range(
+            &self,
+            start: Bound<u64>,
+            end: Bound<u64>,
+        ) -> Result<bool, redb::BackendError> {
+            self.inner().query_lock_range(start, end)
+        }
+    };
+}
+
 /// A redb backend over a file in which only synced writes are durable (see the module docs).
 #[derive(Debug)]
 pub struct UnsyncedInMemory {
@@ -56,6 +117,10 @@ impl UnsyncedInMemory {
                 file_valid: len,
             }),
         })
+    }
+
+    fn inner(&self) -> &FileBackend {
+        &self.file
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -97,19 +162,14 @@ impl StorageBackend for UnsyncedInMemory {
                 ),
             ));
         }
-        let mut at = offset;
-        while at < end {
-            let page = at / PAGE;
-            let within = (at % PAGE) as usize;
-            let n = ((PAGE as usize) - within).min((end - at) as usize);
-            let dst = &mut out[(at - offset) as usize..][..n];
+        for (page, within, n, pos) in page_spans(offset, out.len()) {
+            let dst = &mut out[pos..][..n];
             match pending.pages.get(&page) {
                 Some(bytes) => dst.copy_from_slice(&bytes[within..within + n]),
                 None => {
                     dst.copy_from_slice(&self.current_page(&pending, page)?[within..within + n])
                 }
             }
-            at += n as u64;
         }
         Ok(())
     }
@@ -164,18 +224,13 @@ impl StorageBackend for UnsyncedInMemory {
                 ),
             ));
         }
-        let mut at = offset;
-        while at < end {
-            let page = at / PAGE;
-            let within = (at % PAGE) as usize;
-            let n = ((PAGE as usize) - within).min((end - at) as usize);
+        for (page, within, n, pos) in page_spans(offset, data.len()) {
             let mut bytes = match pending.pages.remove(&page) {
                 Some(bytes) => bytes,
                 None => self.current_page(&pending, page)?,
             };
-            bytes[within..within + n].copy_from_slice(&data[(at - offset) as usize..][..n]);
+            bytes[within..within + n].copy_from_slice(&data[pos..][..n]);
             pending.pages.insert(page, bytes);
-            at += n as u64;
         }
         Ok(())
     }
@@ -184,45 +239,7 @@ impl StorageBackend for UnsyncedInMemory {
         self.file.close()
     }
 
-    fn try_lock_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> Result<bool, redb::BackendError> {
-        self.file.try_lock_range(start, end)
-    }
-
-    fn try_lock_shared_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> Result<bool, redb::BackendError> {
-        self.file.try_lock_shared_range(start, end)
-    }
-
-    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), redb::BackendError> {
-        self.file.lock_range(start, end)
-    }
-
-    fn lock_shared_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> Result<(), redb::BackendError> {
-        self.file.lock_shared_range(start, end)
-    }
-
-    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), redb::BackendError> {
-        self.file.unlock_range(start, end)
-    }
-
-    fn query_lock_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> Result<bool, redb::BackendError> {
-        self.file.query_lock_range(start, end)
-    }
+    delegate_locks!();
 }
 
 /// A backend whose `sync_data` does nothing: the broken variant `storage::no_fsync` (a server
@@ -230,6 +247,12 @@ impl StorageBackend for UnsyncedInMemory {
 /// `kill -9` loses nothing (the kernel has the writes); only a power cut shows the loss.
 #[derive(Debug)]
 pub struct SyncSkipped<B>(pub B);
+
+impl<B> SyncSkipped<B> {
+    fn inner(&self) -> &B {
+        &self.0
+    }
+}
 
 impl<B: StorageBackend> StorageBackend for SyncSkipped<B> {
     fn len(&self) -> io::Result<u64> {
@@ -250,40 +273,7 @@ impl<B: StorageBackend> StorageBackend for SyncSkipped<B> {
     fn close(&self) -> io::Result<()> {
         self.0.close()
     }
-    fn try_lock_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> Result<bool, redb::BackendError> {
-        self.0.try_lock_range(start, end)
-    }
-    fn try_lock_shared_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> Result<bool, redb::BackendError> {
-        self.0.try_lock_shared_range(start, end)
-    }
-    fn lock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), redb::BackendError> {
-        self.0.lock_range(start, end)
-    }
-    fn lock_shared_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> Result<(), redb::BackendError> {
-        self.0.lock_shared_range(start, end)
-    }
-    fn unlock_range(&self, start: Bound<u64>, end: Bound<u64>) -> Result<(), redb::BackendError> {
-        self.0.unlock_range(start, end)
-    }
-    fn query_lock_range(
-        &self,
-        start: Bound<u64>,
-        end: Bound<u64>,
-    ) -> Result<bool, redb::BackendError> {
-        self.0.query_lock_range(start, end)
-    }
+    delegate_locks!();
 }
 
 #[cfg(test)]

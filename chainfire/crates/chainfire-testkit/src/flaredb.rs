@@ -21,7 +21,7 @@ pub fn flaredb_bin() -> std::path::PathBuf {
 }
 
 /// The line a store logs once it serves.
-const READY_LINE: &str = "flaredb ready";
+pub const READY_LINE: &str = "flaredb ready";
 
 /// Bound on a store logging [`READY_LINE`] after it was spawned.
 const READY_BOUND: Duration = Duration::from_secs(60);
@@ -37,6 +37,8 @@ pub struct FlareOptions {
     pub log_level: &'static str,
     /// Extra flags for every store.
     pub extra_args: Vec<String>,
+    /// Environment variables of every store (e.g. `FAILPOINTS` for a broken variant).
+    pub env: Vec<(String, String)>,
     /// The `flaredb` binary; `None`: [`flaredb_bin`].
     pub binary: Option<std::path::PathBuf>,
 }
@@ -50,6 +52,7 @@ impl Default for FlareOptions {
             lease_ttl_s: 10,
             log_level: "info,flaredb=debug,flaredb_client=debug",
             extra_args: Vec::new(),
+            env: Vec::new(),
             binary: None,
         }
     }
@@ -116,6 +119,7 @@ impl FlareDb {
                 args,
                 env.path(&format!("flaredb-{id}.log")),
             );
+            proc.env = options.env.clone();
             proc.spawn();
             stores.push(Store {
                 id,

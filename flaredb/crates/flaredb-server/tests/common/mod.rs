@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use chainfire_testkit::TestEnv;
 pub use chainfire_testkit::flaredb::{FlareDb, FlareOptions};
+#[allow(unused_imports)] // not every test binary waits for a log line
 pub use chainfire_testkit::wait_for_log;
 
 /// The binary under test, built by cargo for this test target.
