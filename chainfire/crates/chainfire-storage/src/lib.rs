@@ -27,9 +27,9 @@ pub use log_store::{RedbLogStore, holds_raft_state};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// redb's page cache per database. redb's default (1 GiB) lets a node's memory grow with every
-/// page a sustained write load touches (kv-bench's 60 s soak: +74 MiB and growing); the kernel's
-/// page cache keeps the file warm behind a smaller one.
+/// redb's page cache per database. redb's default (1 GiB) lets each node's cache grow that far
+/// under load; the kernel's page cache keeps the file warm behind a smaller one. (It is not what
+/// makes a node's memory grow under a sustained write load: see the README's kv-bench section.)
 pub const CACHE_BYTES: usize = 64 << 20;
 
 /// Name of the database file inside a node's data directory.
