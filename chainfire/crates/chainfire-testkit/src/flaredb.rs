@@ -21,7 +21,7 @@ pub fn flaredb_bin() -> std::path::PathBuf {
 }
 
 /// The line a store logs once it serves.
-pub const READY_LINE: &str = "flaredb ready";
+const READY_LINE: &str = "flaredb ready";
 
 /// Bound on a store logging [`READY_LINE`] after it was spawned.
 const READY_BOUND: Duration = Duration::from_secs(60);
@@ -156,10 +156,15 @@ impl FlareDb {
 
     /// A client over every store that rides out elections.
     pub async fn client(&self) -> Client {
+        self.client_with(patient_policy()).await
+    }
+
+    /// A client over every store with the given retry policy.
+    pub async fn client_with(&self, policy: chainfire_client::RetryPolicy) -> Client {
         let endpoints = self.endpoints();
         Client::connect(
             ClientConfig::new(endpoints.clone())
-                .with_retry(patient_policy())
+                .with_retry(policy)
                 .with_op_deadline(Duration::from_secs(60)),
         )
         .await
@@ -235,14 +240,29 @@ impl FlareDb {
 
     /// Restarts a stopped store and waits for its "flaredb ready" line; returns when it was seen.
     pub async fn restart(&mut self, id: u64) -> Instant {
-        let store = self.store(id);
-        let from = store.proc.log_len();
-        store.proc.spawn();
-        let (_, at) = store
-            .proc
-            .wait_for_log_line(from, READY_LINE, READY_BOUND)
-            .await;
-        at
+        self.restart_all(&[id]).await[0]
+    }
+
+    /// Restarts the stopped stores `ids`, all of them before waiting for any (a store may need
+    /// the others to serve), then waits for each one's "flaredb ready" line; returns when each
+    /// was seen.
+    pub async fn restart_all(&mut self, ids: &[u64]) -> Vec<Instant> {
+        let mut from = Vec::new();
+        for &id in ids {
+            let store = self.store(id);
+            from.push((id, store.proc.log_len()));
+            store.proc.spawn();
+        }
+        let mut ready = Vec::new();
+        for (id, from) in from {
+            let (_, at) = self
+                .store(id)
+                .proc
+                .wait_for_log_line(from, READY_LINE, READY_BOUND)
+                .await;
+            ready.push(at);
+        }
+        ready
     }
 
     /// The last `lines` lines of every store's log, each under a header naming the file.

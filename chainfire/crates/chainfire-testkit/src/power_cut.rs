@@ -117,15 +117,7 @@ impl Target for FlareDbTarget {
     }
 
     async fn writer(&self) -> Self::Client {
-        let endpoints = self.stores.endpoints();
-        flaredb_client::Client::connect(
-            flaredb_client::ClientConfig::new(endpoints.clone())
-                .with_retry(writer_policy())
-                .with_request_timeout(Duration::from_secs(2))
-                .with_op_deadline(Duration::from_secs(5)),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("FlareDB client for {endpoints:?}: {e}"))
+        self.stores.client_with(writer_policy()).await
     }
 
     async fn put(client: &Self::Client, key: String, value: String) -> bool {
@@ -137,20 +129,7 @@ impl Target for FlareDbTarget {
     }
 
     async fn restart(&mut self, ids: &[u64]) {
-        // All spawned before any is waited for: a store may need the others to serve.
-        let mut from = Vec::new();
-        for &id in ids {
-            let store = self.stores.store(id);
-            from.push((id, store.proc.log_len()));
-            store.proc.spawn();
-        }
-        for (id, from) in from {
-            self.stores
-                .store(id)
-                .proc
-                .wait_for_log_line(from, crate::flaredb::READY_LINE, Duration::from_secs(60))
-                .await;
-        }
+        self.stores.restart_all(ids).await;
     }
 
     async fn settle(&mut self) {
