@@ -9,9 +9,11 @@
 //! - [`json_bytes`]: byte strings in JSON as base64 (entries, snapshots), fast even unoptimized.
 //! - [`raft_server`]: the gRPC service that hands incoming peer RPCs to a local openraft node.
 //! - [`identity`]: cluster and member ids; a wiped member is refused.
+//! - [`batcher`]: concurrent client writes folded into one Raft entry.
 //! - [`raft_node`]: member-list parsing, cluster formation, role names, leader-change logging.
 //! - [`process`]: logging setup and the shutdown signal both server binaries use.
 
+pub mod batcher;
 pub mod identity;
 pub mod json_bytes;
 pub mod peer_gate;

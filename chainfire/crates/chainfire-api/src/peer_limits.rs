@@ -20,7 +20,8 @@
 const MIB: usize = 1 << 20;
 
 /// The largest request either service's client API accepts: tonic's default decoding limit,
-/// which both servers keep. Every log entry comes from one such request.
+/// which both servers keep. Every log entry comes from one such request, or from several
+/// folded together up to [`crate::batcher::BatchLimits::max_bytes`], which is smaller.
 pub const CLIENT_MESSAGE_LIMIT: usize = 4 * MIB;
 
 /// The largest log entry on the wire: a client request's bytes as base64 (4 characters per 3
@@ -47,6 +48,7 @@ const HEADER_ROOM: usize = MIB;
 pub const PEER_MESSAGE_LIMIT: usize = 8 * MIB;
 
 const _: () = {
+    assert!(crate::batcher::BatchLimits::PLATFORM.max_bytes <= CLIENT_MESSAGE_LIMIT);
     // 4 MiB of client bytes are 5.33 MiB of base64.
     assert!(MAX_ENTRY_BYTES > CLIENT_MESSAGE_LIMIT * 4 / 3);
     assert!(MAX_ENTRY_BYTES + HEADER_ROOM <= PEER_MESSAGE_LIMIT);

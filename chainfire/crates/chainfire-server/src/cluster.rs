@@ -8,7 +8,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chainfire_api::batcher::{BatchLimits, Batcher, Unanswered};
 use chainfire_storage::dedup::Stamped;
+use chainfire_storage::proposal::Proposal;
 use openraft::error::{CheckIsLeaderError, ClientWriteError, Fatal, RaftError};
 
 use crate::kv::{Request, Response};
@@ -31,6 +33,61 @@ pub struct Cluster {
     pub op_timeout: Duration,
     /// When this node last heard from a leader (require-leader watches of a follower).
     pub leader_contact: chainfire_api::raft_server::LeaderContact,
+    /// Folds concurrent proposals into one Raft entry ([`proposal_batcher`]).
+    pub proposals: ProposalBatcher,
+}
+
+/// What a write that timed out may still do.
+const WRITE_TIMEOUT_HINT: &str =
+    "; it may still be applied if a quorum returns: retry with the same request_id";
+
+/// Proposals on their way into the log, batched.
+pub type ProposalBatcher = Batcher<Stamped<Request>, Response, RaftOpError>;
+
+/// The batcher [`Cluster::propose`] hands requests to: each batch is one `client_write` of a
+/// [`Proposal`], with the deadline `op_timeout`.
+pub fn proposal_batcher(raft: Raft, op_timeout: Duration) -> ProposalBatcher {
+    Batcher::spawn(BatchLimits::PLATFORM, move |requests| {
+        let raft = raft.clone();
+        async move { write_proposal(&raft, op_timeout, Proposal::many(requests)).await }
+    })
+}
+
+/// Writes one proposal through Raft: one response per request once it is committed on a quorum
+/// and applied here.
+async fn write_proposal(
+    raft: &Raft,
+    op_timeout: Duration,
+    proposal: Proposal<Request>,
+) -> Result<Vec<Response>, RaftOpError> {
+    match tokio::time::timeout(op_timeout, raft.client_write(proposal)).await {
+        Err(_elapsed) => {
+            let (leader, term) = leader_and_term(raft);
+            Err(RaftOpError::Timeout {
+                what: "write not committed",
+                timeout: op_timeout,
+                leader,
+                term,
+                hint: WRITE_TIMEOUT_HINT,
+            })
+        }
+        Ok(Ok(written)) => Ok(written.data),
+        Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+            Err(RaftOpError::LeadershipLost {
+                leader: f.leader_id,
+            })
+        }
+        Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+            Err(RaftOpError::Fatal(e.to_string()))
+        }
+        Ok(Err(RaftError::Fatal(fatal))) => Err(fatal_error(fatal)),
+    }
+}
+
+fn leader_and_term(raft: &Raft) -> (Option<u64>, u64) {
+    let metrics = raft.metrics();
+    let m = metrics.borrow();
+    (m.current_leader, m.current_term)
 }
 
 /// A leader id for messages: the number, or "none".
@@ -107,6 +164,12 @@ pub enum RaftOpError {
     Fatal(String),
 }
 
+impl From<Unanswered> for RaftOpError {
+    fn from(e: Unanswered) -> Self {
+        RaftOpError::Fatal(e.to_string())
+    }
+}
+
 /// "node 1" or "nodes 1, 2".
 fn node_list(ids: &[u64]) -> String {
     let list: Vec<String> = ids.iter().map(u64::to_string).collect();
@@ -136,9 +199,7 @@ fn fatal_error(fatal: Fatal<u64>) -> RaftOpError {
 impl Cluster {
     /// The leader id and current term, as this node sees them.
     pub fn leader_and_term(&self) -> (Option<u64>, u64) {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        (m.current_leader, m.current_term)
+        leader_and_term(&self.raft)
     }
 
     /// A not-leader error naming `leader` and, when known, its client address.
@@ -178,29 +239,19 @@ impl Cluster {
             && fail::eval("kv::ack_before_commit", |_| ()).is_some()
         {
             let raft = self.raft.clone();
-            tokio::spawn(async move { raft.client_write(request).await });
+            tokio::spawn(async move { raft.client_write(Proposal::one(request)).await });
             let revision = self.store.meta().map_or(0, |m| m.revision) + 1;
             return Ok(Response::Put {
                 revision,
                 prev: None,
             });
         }
-        let result = tokio::time::timeout(self.op_timeout, self.raft.client_write(request)).await;
-        match result {
-            Err(_elapsed) => Err(self.timeout(
-                "write not committed",
-                "; it may still be applied if a quorum returns: retry with the same request_id",
-            )),
-            Ok(Ok(written)) => Ok(written.data),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(RaftOpError::LeadershipLost {
-                    leader: f.leader_id,
-                })
-            }
-            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-                Err(RaftOpError::Fatal(e.to_string()))
-            }
-            Ok(Err(RaftError::Fatal(fatal))) => Err(fatal_error(fatal)),
+        let weight = request.request.op.approx_bytes();
+        let answer = tokio::time::timeout(self.op_timeout, self.proposals.propose(request, weight));
+        match answer.await {
+            Ok(answer) => answer,
+            // Waiting for a batch slot counts against the same deadline.
+            Err(_elapsed) => Err(self.timeout("write not committed", WRITE_TIMEOUT_HINT)),
         }
     }
 

@@ -70,6 +70,21 @@ pub enum Operation {
     LeaseRevoke { id: u64, reason: RevokeReason },
 }
 
+impl Operation {
+    /// About how many bytes the operation adds to a log entry (its key and value), for the
+    /// batcher's byte limit.
+    pub fn approx_bytes(&self) -> usize {
+        const OVERHEAD: usize = 64;
+        OVERHEAD
+            + match self {
+                Operation::Put { key, value, .. }
+                | Operation::CompareAndSwap { key, value, .. } => key.len() + value.len(),
+                Operation::Delete { key } => key.len(),
+                Operation::LeaseGrant { .. } | Operation::LeaseRevoke { .. } => 0,
+            }
+    }
+}
+
 /// What a compare-and-swap expects of its key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

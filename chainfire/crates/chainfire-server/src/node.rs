@@ -199,6 +199,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         client_addrs: Arc::new(config.client_addrs.clone()),
         op_timeout: config.op_timeout,
         leader_contact,
+        proposals: crate::cluster::proposal_batcher(raft.clone(), config.op_timeout),
     };
     let client_server = spawn_server(
         "client",

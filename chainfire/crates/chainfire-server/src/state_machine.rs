@@ -15,13 +15,14 @@ use crate::kv::{Request, Response};
 use crate::store::{ApplyItem, ApplyPayload, SnapshotMetaOf, Store, StoreError};
 use crate::watch::WatchHub;
 use chainfire_storage::blocking;
-use chainfire_storage::dedup::Stamped;
+use chainfire_storage::proposal::Proposal;
 use chainfire_storage::snapshot_file;
 
 openraft::declare_raft_types!(
-    /// ChainFire's Raft types: log entries carry [`Request`]s, applying one yields a [`Response`];
-    /// node ids are u64 and a node's address is its peer HOST:PORT.
-    pub TypeConfig: D = Stamped<Request>, R = Response, SnapshotData = tokio::fs::File
+    /// ChainFire's Raft types: a log entry carries the [`Request`]s proposed together
+    /// ([`Proposal`]), applying one yields a [`Response`] per request; node ids are u64 and a
+    /// node's address is its peer HOST:PORT.
+    pub TypeConfig: D = Proposal<Request>, R = Vec<Response>, SnapshotData = tokio::fs::File
 );
 
 /// A ChainFire Raft node handle.
@@ -69,24 +70,41 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((meta.last_applied, meta.last_membership))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<u64>>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Response>>, StorageError<u64>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        let items: Vec<ApplyItem> = entries
-            .into_iter()
-            .map(|entry| ApplyItem {
-                log_id: entry.log_id,
-                payload: match entry.payload {
-                    EntryPayload::Blank => ApplyPayload::Blank,
-                    EntryPayload::Normal(request) => ApplyPayload::Request(request),
-                    EntryPayload::Membership(membership) => ApplyPayload::Membership(
-                        StoredMembership::new(Some(entry.log_id), membership),
-                    ),
-                },
-            })
-            .collect();
+        // One store item per request (each its own revision, as if it had its own entry); the
+        // responses are regrouped per entry afterwards.
+        let mut items = Vec::new();
+        let mut answers_per_entry = Vec::new();
+        for entry in entries {
+            let log_id = entry.log_id;
+            let item = |payload| ApplyItem { log_id, payload };
+            match entry.payload {
+                EntryPayload::Normal(proposal) if !proposal.requests.is_empty() => {
+                    answers_per_entry.push(proposal.requests.len());
+                    items.extend(
+                        proposal
+                            .requests
+                            .into_iter()
+                            .map(|request| item(ApplyPayload::Request(request))),
+                    );
+                }
+                EntryPayload::Normal(_) | EntryPayload::Blank => {
+                    answers_per_entry.push(1);
+                    items.push(item(ApplyPayload::Blank));
+                }
+                EntryPayload::Membership(membership) => {
+                    answers_per_entry.push(1);
+                    items.push(item(ApplyPayload::Membership(StoredMembership::new(
+                        Some(log_id),
+                        membership,
+                    ))));
+                }
+            }
+        }
         #[cfg(feature = "failpoints")]
         let items = failpoints::drop_one_write(items);
         let Some(last) = items.last().map(|item| item.log_id) else {
@@ -97,7 +115,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .await
             .map_err(|e| StorageIOError::apply(last, AnyError::new(&e)))?;
         self.hub.publish(applied.events);
-        Ok(applied.responses)
+        let mut responses = applied.responses.into_iter();
+        Ok(answers_per_entry
+            .into_iter()
+            .map(|n| responses.by_ref().take(n).collect())
+            .collect())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -207,6 +229,8 @@ mod tests {
 
     use openraft::{CommittedLeaderId, Membership};
 
+    use chainfire_storage::dedup::Stamped;
+
     use super::*;
     use crate::kv::{EventKind, Operation};
     use crate::store::StoreLimits;
@@ -227,14 +251,14 @@ mod tests {
     fn put_entry(index: u64, key: &str) -> Entry<TypeConfig> {
         Entry {
             log_id: log_id(index),
-            payload: EntryPayload::Normal(Stamped::at(
+            payload: EntryPayload::Normal(Proposal::one(Stamped::at(
                 1_000 + index,
                 Request::new(Operation::Put {
                     key: key.into(),
                     value: b"v".to_vec(),
                     lease: 0,
                 }),
-            )),
+            ))),
         }
     }
 
@@ -267,7 +291,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(responses.len(), 3);
-        assert_eq!(responses[..2], [Response::Empty, Response::Empty]);
+        assert_eq!(
+            responses[..2],
+            [vec![Response::Empty], vec![Response::Empty]]
+        );
         let (applied, stored) = sm.applied_state().await.unwrap();
         assert_eq!(applied, Some(log_id(3)));
         assert_eq!(stored, StoredMembership::new(Some(log_id(1)), membership));
@@ -276,6 +303,61 @@ mod tests {
         };
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].kind, EventKind::Put);
+    }
+
+    /// A batch entry applies its requests in order, each at its own revision, and answers them
+    /// in that order; a repeat of a request id inside the same batch gets the first answer.
+    #[tokio::test]
+    async fn a_batch_entry_applies_each_request_at_its_own_revision_in_order() {
+        let (_dir, store) = memory_store();
+        let mut sm = StateMachine::new(store, WatchHub::new());
+        let put = |key: &str, value: &str, id: Option<&str>| {
+            let op = Operation::Put {
+                key: key.into(),
+                value: value.into(),
+                lease: 0,
+            };
+            Stamped::at(
+                5_000,
+                match id {
+                    Some(id) => Request::with_request_id(op, id.to_string()),
+                    None => Request::new(op),
+                },
+            )
+        };
+        let batch = Entry {
+            log_id: log_id(2),
+            payload: EntryPayload::Normal(Proposal::many(vec![
+                put("a", "1", None),
+                put("a", "2", Some("r1")),
+                put("a", "2", Some("r1")),
+                put("b", "3", None),
+            ])),
+        };
+        let responses = sm.apply(vec![put_entry(1, "z"), batch]).await.unwrap();
+        let revisions: Vec<Vec<u64>> = responses
+            .iter()
+            .map(|entry| {
+                entry
+                    .iter()
+                    .map(|r| match r {
+                        Response::Put { revision, .. } => *revision,
+                        other => panic!("not a put: {other:?}"),
+                    })
+                    .collect()
+            })
+            .collect();
+        // The repeat of r1 is answered with r1's revision and writes nothing.
+        assert_eq!(revisions, vec![vec![1], vec![2, 3, 3, 4]]);
+        let (kv, revision) = sm.store.get(b"a").unwrap();
+        assert_eq!(revision, 4);
+        let kv = kv.unwrap();
+        assert_eq!(
+            (kv.value.as_slice(), kv.mod_revision, kv.version),
+            (&b"2"[..], 3, 2)
+        );
+        let (applied, _) = sm.applied_state().await.unwrap();
+        assert_eq!(applied, Some(log_id(2)));
     }
 
     #[tokio::test]

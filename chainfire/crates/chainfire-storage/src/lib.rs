@@ -9,7 +9,7 @@
 //! The state machine's semantics are each server's own, in its own tables of the same database
 //! ([`open_database`]): redb allows one writer at a time and never blocks readers, and one file
 //! per node keeps a node's data dir simple. What both state machines share lives here once:
-//! the request-id window ([`dedup`]), the state digest ([`digest`]), key ranges ([`keys`]),
+//! what an entry carries ([`proposal`]), the request-id window ([`dedup`]), the state digest ([`digest`]), key ranges ([`keys`]),
 //! snapshots as streamed files ([`snapshot_file`]), the node's identity ([`identity`]),
 //! [`blocking`] and, for the power-cut tests, a disk that loses unsynced writes
 //! ([`power_cut`]).
@@ -20,6 +20,7 @@ pub mod identity;
 pub mod keys;
 mod log_store;
 pub mod power_cut;
+pub mod proposal;
 pub mod snapshot_file;
 
 pub use log_store::{RedbLogStore, holds_raft_state};

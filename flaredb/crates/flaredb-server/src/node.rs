@@ -12,6 +12,7 @@ use chainfire_api::raft_client::GrpcNetworkFactory;
 use chainfire_api::raft_node::{initialize_if_fresh, source_ip_for, spawn_leader_change_logger};
 use chainfire_storage::RedbLogStore;
 use chainfire_storage::dedup::Stamped;
+use chainfire_storage::proposal::Proposal;
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 
@@ -148,8 +149,11 @@ pub async fn publish_leader_address(
                     id,
                     addr: addr.clone(),
                 };
-                match tokio::time::timeout(write_timeout, raft.client_write(Stamped::now(request)))
-                    .await
+                match tokio::time::timeout(
+                    write_timeout,
+                    raft.client_write(Proposal::one(Stamped::now(request))),
+                )
+                .await
                 {
                     Ok(Ok(_)) => {
                         tracing::debug!(term, %addr, "published this leader's client address");

@@ -14,10 +14,55 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::pd::PdStatus;
 use crate::state_machine::{KvStateMachine, ScanRange, StateError};
+use chainfire_api::batcher::{BatchLimits, Batcher, Unanswered};
 use chainfire_api::raft_node::role_name;
 use chainfire_storage::dedup::Stamped;
+use chainfire_storage::proposal::Proposal;
 
 use crate::types::{self, FlareRaft};
+
+/// Why a batch of writes has no answer; every request of the batch gets it.
+#[derive(Debug, Clone)]
+pub enum WriteFailure {
+    /// Not committed within the write timeout; it may still be.
+    Timeout,
+    /// This store lost leadership while proposing; outcome unknown.
+    LeadershipLost { leader: Option<u64> },
+    /// openraft refused or failed (the message).
+    Raft(String),
+    /// The batch ended without an answer for this request.
+    Unanswered,
+}
+
+impl From<Unanswered> for WriteFailure {
+    fn from(_: Unanswered) -> Self {
+        WriteFailure::Unanswered
+    }
+}
+
+/// Client writes on their way into the log, folded into one entry per batch.
+pub type WriteBatcher = Batcher<Stamped<types::Request>, types::Response, WriteFailure>;
+
+/// The batcher the service's writes go through: each batch is one `client_write`, bounded by
+/// `write_timeout`.
+pub fn write_batcher(raft: FlareRaft, write_timeout: Duration) -> WriteBatcher {
+    Batcher::spawn(BatchLimits::PLATFORM, move |requests| {
+        let raft = raft.clone();
+        async move {
+            let proposal = Proposal::many(requests);
+            match tokio::time::timeout(write_timeout, raft.client_write(proposal)).await {
+                Ok(Ok(written)) => Ok(written.data),
+                Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
+                    Err(WriteFailure::LeadershipLost {
+                        leader: forward.leader_id,
+                    })
+                }
+                Ok(Err(e)) => Err(WriteFailure::Raft(e.to_string())),
+                Err(_elapsed) => Err(WriteFailure::Timeout),
+            }
+        }
+    })
+}
 
 /// The store's client API.
 pub struct FlareDbService {
@@ -29,6 +74,7 @@ pub struct FlareDbService {
     state: KvStateMachine,
     pd: PdStatus,
     write_timeout: Duration,
+    writes: WriteBatcher,
 }
 
 impl FlareDbService {
@@ -43,6 +89,7 @@ impl FlareDbService {
         pd: PdStatus,
         write_timeout: Duration,
     ) -> Self {
+        let raft_for_writes = raft.clone();
         Self {
             id,
             addr,
@@ -52,6 +99,7 @@ impl FlareDbService {
             state,
             pd,
             write_timeout,
+            writes: write_batcher(raft_for_writes, write_timeout),
         }
     }
 
@@ -95,34 +143,35 @@ impl FlareDbService {
         chainfire_api::raft_node::check_leader(&self.raft)
             .map_err(|leader| self.not_leader(leader))?;
         let request_id = request.request_id().unwrap_or_default().to_owned();
-        match tokio::time::timeout(
+        let weight = request.approx_bytes();
+        let answer = tokio::time::timeout(
             self.write_timeout,
-            self.raft.client_write(Stamped::now(request)),
+            self.writes.propose(Stamped::now(request), weight),
         )
         .await
-        {
-            Ok(Ok(written)) if written.data.request_id_reused => {
-                Err(Status::invalid_argument(format!(
-                    "{op}: request id {:?} was already used for a different operation; a retry \
-                     must repeat its operation, a new operation needs a new id",
-                    request_id
-                )))
-            }
-            Ok(Ok(written)) => Ok(written.data),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward)))) => {
-                Err(Status::unavailable(format!(
-                    "{op}: store {} lost leadership while proposing (leader now {}); outcome unknown",
-                    self.id,
-                    forward
-                        .leader_id
-                        .map_or_else(|| "unknown".to_string(), |id| id.to_string())
-                )))
-            }
-            Ok(Err(e)) => Err(Status::unavailable(format!(
+        // Waiting for a batch slot counts against the same deadline.
+        .unwrap_or(Err(WriteFailure::Timeout));
+        match answer {
+            Ok(response) if response.request_id_reused => Err(Status::invalid_argument(format!(
+                "{op}: request id {:?} was already used for a different operation; a retry \
+                 must repeat its operation, a new operation needs a new id",
+                request_id
+            ))),
+            Ok(response) => Ok(response),
+            Err(WriteFailure::LeadershipLost { leader }) => Err(Status::unavailable(format!(
+                "{op}: store {} lost leadership while proposing (leader now {}); outcome unknown",
+                self.id,
+                leader.map_or_else(|| "unknown".to_string(), |id| id.to_string())
+            ))),
+            Err(WriteFailure::Raft(e)) => Err(Status::unavailable(format!(
                 "{op} failed on store {}: {e}",
                 self.id
             ))),
-            Err(_) => Err(Status::unavailable(format!(
+            Err(WriteFailure::Unanswered) => Err(Status::unavailable(format!(
+                "{op} on store {}: {}; outcome unknown",
+                self.id, Unanswered
+            ))),
+            Err(WriteFailure::Timeout) => Err(Status::unavailable(format!(
                 "{op} not committed by a majority within {} ms on store {} (no quorum?); outcome unknown",
                 self.write_timeout.as_millis(),
                 self.id

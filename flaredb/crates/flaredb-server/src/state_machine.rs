@@ -333,11 +333,12 @@ impl ApplyTables<'_> {
     }
 }
 
-/// Applies `entries` in one write transaction, returning one response per entry.
+/// Applies `entries` in one write transaction, returning per entry one response per request
+/// (one for a blank or membership entry).
 fn apply_blocking(
     db: &Database,
     entries: Vec<Entry<TypeConfig>>,
-) -> Result<Vec<Response>, StateError> {
+) -> Result<Vec<Vec<Response>>, StateError> {
     let mut txn = db.begin_write().map_err(redb::Error::from)?;
     txn.set_durability(Durability::None)
         .map_err(redb::Error::from)?;
@@ -352,22 +353,27 @@ fn apply_blocking(
         for entry in entries {
             let index = entry.log_id.index;
             let response = match entry.payload {
-                EntryPayload::Blank => Response {
+                EntryPayload::Blank => vec![Response {
                     index,
                     ..Default::default()
-                },
+                }],
                 EntryPayload::Membership(membership) => {
                     let stored = StoredMembership::new(Some(entry.log_id), membership);
                     tables
                         .meta
                         .insert(MEMBERSHIP_KEY, serde_json::to_vec(&stored)?.as_slice())
                         .map_err(redb::Error::from)?;
-                    Response {
+                    vec![Response {
                         index,
                         ..Default::default()
-                    }
+                    }]
                 }
-                EntryPayload::Normal(request) => tables.apply(index, request)?,
+                // Each request as if it had its own entry, at the entry's index.
+                EntryPayload::Normal(proposal) => proposal
+                    .requests
+                    .into_iter()
+                    .map(|request| tables.apply(index, request))
+                    .collect::<Result<_, _>>()?,
             };
             responses.push(response);
             last = Some(entry.log_id);
@@ -524,7 +530,7 @@ impl RaftStateMachine<TypeConfig> for KvStateMachine {
             .map_err(|e| e.into_storage(false))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<NodeId>>
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Vec<Response>>, StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
@@ -589,6 +595,26 @@ mod tests {
     use openraft::{CommittedLeaderId, Membership};
 
     use super::*;
+    use chainfire_storage::proposal::Proposal;
+
+    /// Applies entries of one request each and answers one response per entry.
+    trait ApplyFlat {
+        async fn apply_flat(
+            &mut self,
+            entries: Vec<Entry<TypeConfig>>,
+        ) -> Result<Vec<Response>, StorageError<NodeId>>;
+    }
+
+    impl ApplyFlat for KvStateMachine {
+        async fn apply_flat(
+            &mut self,
+            entries: Vec<Entry<TypeConfig>>,
+        ) -> Result<Vec<Response>, StorageError<NodeId>> {
+            let answers = self.apply(entries).await?;
+            assert!(answers.iter().all(|a| a.len() == 1), "{answers:?}");
+            Ok(answers.into_iter().flatten().collect())
+        }
+    }
 
     fn open() -> (tempfile::TempDir, KvStateMachine) {
         let dir = tempfile::tempdir().unwrap();
@@ -609,7 +635,7 @@ mod tests {
     fn entry_at(index: u64, at_ms: u64, request: Request) -> Entry<TypeConfig> {
         Entry {
             log_id: log_id(index),
-            payload: EntryPayload::Normal(Stamped::at(at_ms, request)),
+            payload: EntryPayload::Normal(Proposal::one(Stamped::at(at_ms, request))),
         }
     }
 
@@ -632,7 +658,7 @@ mod tests {
             )),
         };
         let responses = sm
-            .apply(vec![
+            .apply_flat(vec![
                 membership,
                 entry(2, put("a", "1", "r1")),
                 entry(3, put("a", "2", "r2")),
@@ -661,17 +687,44 @@ mod tests {
         assert_eq!(summary.last_applied, Some(log_id(5)));
     }
 
+    /// A batch entry applies its requests in order and answers them in that order; a repeat of
+    /// a request id inside the batch gets the first answer and changes nothing.
+    #[tokio::test]
+    async fn a_batch_entry_applies_its_requests_in_order_and_answers_each() {
+        let (_dir, mut sm) = open();
+        let batch = Entry {
+            log_id: log_id(7),
+            payload: EntryPayload::Normal(Proposal::many(vec![
+                Stamped::at(10, put("k", "1", "r1")),
+                Stamped::at(11, put("k", "2", "")),
+                Stamped::at(12, put("k", "1", "r1")),
+                Stamped::at(13, put("j", "3", "")),
+            ])),
+        };
+        let answers = sm.apply(vec![batch]).await.unwrap();
+        assert_eq!(answers.len(), 1, "one entry");
+        let prev: Vec<Option<Vec<u8>>> = answers[0].iter().map(|r| r.prev_value.clone()).collect();
+        assert_eq!(prev, [None, Some(b"1".to_vec()), None, None]);
+        let deduplicated: Vec<bool> = answers[0].iter().map(|r| r.deduplicated).collect();
+        assert_eq!(deduplicated, [false, false, true, false]);
+        assert!(answers[0].iter().all(|r| r.index == 7));
+        assert_eq!(sm.get(b"k").unwrap(), Some(b"2".to_vec()));
+        assert_eq!(sm.get(b"j").unwrap(), Some(b"3".to_vec()));
+        let (applied, _) = sm.applied_state().await.unwrap();
+        assert_eq!(applied, Some(log_id(7)));
+    }
+
     #[tokio::test]
     async fn a_repeated_request_id_changes_nothing_and_gets_the_first_answer() {
         let (_dir, mut sm) = open();
-        sm.apply(vec![entry(1, put("k", "first", "same-id"))])
+        sm.apply_flat(vec![entry(1, put("k", "first", "same-id"))])
             .await
             .unwrap();
-        sm.apply(vec![entry(2, put("k", "other", "other-id"))])
+        sm.apply_flat(vec![entry(2, put("k", "other", "other-id"))])
             .await
             .unwrap();
         let repeat = sm
-            .apply(vec![entry(3, put("k", "first", "same-id"))])
+            .apply_flat(vec![entry(3, put("k", "first", "same-id"))])
             .await
             .unwrap();
         assert_eq!(
@@ -700,7 +753,7 @@ mod tests {
         use crate::types::Expected;
         let (_dir, mut sm) = open();
         let r = sm
-            .apply(vec![
+            .apply_flat(vec![
                 entry(1, cas("k", Expected::Absent, "v1", "")),
                 entry(2, cas("k", Expected::Absent, "v2", "")),
                 entry(3, cas("k", Expected::Value(b"nope".to_vec()), "x", "")),
@@ -728,15 +781,15 @@ mod tests {
         use crate::types::Expected;
         let (_dir, mut sm) = open();
         let won = sm
-            .apply(vec![entry(1, cas("k", Expected::Absent, "v1", "c1"))])
+            .apply_flat(vec![entry(1, cas("k", Expected::Absent, "v1", "c1"))])
             .await
             .unwrap();
         let lost = sm
-            .apply(vec![entry(2, cas("k", Expected::Absent, "v2", "c2"))])
+            .apply_flat(vec![entry(2, cas("k", Expected::Absent, "v2", "c2"))])
             .await
             .unwrap();
         assert!(won[0].swapped && !lost[0].swapped);
-        sm.apply(vec![entry(
+        sm.apply_flat(vec![entry(
             3,
             Request::Delete {
                 key: b"k".to_vec(),
@@ -748,7 +801,7 @@ mod tests {
         // The key is absent now: both compares would hold, but each repeat gets its first
         // answer and writes nothing.
         let repeats = sm
-            .apply(vec![
+            .apply_flat(vec![
                 entry(4, cas("k", Expected::Absent, "v1", "c1")),
                 entry(5, cas("k", Expected::Absent, "v2", "c2")),
             ])
@@ -765,16 +818,16 @@ mod tests {
         let (_dir, mut sm) = open();
         let t0 = 5_000_000;
         let first = sm
-            .apply(vec![entry_at(1, t0, put("k", "v1", "lost-answer"))])
+            .apply_flat(vec![entry_at(1, t0, put("k", "v1", "lost-answer"))])
             .await
             .unwrap();
         // 150,000 log entries later (the old window forgot after 100,000) and 70 s on.
         let later = 150_002;
-        sm.apply(vec![entry_at(later, t0 + 20_000, put("j", "v", "other"))])
+        sm.apply_flat(vec![entry_at(later, t0 + 20_000, put("j", "v", "other"))])
             .await
             .unwrap();
         let retry = sm
-            .apply(vec![entry_at(
+            .apply_flat(vec![entry_at(
                 later + 1,
                 t0 + 70_000,
                 put("k", "v1", "lost-answer"),
@@ -785,7 +838,7 @@ mod tests {
         assert_eq!(retry[0].index, first[0].index, "the first answer");
         // Past 75 s the id is forgotten: the same id is a new write.
         let again = sm
-            .apply(vec![entry_at(
+            .apply_flat(vec![entry_at(
                 later + 2,
                 t0 + DedupRule::PLATFORM.keep_ms + 1,
                 put("k", "v2", "lost-answer"),
@@ -799,11 +852,11 @@ mod tests {
     #[tokio::test]
     async fn a_request_id_reused_for_another_operation_is_refused() {
         let (_dir, mut sm) = open();
-        sm.apply(vec![entry(1, put("k", "v1", "r1"))])
+        sm.apply_flat(vec![entry(1, put("k", "v1", "r1"))])
             .await
             .unwrap();
         let reused = sm
-            .apply(vec![entry(
+            .apply_flat(vec![entry(
                 2,
                 Request::Delete {
                     key: b"k".to_vec(),
@@ -832,7 +885,7 @@ mod tests {
             .enumerate()
             .map(|(i, k)| entry(i as u64 + 1, put(k, k, "")))
             .collect::<Vec<_>>();
-        sm.apply(entries).await.unwrap();
+        sm.apply_flat(entries).await.unwrap();
         let keys_of = |pairs: Vec<(Vec<u8>, Vec<u8>)>| {
             pairs
                 .into_iter()
@@ -861,7 +914,7 @@ mod tests {
     async fn a_snapshot_installed_elsewhere_reproduces_the_state() {
         let (_dir, mut source) = open();
         source
-            .apply(vec![
+            .apply_flat(vec![
                 entry(1, put("k1", "v1", "r1")),
                 entry(2, put("k2", "v2", "r2")),
                 entry(
@@ -876,7 +929,7 @@ mod tests {
             .unwrap();
         let (_dir2, mut target) = open();
         target
-            .apply(vec![entry(1, put("stale", "x", ""))])
+            .apply_flat(vec![entry(1, put("stale", "x", ""))])
             .await
             .unwrap();
         let meta =
@@ -890,7 +943,7 @@ mod tests {
         );
         // The dedup memory travelled with the snapshot.
         let repeat = target
-            .apply(vec![entry(4, put("k1", "v1", "r1"))])
+            .apply_flat(vec![entry(4, put("k1", "v1", "r1"))])
             .await
             .unwrap();
         assert!(repeat[0].deduplicated);

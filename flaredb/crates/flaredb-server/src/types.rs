@@ -8,9 +8,11 @@
 use serde::{Deserialize, Serialize};
 
 openraft::declare_raft_types!(
-    /// FlareDB's openraft types: node ids are `u64`, nodes are `BasicNode { addr: peer address }`
-    /// (what the shared gRPC transport dials), snapshots are files (`chainfire_storage::snapshot_file`).
-    pub TypeConfig: D = chainfire_storage::dedup::Stamped<Request>, R = Response,
+    /// FlareDB's openraft types: an entry carries the requests proposed together
+    /// (`chainfire_storage::proposal`) and applying it yields a response per request; node ids
+    /// are `u64`, nodes are `BasicNode { addr: peer address }` (what the shared gRPC transport
+    /// dials), snapshots are files (`chainfire_storage::snapshot_file`).
+    pub TypeConfig: D = chainfire_storage::proposal::Proposal<Request>, R = Vec<Response>,
         SnapshotData = tokio::fs::File
 );
 
@@ -51,6 +53,20 @@ pub enum Request {
 }
 
 impl Request {
+    /// About how many bytes the request adds to a log entry (its key and value), for the
+    /// batcher's byte limit.
+    pub fn approx_bytes(&self) -> usize {
+        const OVERHEAD: usize = 64;
+        OVERHEAD
+            + match self {
+                Request::Put { key, value, .. } | Request::CompareAndSwap { key, value, .. } => {
+                    key.len() + value.len()
+                }
+                Request::Delete { key, .. } => key.len(),
+                Request::SetStoreAddr { addr, .. } => addr.len(),
+            }
+    }
+
     /// The idempotency key of a client write, if it has one.
     pub fn request_id(&self) -> Option<&str> {
         match self {
