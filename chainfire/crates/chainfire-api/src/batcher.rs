@@ -15,7 +15,9 @@
 //! A failed batch fails every request in it with the same error.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
@@ -62,15 +64,28 @@ struct Pending<Req, Resp, E> {
     reply: oneshot::Sender<Result<Resp, E>>,
 }
 
+/// One batch on its way: the responses, one per request, in order.
+type Proposed<Resp, E> = Pin<Box<dyn Future<Output = Result<Vec<Resp>, E>> + Send>>;
+
+/// What the callers and the batching task share.
+struct Shared<Req, Resp, E> {
+    submit: Box<dyn Fn(Vec<Req>) -> Proposed<Resp, E> + Send + Sync>,
+    in_flight: Arc<Semaphore>,
+    /// Requests handed to the batching task and not yet in a batch.
+    queued: AtomicUsize,
+}
+
 /// The sending side; cheap to clone. The batching task stops when the last clone is dropped.
 pub struct Batcher<Req, Resp, E> {
     tx: mpsc::UnboundedSender<Pending<Req, Resp, E>>,
+    shared: Arc<Shared<Req, Resp, E>>,
 }
 
 impl<Req, Resp, E> Clone for Batcher<Req, Resp, E> {
     fn clone(&self) -> Self {
         Self {
             tx: self.tx.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -85,17 +100,38 @@ where
     /// answers one response per request, in order.
     pub fn spawn<F, Fut>(limits: BatchLimits, submit: F) -> Self
     where
-        F: Fn(Vec<Req>) -> Fut + Send + 'static,
+        F: Fn(Vec<Req>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<Resp>, E>> + Send + 'static,
     {
+        let shared = Arc::new(Shared {
+            submit: Box::new(move |requests| Box::pin(submit(requests)) as Proposed<Resp, E>),
+            in_flight: Arc::new(Semaphore::new(limits.in_flight.max(1))),
+            queued: AtomicUsize::new(0),
+        });
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(limits, rx, submit));
-        Self { tx }
+        tokio::spawn(run(limits, rx, shared.clone()));
+        Self { tx, shared }
     }
 
     /// Proposes `request` (of about `weight` bytes) in the next batch and waits for its answer.
+    ///
+    /// When nothing waits and a slot is free the request goes out at once, as a batch of one,
+    /// from the caller's own task: the hand-over to the batching task and back cost a tenth of
+    /// a put's time with one client in flight.
     pub async fn propose(&self, request: Req, weight: usize) -> Result<Resp, E> {
+        if self.shared.queued.load(Ordering::Acquire) == 0
+            && let Ok(slot) = self.shared.in_flight.clone().try_acquire_owned()
+        {
+            let result = (self.shared.submit)(vec![request]).await;
+            drop(slot);
+            return match result {
+                Ok(mut responses) if responses.len() == 1 => Ok(responses.remove(0)),
+                Ok(_) => Err(E::from(Unanswered)),
+                Err(error) => Err(error),
+            };
+        }
         let (reply, answer) = oneshot::channel();
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
         self.tx
             .send(Pending {
                 request,
@@ -107,18 +143,15 @@ where
     }
 }
 
-async fn run<Req, Resp, E, F, Fut>(
+async fn run<Req, Resp, E>(
     limits: BatchLimits,
     mut rx: mpsc::UnboundedReceiver<Pending<Req, Resp, E>>,
-    submit: F,
+    shared: Arc<Shared<Req, Resp, E>>,
 ) where
     Req: Send + 'static,
     Resp: Send + 'static,
     E: Clone + Send + 'static,
-    F: Fn(Vec<Req>) -> Fut,
-    Fut: Future<Output = Result<Vec<Resp>, E>> + Send + 'static,
 {
-    let in_flight = Arc::new(Semaphore::new(limits.in_flight.max(1)));
     // A request that did not fit the last batch: the first of the next.
     let mut carried = None;
     loop {
@@ -130,7 +163,7 @@ async fn run<Req, Resp, E, F, Fut>(
             },
         };
         // Wait for a free slot before collecting: what arrives meanwhile joins this batch.
-        let Ok(slot) = in_flight.clone().acquire_owned().await else {
+        let Ok(slot) = shared.in_flight.clone().acquire_owned().await else {
             return;
         };
         let mut bytes = first.weight;
@@ -144,9 +177,10 @@ async fn run<Req, Resp, E, F, Fut>(
             bytes += next.weight;
             batch.push(next);
         }
+        shared.queued.fetch_sub(batch.len(), Ordering::AcqRel);
         let (requests, replies): (Vec<Req>, Vec<_>) =
             batch.into_iter().map(|p| (p.request, p.reply)).unzip();
-        let proposed = submit(requests);
+        let proposed = (shared.submit)(requests);
         tokio::spawn(async move {
             let result = proposed.await;
             drop(slot);
