@@ -161,14 +161,22 @@ impl FlareDb {
 
     /// A client over every store with the given retry policy.
     pub async fn client_with(&self, policy: chainfire_client::RetryPolicy) -> Client {
+        self.connect(self.client_config(policy)).await
+    }
+
+    /// The config of [`FlareDb::client_with`]: every store, `policy`, 60 s per call.
+    pub fn client_config(&self, policy: chainfire_client::RetryPolicy) -> ClientConfig {
+        ClientConfig::new(self.endpoints())
+            .with_retry(policy)
+            .with_op_deadline(Duration::from_secs(60))
+    }
+
+    /// A client with `config` (panics naming the endpoints if it cannot connect).
+    pub async fn connect(&self, config: ClientConfig) -> Client {
         let endpoints = self.endpoints();
-        Client::connect(
-            ClientConfig::new(endpoints.clone())
-                .with_retry(policy)
-                .with_op_deadline(Duration::from_secs(60)),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("FlareDB client for {endpoints:?}: {e}"))
+        Client::connect(config)
+            .await
+            .unwrap_or_else(|e| panic!("FlareDB client for {endpoints:?}: {e}"))
     }
 
     /// Statuses of the running stores.

@@ -117,7 +117,13 @@ impl Target for FlareDbTarget {
     }
 
     async fn writer(&self) -> Self::Client {
-        self.stores.client_with(writer_policy()).await
+        // Short per-request and per-call bounds: a writer whose store lost power moves on.
+        let config = self
+            .stores
+            .client_config(writer_policy())
+            .with_request_timeout(Duration::from_secs(2))
+            .with_op_deadline(Duration::from_secs(5));
+        self.stores.connect(config).await
     }
 
     async fn put(client: &Self::Client, key: String, value: String) -> bool {
