@@ -52,6 +52,10 @@ impl Default for BatchLimits {
     }
 }
 
+/// What a request adds to an entry besides its keys and values (stamp, request id, JSON
+/// framing), roughly: each service's request weight is this plus its key and value bytes.
+pub const REQUEST_OVERHEAD_BYTES: usize = 64;
+
 /// The batch a request was in ended without an answer for it (the submit function returned
 /// fewer responses than requests, or the batcher stopped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

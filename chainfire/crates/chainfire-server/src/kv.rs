@@ -74,8 +74,7 @@ impl Operation {
     /// About how many bytes the operation adds to a log entry (its key and value), for the
     /// batcher's byte limit.
     pub fn approx_bytes(&self) -> usize {
-        const OVERHEAD: usize = 64;
-        OVERHEAD
+        chainfire_api::batcher::REQUEST_OVERHEAD_BYTES
             + match self {
                 Operation::Put { key, value, .. }
                 | Operation::CompareAndSwap { key, value, .. } => key.len() + value.len(),

@@ -89,8 +89,8 @@ impl FlareDbService {
         pd: PdStatus,
         write_timeout: Duration,
     ) -> Self {
-        let raft_for_writes = raft.clone();
         Self {
+            writes: write_batcher(raft.clone(), write_timeout),
             id,
             addr,
             peer_addr,
@@ -99,7 +99,6 @@ impl FlareDbService {
             state,
             pd,
             write_timeout,
-            writes: write_batcher(raft_for_writes, write_timeout),
         }
     }
 

@@ -56,8 +56,7 @@ impl Request {
     /// About how many bytes the request adds to a log entry (its key and value), for the
     /// batcher's byte limit.
     pub fn approx_bytes(&self) -> usize {
-        const OVERHEAD: usize = 64;
-        OVERHEAD
+        chainfire_api::batcher::REQUEST_OVERHEAD_BYTES
             + match self {
                 Request::Put { key, value, .. } | Request::CompareAndSwap { key, value, .. } => {
                     key.len() + value.len()
